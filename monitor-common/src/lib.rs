@@ -1,0 +1,216 @@
+//! Wire types shared by the eBPF programs (`monitor-ebpf`) and the daemon (`monitor`).
+//!
+//! Every record the kernel side writes into the ring buffer starts with an [`EventHeader`] whose
+//! `kind` is an [`EventKind`]. All types are `#[repr(C)]`, `Copy`, free of `bool` and implicit
+//! padding, and their sizes are asserted at compile time so both sides agree byte for byte.
+//! Userspace never transmutes these bytes: `monitor::decode` checks lengths and reads them with
+//! `ptr::read_unaligned`.
+#![no_std]
+
+/// Ring buffer carrying every event to userspace.
+pub const MAP_EVENTS: &str = "EVENTS";
+/// Per-CPU `u64` counter, index 0: events lost because the ring buffer was full.
+pub const MAP_DROPS: &str = "DROPS";
+/// Per-CPU `u64` counters, indexed by [`ErrorSlot`]: failures inside the eBPF programs.
+pub const MAP_ERRORS: &str = "ERRORS";
+
+/// Global (set by the loader before load): the daemon's own thread-group id, ignored by every hook.
+pub const GLOBAL_MONITOR_TGID: &str = "MONITOR_TGID";
+
+/// Default ring buffer size in bytes (a power of two and a multiple of the page size).
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 1 << 22;
+
+/// Number of argv bytes copied for an exec (NUL-separated, as in `/proc/<pid>/cmdline`).
+pub const ARGS_LEN: usize = 2048;
+/// Number of bytes kept of the path the kernel was asked to execute.
+pub const FILENAME_LEN: usize = 512;
+/// Number of bytes kept of the resolved executable path.
+pub const EXE_LEN: usize = 512;
+/// Task command name length (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// `AF_INET` / `AF_INET6` as the kernel writes them into [`SockEvent::family`].
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+/// `IPPROTO_TCP`.
+pub const IPPROTO_TCP: u16 = 6;
+
+/// Event kinds. The numbers are part of the wire format: never reuse or renumber one.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Listen = 1,
+    Connect = 2,
+    Exec = 3,
+    Fork = 4,
+    Exit = 5,
+}
+
+impl TryFrom<u32> for EventKind {
+    type Error = u32;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Ok(match value {
+            1 => Self::Listen,
+            2 => Self::Connect,
+            3 => Self::Exec,
+            4 => Self::Fork,
+            5 => Self::Exit,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Which kernel hook produced a socket event (stable numbers, like [`EventKind`]).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    FentryInetListen = 1,
+    FentryTcpConnect = 2,
+    TracepointInetSockSetState = 3,
+    TracepointSchedProcessExec = 4,
+    TracepointSchedProcessFork = 5,
+    TracepointSchedProcessExit = 6,
+}
+
+impl TryFrom<u32> for Hook {
+    type Error = u32;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Ok(match value {
+            1 => Self::FentryInetListen,
+            2 => Self::FentryTcpConnect,
+            3 => Self::TracepointInetSockSetState,
+            4 => Self::TracepointSchedProcessExec,
+            5 => Self::TracepointSchedProcessFork,
+            6 => Self::TracepointSchedProcessExit,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Slots of the [`MAP_ERRORS`] per-CPU array: one per program area.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorSlot {
+    Listen = 0,
+    Connect = 1,
+    Exec = 2,
+    Fork = 3,
+    Exit = 4,
+}
+pub const ERROR_SLOTS: u32 = 5;
+
+/// Common prefix of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// An [`EventKind`] as `u32`.
+    pub kind: u32,
+    /// A [`Hook`] as `u32`: which hook produced this record.
+    pub hook: u32,
+    /// `bpf_ktime_get_boot_ns()`: nanoseconds since boot (CLOCK_BOOTTIME), suspend included.
+    pub ktime_ns: u64,
+    /// Thread id of the current task (`pid` in kernel terms).
+    pub tid: u32,
+    /// Thread-group id of the current task: what `ps` calls the pid.
+    pub tgid: u32,
+    /// Thread-group id of `current->real_parent`, 0 when the kernel side could not read it.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad0: u32,
+    /// `bpf_get_current_cgroup_id()` (cgroup v2 id).
+    pub cgroup_id: u64,
+    /// `current->comm`, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
+
+/// `listen` and `connect` (TCP, IPv4 and IPv6).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockEvent {
+    pub header: EventHeader,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u16,
+    /// [`IPPROTO_TCP`].
+    pub protocol: u16,
+    /// Local port, host byte order.
+    pub sport: u16,
+    /// Remote port, host byte order (0 for listen).
+    pub dport: u16,
+    /// Local address: IPv4 in the first 4 bytes, or IPv6 (network byte order).
+    pub saddr: [u8; 16],
+    /// Remote address, same layout as `saddr`.
+    pub daddr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<SockEvent>() == 104);
+
+/// Flags of [`ExecEvent::flags`].
+pub const EXEC_ARGS_TRUNCATED: u32 = 1 << 0;
+pub const EXEC_FILENAME_TRUNCATED: u32 = 1 << 1;
+/// The kernel side resolved `current->mm->exe_file` into [`ExecEvent::exe`].
+pub const EXEC_EXE_RESOLVED: u32 = 1 << 2;
+pub const EXEC_EXE_TRUNCATED: u32 = 1 << 3;
+
+/// `exec` (`sched:sched_process_exec`): execve, execveat and fexecve alike. The header describes
+/// the task after the exec (its `tgid` is the process' pid, `comm` the new program's).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// Thread id that called exec (differs from `tid` when a non-leader thread exec'd).
+    pub old_tid: u32,
+    /// `EXEC_*` flags.
+    pub flags: u32,
+    /// Valid bytes in `filename`.
+    pub filename_len: u32,
+    /// Valid bytes in `exe`.
+    pub exe_len: u32,
+    /// Valid bytes in `args`.
+    pub args_len: u32,
+    pub _pad0: u32,
+    /// The path the kernel executed (`bprm->filename`, may be relative or `/dev/fd/N`).
+    pub filename: [u8; FILENAME_LEN],
+    /// The resolved executable path (`mm->exe_file`), when `EXEC_EXE_RESOLVED`.
+    pub exe: [u8; EXE_LEN],
+    /// argv as NUL-separated strings (`mm->arg_start..arg_end`).
+    pub args: [u8; ARGS_LEN],
+}
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 64 + 24 + FILENAME_LEN + EXE_LEN + ARGS_LEN);
+
+/// `fork` (`sched:sched_process_fork`): the header describes the parent (current task).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    /// Thread id of the new task (equal to its tgid unless it is a thread).
+    pub child_tid: u32,
+    /// Thread-group id of the new task, 0 when the kernel side could not read it.
+    pub child_tgid: u32,
+}
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 72);
+
+/// `exit` (`sched:sched_process_exit`), sent only when the whole thread group is gone
+/// (`group_dead`). The header describes the exiting task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task->exit_code` (wait status encoding), when readable.
+    pub exit_code: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 72);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all types are repr(C), Copy, built only of integers and byte arrays, and have no
+    // implicit padding (sizes are asserted above).
+    unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::SockEvent {}
+    unsafe impl aya::Pod for super::ExecEvent {}
+    unsafe impl aya::Pod for super::ForkEvent {}
+    unsafe impl aya::Pod for super::ExitEvent {}
+}

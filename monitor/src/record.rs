@@ -1,0 +1,127 @@
+//! The JSON records monitor prints: the contract users, SIEM pipelines and `monitor replay` rely on.
+//!
+//! One record per line on stdout, each with `"type"`: `"event"`, `"alert"` or `"status"`. Event
+//! records round-trip through serde so that `monitor replay` can feed recorded `--events` output
+//! through the same detection code as the live daemon.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Most arguments kept in `process.argv`; more set `argv_truncated`.
+pub const ARGV_MAX: usize = 32;
+/// Most ancestors listed in `ancestry` (parent first, up to pid 1).
+pub const ANCESTRY_MAX: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Listen,
+    Connect,
+    Exec,
+    Exit,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Listen => "listen",
+            Self::Connect => "connect",
+            Self::Exec => "exec",
+            Self::Exit => "exit",
+        }
+    }
+}
+
+/// `{"type":"event", ...}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Always `"event"`.
+    #[serde(rename = "type")]
+    pub record_type: String,
+    pub event: EventType,
+    /// Wall clock, RFC 3339 with nanoseconds, UTC (`2026-11-23T05:00:00.123456789Z`).
+    pub time: String,
+    pub host: String,
+    pub process: ProcessInfo,
+    /// exec: the path the kernel executed (may be a symlink, relative, or `/dev/fd/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// exit: the exit status (as `wait(2)` encodes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u32>,
+    /// listen / connect; `null` otherwise.
+    pub socket: Option<SocketInfo>,
+    /// Parent first, up to pid 1 (at most [`ANCESTRY_MAX`]). Recorded with every event so that a
+    /// replay judges lineage exactly as the live daemon did.
+    #[serde(default)]
+    pub ancestry: Vec<Ancestor>,
+    /// listen only: the socket was already listening when the monitor started (start-up scan).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pre_existing: bool,
+}
+
+/// The process an event or alert is about.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Thread-group id (what `ps` shows).
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// User name of `uid` from the passwd database, `null` when unknown.
+    pub user: Option<String>,
+    pub comm: String,
+    /// Executable path from the kernel's exec record or `/proc/<pid>/exe`; never from comm.
+    pub exe: Option<String>,
+    /// First [`ARGV_MAX`] arguments.
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub argv_truncated: bool,
+    pub cgroup_id: u64,
+}
+
+/// One entry of an `ancestry` list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub exe: Option<String>,
+    pub comm: String,
+    pub argv: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SocketInfo {
+    pub protocol: Protocol,
+    /// The socket's address family. An IPv6 socket talking to an IPv4-mapped address keeps
+    /// `ipv6` here, writes the plain IPv4 address, and sets `mapped_ipv4`.
+    pub family: Family,
+    pub local: Endpoint,
+    /// connect: the destination; listen: `null`.
+    pub remote: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mapped_ipv4: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+pub(crate) fn is_false(b: &bool) -> bool {
+    !*b
+}

@@ -1,0 +1,160 @@
+//! Harness for the privileged end-to-end tests: starts the real daemon, reads its JSON lines,
+//! and waits for the records a scenario expects.
+//!
+//! Run through `cargo xtask test`, which builds the daemon and sets `MONITOR_BIN`. Tests run one at
+//! a time (`--test-threads=1`): they share kernel state. A test that cannot load eBPF FAILS when
+//! `MONITOR_REQUIRE_PRIVILEGED=1` (CI sets it); otherwise it skips with a loud message.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc::{Receiver, RecvTimeoutError, channel},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Set (to `1`) by CI: privileged tests must run, never skip.
+pub const REQUIRE_ENV: &str = "MONITOR_REQUIRE_PRIVILEGED";
+
+/// Returns `true` when the test may run. Without root: panics under `MONITOR_REQUIRE_PRIVILEGED=1`,
+/// otherwise prints a loud skip message and returns `false`.
+pub fn privileged(test: &str) -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
+        panic!("{test}: needs root to load eBPF, and {REQUIRE_ENV}=1 forbids skipping");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED {test}: needs root to load eBPF (run `sudo cargo xtask test`) !!!!!!!!\n");
+    false
+}
+
+/// The daemon binary under test: `MONITOR_BIN`, else `target/debug/monitor`.
+pub fn monitor_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MONITOR_BIN") {
+        return p.into();
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/monitor")
+}
+
+/// A running daemon whose stdout lines are parsed as JSON and kept for inspection.
+pub struct Monitor {
+    child: Child,
+    lines: Receiver<Value>,
+    /// Every record received so far, in order.
+    pub seen: Vec<Value>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Monitor {
+    /// Starts `monitor <args>` and waits for its `started` status record (panics with the
+    /// daemon's stderr if it does not arrive, e.g. because eBPF could not load).
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(monitor_bin())
+            .args(args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", monitor_bin().display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr2 = stderr.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let s = String::from_utf8_lossy(&buf[..n]);
+                eprint!("[monitor] {s}");
+                stderr2.lock().unwrap().push_str(&s);
+            }
+        });
+        let (tx, rx) = channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut m = Monitor { child, lines: rx, seen: Vec::new(), stderr };
+        m.wait_for("started status record", Duration::from_secs(60), |v| {
+            v["type"] == "status" && v["status"] == "started"
+        });
+        m
+    }
+
+    /// Waits until a record matching `pred` arrives (also searching records already seen) and
+    /// returns it; panics after `timeout` listing what was seen.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "timed out after {timeout:?} waiting for {what}; daemon exit status: {status:?}\n\
+                         records seen:\n{}\nstderr:\n{}",
+                        self.seen.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n"),
+                        self.stderr.lock().unwrap()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Collects whatever arrives during `period` (for asserting that something did NOT happen).
+    pub fn drain_for(&mut self, period: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + period;
+        let mut got = Vec::new();
+        while let Ok(v) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            self.seen.push(v.clone());
+            got.push(v);
+        }
+        got
+    }
+
+    /// Sends SIGTERM, waits for exit, and returns the final status record (panics when the daemon
+    /// does not print one or exits non-zero).
+    pub fn stop(mut self) -> Value {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let v = self.wait_for("final status record", Duration::from_secs(30), |v| {
+            v["type"] == "status" && v["status"] == "stopped"
+        });
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "daemon exited with {status}");
+        v
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
