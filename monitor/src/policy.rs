@@ -22,4 +22,9 @@ impl Policy {
     pub fn from_file(_path: &Path) -> Result<Self, PolicyError> {
         Ok(Self {})
     }
+
+    /// The effective policy (defaults filled in) as TOML, printed by `monitor check-policy`.
+    pub fn to_effective_toml(&self) -> String {
+        String::new()
+    }
 }
