@@ -14,8 +14,33 @@ pub const MAP_DROPS: &str = "DROPS";
 /// Per-CPU `u64` counters, indexed by [`ErrorSlot`]: failures inside the eBPF programs.
 pub const MAP_ERRORS: &str = "ERRORS";
 
+/// `pid_tgid` → mark: threads inside connect(2) (LRU hash, [`CONNECT_TRACKED_THREADS`] entries).
+pub const MAP_CONNECT_IN_SYSCALL: &str = "CONNECT_IN_SYSCALL";
+/// `pid_tgid` → connect record parked at `TCP_SYN_SENT` until connect(2) returns and the source
+/// port can be read (hash, [`CONNECT_TRACKED_THREADS`] entries). Kernel-side only.
+pub const MAP_CONNECT_PENDING: &str = "CONNECT_PENDING";
+/// Capacity of the two connect maps: threads that can be inside connect(2) at once before the
+/// fallback reports connects without their source port.
+pub const CONNECT_TRACKED_THREADS: u32 = 8192;
+
 /// Global (set by the loader before load): the daemon's own thread-group id, ignored by every hook.
 pub const GLOBAL_MONITOR_TGID: &str = "MONITOR_TGID";
+
+/// Global (set by the loader before load): a [`KernelOffsets`] filled from the kernel's BTF.
+pub const GLOBAL_KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
+
+/// Program names, `<area>_<hook>`, shared by the eBPF object and the loader's probe table.
+pub const PROG_LISTEN_INET_LISTEN: &str = "listen_inet_listen";
+pub const PROG_LISTEN_INET_SOCK_SET_STATE: &str = "listen_inet_sock_set_state";
+pub const PROG_CONNECT_TCP_CONNECT: &str = "connect_tcp_connect";
+pub const PROG_CONNECT_INET_SOCK_SET_STATE: &str = "connect_inet_sock_set_state";
+/// Helpers of the connect fallback: they bracket connect(2) so that the SYN_SENT record can wait
+/// for the source port (`inet_hash_connect()` picks it after the tracepoint fires).
+pub const PROG_CONNECT_SYS_ENTER_CONNECT: &str = "connect_sys_enter_connect";
+pub const PROG_CONNECT_SYS_EXIT_CONNECT: &str = "connect_sys_exit_connect";
+pub const PROG_EXEC_SCHED_PROCESS_EXEC: &str = "exec_sched_process_exec";
+pub const PROG_PROCESS_SCHED_PROCESS_FORK: &str = "process_sched_process_fork";
+pub const PROG_PROCESS_SCHED_PROCESS_EXIT: &str = "process_sched_process_exit";
 
 /// Default ring buffer size in bytes (a power of two and a multiple of the page size).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 1 << 22;
@@ -178,7 +203,8 @@ pub struct ExecEvent {
     /// argv as NUL-separated strings (`mm->arg_start..arg_end`).
     pub args: [u8; ARGS_LEN],
 }
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 64 + 24 + FILENAME_LEN + EXE_LEN + ARGS_LEN);
+const _: () =
+    assert!(core::mem::size_of::<ExecEvent>() == 64 + 24 + FILENAME_LEN + EXE_LEN + ARGS_LEN);
 
 /// `fork` (`sched:sched_process_fork`): the header describes the parent (current task).
 #[repr(C)]
@@ -204,6 +230,120 @@ pub struct ExitEvent {
 }
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 72);
 
+/// Marks an absent member or tracepoint field in [`KernelOffsets`].
+pub const OFFSET_ABSENT: u32 = u32::MAX;
+
+/// Kernel struct member offsets (bytes) and tracepoint field offsets, found by the loader in
+/// `/sys/kernel/btf/vmlinux` and `/sys/kernel/tracing/events/*/*/format`, and handed to the eBPF
+/// programs as the [`GLOBAL_KERNEL_OFFSETS`] global. aya-ebpf has no CO-RE relocations for Rust,
+/// so this struct stands in for them.
+///
+/// When `valid` is 0 the programs read no kernel memory through these offsets: exec records come
+/// without `EXEC_EXE_RESOLVED`, with `args_len` 0 and `ppid` 0, and userspace falls back to
+/// `/proc`. `sock_valid` plays the same role for the fentry socket hooks and the connect
+/// fallback's source port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// 1 when every task/mm/path offset below (down to `vfsmount_mnt_root`) was found.
+    pub valid: u32,
+    /// 1 when every socket offset below was found (used by the fentry programs, and by the
+    /// connect fallback to read the source port when connect(2) returns).
+    pub sock_valid: u32,
+    /// 1 when the thread-list offsets (`task_signal`, `task_thread_node`,
+    /// `signal_thread_head`, `task_pid`) were found: fork records then carry `child_tgid`.
+    pub threads_valid: u32,
+
+    pub task_mm: u32,
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_pid: u32,
+    pub task_exit_code: u32,
+    pub task_signal: u32,
+    pub task_thread_node: u32,
+    pub signal_thread_head: u32,
+    pub mm_exe_file: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub file_f_path: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub qstr_len: u32,
+    pub qstr_name: u32,
+    /// Offset of the `struct vfsmount` embedded in `struct mount` (`container_of`).
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub vfsmount_mnt_root: u32,
+
+    pub socket_sk: u32,
+    pub skc_family: u32,
+    pub skc_num: u32,
+    pub skc_dport: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    pub skc_v6_daddr: u32,
+    /// `sock.sk_protocol` in bits from the start of `struct sock` (a bitfield before Linux 5.6).
+    pub sk_protocol_bit_offset: u32,
+    /// Width of `sock.sk_protocol` in bits (8 as a bitfield, 16 as a `u16`).
+    pub sk_protocol_bits: u32,
+
+    /// `sched:sched_process_fork`: offset of `child_pid` (moved when the comms became
+    /// `__data_loc` strings).
+    pub tp_fork_child_pid: u32,
+    /// `sched:sched_process_exit`: offset of `group_dead`, [`OFFSET_ABSENT`] on kernels whose
+    /// tracepoint lacks it (every task exit is then reported when `tid == tgid`).
+    pub tp_exit_group_dead: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 37 * 4);
+
+impl KernelOffsets {
+    /// Nothing known: `valid` and `sock_valid` are 0; tracepoint fields have their Linux 6.18
+    /// offsets (the loader overwrites them from tracefs when it can read the format files).
+    pub const UNKNOWN: Self = Self {
+        valid: 0,
+        sock_valid: 0,
+        threads_valid: 0,
+        task_mm: 0,
+        task_real_parent: 0,
+        task_tgid: 0,
+        task_pid: 0,
+        task_exit_code: 0,
+        task_signal: 0,
+        task_thread_node: 0,
+        signal_thread_head: 0,
+        mm_exe_file: 0,
+        mm_arg_start: 0,
+        mm_arg_end: 0,
+        file_f_path: 0,
+        path_mnt: 0,
+        path_dentry: 0,
+        dentry_d_parent: 0,
+        dentry_d_name: 0,
+        qstr_len: 0,
+        qstr_name: 0,
+        mount_mnt: 0,
+        mount_mnt_parent: 0,
+        mount_mnt_mountpoint: 0,
+        vfsmount_mnt_root: 0,
+        socket_sk: 0,
+        skc_family: 0,
+        skc_num: 0,
+        skc_dport: 0,
+        skc_rcv_saddr: 0,
+        skc_daddr: 0,
+        skc_v6_rcv_saddr: 0,
+        skc_v6_daddr: 0,
+        sk_protocol_bit_offset: 0,
+        sk_protocol_bits: 0,
+        tp_fork_child_pid: 20,
+        tp_exit_group_dead: 32,
+    };
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all types are repr(C), Copy, built only of integers and byte arrays, and have no
@@ -213,4 +353,5 @@ mod pod {
     unsafe impl aya::Pod for super::ExecEvent {}
     unsafe impl aya::Pod for super::ForkEvent {}
     unsafe impl aya::Pod for super::ExitEvent {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
 }

@@ -1,12 +1,46 @@
+//! The monitor's eBPF programs: one file per area (`listen`, `connect`, `exec`, `process` for
+//! fork/exit), sharing the maps and globals declared here and the helpers in [`shared`] and
+//! [`path`]. Every program is a thin hook that calls a `try_<name>` returning `Result`; a failure
+//! is counted in [`ERRORS`] (slot by area) and a full ring buffer in [`DROPS`], so nothing is lost
+//! silently.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+mod connect;
+mod exec;
+mod listen;
+mod path;
+mod process;
+mod shared;
+mod sock;
 
-#[tracepoint]
-pub fn exec_sched_process_exec(_ctx: TracePointContext) -> u32 {
-    0
-}
+use aya_ebpf::{
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use monitor_common::{DEFAULT_RING_BUFFER_BYTES, ERROR_SLOTS, KernelOffsets};
+
+/// Every event goes through this one ring buffer; the loader resizes it with
+/// `EbpfLoader::set_max_entries` before load.
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BUFFER_BYTES, 0);
+
+/// Index 0: records lost because `bpf_ringbuf_reserve` failed (ring buffer full).
+#[map(name = "DROPS")]
+static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Failures inside the programs, indexed by `monitor_common::ErrorSlot`.
+#[map(name = "ERRORS")]
+static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERROR_SLOTS, 0);
+
+/// The daemon's own thread-group id (set by the loader): its events are never reported, so the
+/// monitor cannot feed on itself.
+#[unsafe(no_mangle)]
+static MONITOR_TGID: u32 = 0;
+
+/// Kernel struct offsets from BTF (set by the loader; `valid == 0` means "do not dereference").
+#[unsafe(no_mangle)]
+static KERNEL_OFFSETS: KernelOffsets = KernelOffsets::UNKNOWN;
 
 #[cfg(not(test))]
 #[panic_handler]

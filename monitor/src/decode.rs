@@ -1,1 +1,710 @@
-//! (to be written)
+//! Ring-buffer bytes → typed events.
+//!
+//! The kernel side writes `monitor_common` wire structs; here every record is length-checked
+//! before it is read with `ptr::read_unaligned` (ring-buffer items are only 8-byte aligned, and a
+//! short or foreign record must never be read past its end). Nothing in this module trusts a
+//! length the kernel wrote: every `*_len` field is clamped to its array.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use monitor_common::{
+    AF_INET, AF_INET6, ARGS_LEN, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_RESOLVED,
+    EXEC_FILENAME_TRUNCATED, EventHeader, EventKind, ExecEvent, ExitEvent, FILENAME_LEN, ForkEvent,
+    Hook, IPPROTO_TCP, SockEvent,
+};
+
+use crate::record::{self, Endpoint, Family, Protocol, SocketInfo};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than {need} bytes ({what})")]
+    Short {
+        what: &'static str,
+        len: usize,
+        need: usize,
+    },
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    #[error("unknown address family {0} in a socket event")]
+    UnknownFamily(u16),
+    #[error("unsupported protocol {0} in a socket event")]
+    UnknownProtocol(u16),
+}
+
+/// The common header, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub kind: EventKind,
+    /// `None` when the kernel side wrote a hook number this daemon does not know.
+    pub hook: Option<Hook>,
+    /// CLOCK_BOOTTIME nanoseconds.
+    pub ktime_ns: u64,
+    pub tid: u32,
+    pub tgid: u32,
+    /// 0 when the kernel side could not read it.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub comm: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockKind {
+    Listen,
+    Connect,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SockRaw {
+    pub header: Header,
+    pub kind: SockKind,
+    pub socket: SocketInfo,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRaw {
+    pub header: Header,
+    pub old_tid: u32,
+    /// The path the kernel executed (`bprm->filename`).
+    pub filename: String,
+    pub filename_truncated: bool,
+    /// `mm->exe_file` when the kernel side resolved it.
+    pub exe: Option<String>,
+    pub exe_truncated: bool,
+    /// First [`record::ARGV_MAX`] arguments.
+    pub argv: Vec<String>,
+    pub argv_truncated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForkRaw {
+    /// Describes the parent.
+    pub header: Header,
+    pub child_tid: u32,
+    /// 0 when the kernel side could not read it.
+    pub child_tgid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitRaw {
+    pub header: Header,
+    pub exit_code: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RawEvent {
+    Sock(SockRaw),
+    Exec(ExecRaw),
+    Fork(ForkRaw),
+    Exit(ExitRaw),
+}
+
+impl RawEvent {
+    pub fn header(&self) -> &Header {
+        match self {
+            Self::Sock(e) => &e.header,
+            Self::Exec(e) => &e.header,
+            Self::Fork(e) => &e.header,
+            Self::Exit(e) => &e.header,
+        }
+    }
+}
+
+/// Reads a `T` from the start of `buf` after checking that it is long enough.
+fn read<T: Copy>(buf: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if buf.len() < need {
+        return Err(DecodeError::Short {
+            what,
+            len: buf.len(),
+            need,
+        });
+    }
+    // SAFETY: `buf` holds at least `size_of::<T>()` bytes (checked above), `read_unaligned` has no
+    // alignment requirement, and every `T` used here is a repr(C) wire struct made only of integers
+    // and byte arrays, so any bit pattern is a valid value.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one ring-buffer item.
+pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
+    let raw: EventHeader = read(buf, "event header")?;
+    let kind = EventKind::try_from(raw.kind).map_err(DecodeError::UnknownKind)?;
+    let header = decode_header(&raw, kind);
+    Ok(match kind {
+        EventKind::Listen | EventKind::Connect => {
+            let ev: SockEvent = read(buf, "socket event")?;
+            let sock_kind = if kind == EventKind::Listen {
+                SockKind::Listen
+            } else {
+                SockKind::Connect
+            };
+            RawEvent::Sock(SockRaw {
+                header,
+                kind: sock_kind,
+                socket: decode_socket(&ev, sock_kind)?,
+            })
+        }
+        EventKind::Exec => {
+            let ev: ExecEvent = read(buf, "exec event")?;
+            RawEvent::Exec(decode_exec(&ev, header))
+        }
+        EventKind::Fork => {
+            let ev: ForkEvent = read(buf, "fork event")?;
+            RawEvent::Fork(ForkRaw {
+                header,
+                child_tid: ev.child_tid,
+                child_tgid: ev.child_tgid,
+            })
+        }
+        EventKind::Exit => {
+            let ev: ExitEvent = read(buf, "exit event")?;
+            RawEvent::Exit(ExitRaw {
+                header,
+                exit_code: ev.exit_code,
+            })
+        }
+    })
+}
+
+fn decode_header(raw: &EventHeader, kind: EventKind) -> Header {
+    Header {
+        kind,
+        hook: Hook::try_from(raw.hook).ok(),
+        ktime_ns: raw.ktime_ns,
+        tid: raw.tid,
+        tgid: raw.tgid,
+        ppid: raw.ppid,
+        uid: raw.uid,
+        gid: raw.gid,
+        cgroup_id: raw.cgroup_id,
+        comm: cstr_lossy(&raw.comm),
+    }
+}
+
+fn decode_socket(ev: &SockEvent, kind: SockKind) -> Result<SocketInfo, DecodeError> {
+    if ev.protocol != IPPROTO_TCP {
+        return Err(DecodeError::UnknownProtocol(ev.protocol));
+    }
+    let (family, local_ip, remote_ip) = match ev.family {
+        AF_INET => (
+            Family::Ipv4,
+            IpAddr::V4(ipv4(&ev.saddr)),
+            IpAddr::V4(ipv4(&ev.daddr)),
+        ),
+        AF_INET6 => (
+            Family::Ipv6,
+            IpAddr::V6(Ipv6Addr::from(ev.saddr)),
+            IpAddr::V6(Ipv6Addr::from(ev.daddr)),
+        ),
+        other => return Err(DecodeError::UnknownFamily(other)),
+    };
+    let local = Endpoint {
+        ip: local_ip,
+        port: ev.sport,
+    };
+    let remote = match kind {
+        SockKind::Listen => None,
+        SockKind::Connect => Some(Endpoint {
+            ip: remote_ip,
+            port: ev.dport,
+        }),
+    };
+    Ok(socket_info(family, local, remote))
+}
+
+/// Builds a [`SocketInfo`], writing IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) as plain IPv4.
+///
+/// `mapped_ipv4` is set when the destination (connect) or the bound address (listen) is mapped:
+/// an AF_INET6 socket talking IPv4 uses mapped addresses on both ends, and rules written against
+/// IPv4 ranges must match it. Shared with the start-up baseline, which sees the same addresses in
+/// `/proc/net/tcp6`.
+pub fn socket_info(family: Family, local: Endpoint, remote: Option<Endpoint>) -> SocketInfo {
+    let unmap = |e: Endpoint| match e.ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (
+                Endpoint {
+                    ip: IpAddr::V4(v4),
+                    port: e.port,
+                },
+                true,
+            ),
+            None => (e, false),
+        },
+        IpAddr::V4(_) => (e, false),
+    };
+    let (local, local_mapped) = unmap(local);
+    let (remote, remote_mapped) = match remote.map(unmap) {
+        Some((r, m)) => (Some(r), m),
+        None => (None, false),
+    };
+    let mapped_ipv4 = family == Family::Ipv6
+        && if remote.is_some() {
+            remote_mapped
+        } else {
+            local_mapped
+        };
+    SocketInfo {
+        protocol: Protocol::Tcp,
+        family,
+        local,
+        remote,
+        mapped_ipv4,
+    }
+}
+
+fn ipv4(addr: &[u8; 16]) -> Ipv4Addr {
+    Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])
+}
+
+fn decode_exec(ev: &ExecEvent, header: Header) -> ExecRaw {
+    let filename = cstr_lossy(clamp(&ev.filename, ev.filename_len, FILENAME_LEN));
+    let exe = if ev.flags & EXEC_EXE_RESOLVED != 0 {
+        Some(cstr_lossy(clamp(&ev.exe, ev.exe_len, EXE_LEN))).filter(|s| !s.is_empty())
+    } else {
+        None
+    };
+    let (argv, cut) = split_args(clamp(&ev.args, ev.args_len, ARGS_LEN));
+    ExecRaw {
+        header,
+        old_tid: ev.old_tid,
+        filename,
+        filename_truncated: ev.flags & EXEC_FILENAME_TRUNCATED != 0,
+        exe,
+        exe_truncated: ev.flags & monitor_common::EXEC_EXE_TRUNCATED != 0,
+        argv,
+        argv_truncated: cut || ev.flags & EXEC_ARGS_TRUNCATED != 0,
+    }
+}
+
+/// The first `len` bytes of `buf`, never more than `max` or the array itself.
+fn clamp(buf: &[u8], len: u32, max: usize) -> &[u8] {
+    let n = usize::try_from(len)
+        .unwrap_or(usize::MAX)
+        .min(max)
+        .min(buf.len());
+    &buf[..n]
+}
+
+/// Text up to the first NUL (kernel strings may carry their terminator inside the length), lossy
+/// UTF-8.
+fn cstr_lossy(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Splits NUL-separated arguments (the `/proc/<pid>/cmdline` layout) into at most
+/// [`record::ARGV_MAX`] strings (lossy UTF-8). Returns whether arguments were dropped.
+///
+/// One trailing NUL terminates the last argument; empty arguments in between are kept (`argv`
+/// may legitimately contain `""`).
+pub fn split_args(bytes: &[u8]) -> (Vec<String>, bool) {
+    if bytes.is_empty() {
+        return (Vec::new(), false);
+    }
+    let body = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+    let mut argv = Vec::new();
+    let mut truncated = false;
+    for arg in body.split(|&b| b == 0) {
+        if argv.len() == record::ARGV_MAX {
+            truncated = true;
+            break;
+        }
+        argv.push(String::from_utf8_lossy(arg).into_owned());
+    }
+    (argv, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::{COMM_LEN, EXEC_EXE_TRUNCATED};
+
+    use super::*;
+
+    fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: test-only view of a repr(C) wire struct without padding as bytes.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn comm(s: &str) -> [u8; COMM_LEN] {
+        let mut c = [0u8; COMM_LEN];
+        c[..s.len()].copy_from_slice(s.as_bytes());
+        c
+    }
+
+    fn header(kind: EventKind) -> EventHeader {
+        EventHeader {
+            kind: kind as u32,
+            hook: Hook::TracepointInetSockSetState as u32,
+            ktime_ns: 123_456_789_012,
+            tid: 4243,
+            tgid: 4242,
+            ppid: 1,
+            uid: 1000,
+            gid: 100,
+            _pad0: 0,
+            cgroup_id: 77,
+            comm: comm("python3"),
+        }
+    }
+
+    fn sock(kind: EventKind, family: u16, saddr: [u8; 16], daddr: [u8; 16]) -> SockEvent {
+        SockEvent {
+            header: header(kind),
+            family,
+            protocol: IPPROTO_TCP,
+            sport: 4444,
+            dport: 80,
+            saddr,
+            daddr,
+        }
+    }
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&a);
+        b
+    }
+
+    fn exec_event(args: &[u8], flags: u32) -> ExecEvent {
+        let mut ev = ExecEvent {
+            header: header(EventKind::Exec),
+            old_tid: 4242,
+            flags,
+            filename_len: 0,
+            exe_len: 0,
+            args_len: args.len() as u32,
+            _pad0: 0,
+            filename: [0; FILENAME_LEN],
+            exe: [0; EXE_LEN],
+            args: [0; ARGS_LEN],
+        };
+        ev.args[..args.len()].copy_from_slice(args);
+        let f = b"/usr/bin/python3";
+        ev.filename[..f.len()].copy_from_slice(f);
+        ev.filename_len = f.len() as u32 + 1; // bpf_probe_read_str counts the NUL
+        let e = b"/usr/bin/python3.11";
+        ev.exe[..e.len()].copy_from_slice(e);
+        ev.exe_len = e.len() as u32;
+        ev
+    }
+
+    #[test]
+    fn header_fields_decode_exactly() {
+        let ev = ForkEvent {
+            header: header(EventKind::Fork),
+            child_tid: 5000,
+            child_tgid: 5000,
+        };
+        let got = decode(&bytes_of(&ev)).expect("decodes");
+        assert_eq!(
+            got,
+            RawEvent::Fork(ForkRaw {
+                header: Header {
+                    kind: EventKind::Fork,
+                    hook: Some(Hook::TracepointInetSockSetState),
+                    ktime_ns: 123_456_789_012,
+                    tid: 4243,
+                    tgid: 4242,
+                    ppid: 1,
+                    uid: 1000,
+                    gid: 100,
+                    cgroup_id: 77,
+                    comm: "python3".into(),
+                },
+                child_tid: 5000,
+                child_tgid: 5000,
+            })
+        );
+    }
+
+    #[test]
+    fn full_length_comm_without_nul() {
+        let mut h = header(EventKind::Exit);
+        h.comm = *b"abcdefghijklmnop";
+        let ev = ExitEvent {
+            header: h,
+            exit_code: 256,
+            _pad0: 0,
+        };
+        let RawEvent::Exit(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!("not an exit")
+        };
+        assert_eq!(e.header.comm, "abcdefghijklmnop");
+        assert_eq!(e.exit_code, 256);
+    }
+
+    #[test]
+    fn short_buffers_rejected() {
+        assert_eq!(
+            decode(&[]),
+            Err(DecodeError::Short {
+                what: "event header",
+                len: 0,
+                need: 64
+            })
+        );
+        let full = bytes_of(&sock(
+            EventKind::Listen,
+            AF_INET,
+            v4([127, 0, 0, 1]),
+            [0; 16],
+        ));
+        for len in [1, 63, 64, 103] {
+            assert!(
+                matches!(decode(&full[..len]), Err(DecodeError::Short { len: l, .. }) if l == len),
+                "len {len}"
+            );
+        }
+        let exec = bytes_of(&exec_event(b"a\0", 0));
+        assert!(matches!(
+            decode(&exec[..exec.len() - 1]),
+            Err(DecodeError::Short {
+                what: "exec event",
+                ..
+            })
+        ));
+        let exit = bytes_of(&ExitEvent {
+            header: header(EventKind::Exit),
+            exit_code: 0,
+            _pad0: 0,
+        });
+        assert!(matches!(
+            decode(&exit[..70]),
+            Err(DecodeError::Short { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_kind_rejected() {
+        for kind in [0u32, 6, 0xffff_ffff] {
+            let mut h = header(EventKind::Listen);
+            h.kind = kind;
+            assert_eq!(decode(&bytes_of(&h)), Err(DecodeError::UnknownKind(kind)));
+        }
+    }
+
+    #[test]
+    fn unknown_hook_is_not_fatal() {
+        let mut ev = sock(EventKind::Listen, AF_INET, v4([0, 0, 0, 0]), [0; 16]);
+        ev.header.hook = 99;
+        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.header.hook, None);
+    }
+
+    #[test]
+    fn bad_family_and_protocol_rejected() {
+        let ev = sock(EventKind::Listen, 1, [0; 16], [0; 16]);
+        assert_eq!(decode(&bytes_of(&ev)), Err(DecodeError::UnknownFamily(1)));
+        let mut ev = sock(EventKind::Listen, AF_INET, [0; 16], [0; 16]);
+        ev.protocol = 17;
+        assert_eq!(
+            decode(&bytes_of(&ev)),
+            Err(DecodeError::UnknownProtocol(17))
+        );
+    }
+
+    #[test]
+    fn ipv4_listen_has_no_remote() {
+        let ev = sock(
+            EventKind::Listen,
+            AF_INET,
+            v4([127, 0, 0, 1]),
+            v4([9, 9, 9, 9]),
+        );
+        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.kind, SockKind::Listen);
+        assert_eq!(
+            s.socket,
+            SocketInfo {
+                protocol: Protocol::Tcp,
+                family: Family::Ipv4,
+                local: Endpoint {
+                    ip: "127.0.0.1".parse().unwrap(),
+                    port: 4444
+                },
+                remote: None,
+                mapped_ipv4: false,
+            }
+        );
+        let json = serde_json::to_value(&s.socket).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"protocol":"tcp","family":"ipv4",
+                "local":{"ip":"127.0.0.1","port":4444},"remote":null})
+        );
+    }
+
+    #[test]
+    fn ipv4_connect() {
+        let ev = sock(
+            EventKind::Connect,
+            AF_INET,
+            v4([10, 0, 0, 2]),
+            v4([192, 168, 1, 20]),
+        );
+        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.kind, SockKind::Connect);
+        assert_eq!(s.socket.local.ip, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            s.socket.remote,
+            Some(Endpoint {
+                ip: "192.168.1.20".parse().unwrap(),
+                port: 80
+            })
+        );
+        assert!(!s.socket.mapped_ipv4);
+    }
+
+    #[test]
+    fn ipv6_connect_plain() {
+        let src: Ipv6Addr = "fe80::1".parse().unwrap();
+        let dst: Ipv6Addr = "2001:db8::5".parse().unwrap();
+        let ev = sock(EventKind::Connect, AF_INET6, src.octets(), dst.octets());
+        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.socket.family, Family::Ipv6);
+        assert_eq!(s.socket.local.ip, IpAddr::V6(src));
+        assert_eq!(s.socket.remote.unwrap().ip, IpAddr::V6(dst));
+        assert!(!s.socket.mapped_ipv4);
+    }
+
+    #[test]
+    fn ipv4_mapped_connect_written_as_ipv4() {
+        let src: Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
+        let dst: Ipv6Addr = "::ffff:127.0.0.2".parse().unwrap();
+        let ev = sock(EventKind::Connect, AF_INET6, src.octets(), dst.octets());
+        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            serde_json::to_value(&s.socket).unwrap(),
+            serde_json::json!({"protocol":"tcp","family":"ipv6",
+                "local":{"ip":"127.0.0.1","port":4444},
+                "remote":{"ip":"127.0.0.2","port":80},"mapped_ipv4":true})
+        );
+    }
+
+    #[test]
+    fn ipv6_any_listen_is_not_mapped() {
+        let ev = sock(EventKind::Listen, AF_INET6, [0; 16], [0; 16]);
+        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.socket.local.ip, "::".parse::<IpAddr>().unwrap());
+        assert!(!s.socket.mapped_ipv4);
+        // ::ffff:0.0.0.0 and ::1 are not the same thing as a mapped address either.
+        assert!(Ipv6Addr::LOCALHOST.to_ipv4_mapped().is_none());
+    }
+
+    #[test]
+    fn ipv4_mapped_listen() {
+        let src: Ipv6Addr = "::ffff:10.1.2.3".parse().unwrap();
+        let ev = sock(EventKind::Listen, AF_INET6, src.octets(), [0; 16]);
+        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.socket.local.ip, "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert_eq!(s.socket.family, Family::Ipv6);
+        assert!(s.socket.mapped_ipv4);
+    }
+
+    #[test]
+    fn exec_fields_decode_exactly() {
+        let ev = exec_event(b"python3\0-m\0http.server\0\x004444\0", EXEC_EXE_RESOLVED);
+        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.filename, "/usr/bin/python3");
+        assert_eq!(e.exe.as_deref(), Some("/usr/bin/python3.11"));
+        assert_eq!(e.argv, ["python3", "-m", "http.server", "", "4444"]);
+        assert!(!e.argv_truncated && !e.filename_truncated && !e.exe_truncated);
+        assert_eq!(e.old_tid, 4242);
+    }
+
+    #[test]
+    fn exec_exe_only_when_resolved() {
+        let ev = exec_event(b"x\0", EXEC_EXE_TRUNCATED);
+        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.exe, None);
+        assert!(e.exe_truncated);
+    }
+
+    #[test]
+    fn exec_lengths_clamped_and_utf8_lossy() {
+        let mut ev = exec_event(b"a\xffb\0c", 0);
+        ev.filename_len = u32::MAX;
+        ev.exe_len = 100_000;
+        ev.args_len = 5;
+        ev.flags = EXEC_EXE_RESOLVED;
+        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.filename, "/usr/bin/python3");
+        assert_eq!(e.exe.as_deref(), Some("/usr/bin/python3.11"));
+        assert_eq!(e.argv, ["a\u{fffd}b", "c"]);
+        // args_len beyond the array reads the whole array and nothing more.
+        ev.args = [b'z'; ARGS_LEN];
+        ev.args_len = 9999;
+        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.argv, ["z".repeat(ARGS_LEN)]);
+    }
+
+    #[test]
+    fn argv_truncated_after_32() {
+        let mut args = Vec::new();
+        for i in 0..40 {
+            args.extend_from_slice(format!("a{i}\0").as_bytes());
+        }
+        let RawEvent::Exec(e) = decode(&bytes_of(&exec_event(&args, 0))).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.argv.len(), record::ARGV_MAX);
+        assert_eq!(e.argv[31], "a31");
+        assert!(e.argv_truncated);
+
+        // Exactly 32 is not truncated.
+        let args: Vec<u8> = (0..32)
+            .flat_map(|i| format!("b{i}\0").into_bytes())
+            .collect();
+        let RawEvent::Exec(e) = decode(&bytes_of(&exec_event(&args, 0))).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.argv.len(), 32);
+        assert!(!e.argv_truncated);
+    }
+
+    #[test]
+    fn argv_truncated_when_kernel_says_so() {
+        let RawEvent::Exec(e) =
+            decode(&bytes_of(&exec_event(b"sh\0-c\0ech", EXEC_ARGS_TRUNCATED))).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(e.argv, ["sh", "-c", "ech"]);
+        assert!(e.argv_truncated);
+    }
+
+    #[test]
+    fn split_args_edges() {
+        assert_eq!(split_args(b""), (vec![], false));
+        assert_eq!(split_args(b"\0"), (vec![String::new()], false));
+        assert_eq!(split_args(b"a"), (vec!["a".to_string()], false));
+        assert_eq!(
+            split_args(b"a\0\0"),
+            (vec!["a".to_string(), String::new()], false)
+        );
+    }
+}

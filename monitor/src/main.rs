@@ -1,1 +1,138 @@
-fn main() {}
+//! `monitor`: command line. Everything that can be wrong with the invocation (flags, policy file)
+//! is checked here, with exit code 2, before any eBPF is loaded: the daemon never starts
+//! half-configured.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use monitor::{daemon, policy::Policy, replay};
+
+/// Exit code for a bad invocation or a bad policy file (clap uses the same for bad flags).
+const EXIT_USAGE: u8 = 2;
+
+/// eBPF host-security monitor: watches listen, connect and exec system-wide and prints JSON lines
+/// on stdout (`"type"`: `"event"`, `"alert"` or `"status"`). Logs go to stderr (`RUST_LOG`).
+/// Needs root (CAP_BPF and CAP_PERFMON).
+#[derive(Debug, Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Print every kernel event (listen, connect, exec, exit) as an `"event"` record, not only
+    /// alerts and status records.
+    #[arg(long)]
+    events: bool,
+
+    /// Policy file (TOML). Without it the embedded default policy is used. Checked before
+    /// anything is loaded; see `monitor check-policy`.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+
+    /// Size of the kernel ring buffer carrying events, in bytes: a power of two, at least the page
+    /// size. Larger buffers absorb longer bursts before events are dropped (drops are counted in
+    /// the status records).
+    #[arg(long, value_name = "N", default_value_t = monitor_common::DEFAULT_RING_BUFFER_BYTES,
+          value_parser = parse_ring_buffer_bytes)]
+    ring_buffer_bytes: u32,
+
+    /// Seconds between `"status":"running"` records (event counts, drops, process-table size).
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    status_interval: u64,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a policy file and print the effective policy (defaults filled in) as TOML.
+    /// Exit code 2 when the file is invalid.
+    CheckPolicy {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Run recorded `--events` output (JSON lines) through the detections and print the alerts,
+    /// without loading any eBPF.
+    Replay {
+        /// A file of event records as printed by `monitor --events`.
+        #[arg(value_name = "FILE")]
+        events: PathBuf,
+        /// Policy file (TOML); the embedded default when omitted.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+}
+
+fn parse_ring_buffer_bytes(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a byte count that fits in 32 bits: {e}"))?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = u32::try_from(page).unwrap_or(4096);
+    if !n.is_power_of_two() || n < page {
+        return Err(format!(
+            "{n} is not a power of two of at least the page size ({page}); e.g. {}",
+            monitor_common::DEFAULT_RING_BUFFER_BYTES
+        ));
+    }
+    Ok(n)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckPolicy { file }) => match Policy::from_file(&file) {
+            Ok(p) => {
+                print!("{}", p.to_effective_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("monitor: {e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Some(Command::Replay { events, policy }) => match replay::run(&events, policy.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            // Bad input (unreadable or malformed events file, bad policy) is a usage error, like
+            // a bad policy for the daemon; anything else (stdout) is a runtime failure.
+            Err(e) if e.downcast_ref::<replay::ReplayError>().is_some() => {
+                // ReplayError's message already names the file, line and cause.
+                eprintln!("monitor: {e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+            Err(e) => report(Err(e)),
+        },
+        None => {
+            let (policy, policy_source) = match &cli.policy {
+                None => (Policy::embedded_default(), "embedded default".to_string()),
+                Some(path) => match Policy::from_file(path) {
+                    Ok(p) => (p, path.display().to_string()),
+                    Err(e) => {
+                        eprintln!("monitor: {e}");
+                        return ExitCode::from(EXIT_USAGE);
+                    }
+                },
+            };
+            report(daemon::run(daemon::Options {
+                events: cli.events,
+                ring_buffer_bytes: cli.ring_buffer_bytes,
+                status_interval: Duration::from_secs(cli.status_interval),
+                policy,
+                policy_source,
+            }))
+        }
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("monitor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

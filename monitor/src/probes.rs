@@ -1,14 +1,51 @@
-//! Loading and attaching the eBPF programs. INTERFACE STUB written by the lead: the kernel-side
-//! helper owns this file and fills it in, keeping these signatures (the daemon calls them).
+//! Loading and attaching the eBPF programs.
+//!
+//! The embedded object is loaded with the ring buffer sized from the command line and two
+//! globals set: the daemon's own tgid (ignored by every hook) and the kernel struct offsets found
+//! in BTF by [`crate::btf`]. Then a small probe table attaches each logical hook: it tries the
+//! preferred attachment (fentry, cheapest and richest) and falls back to the tracepoint,
+//! recording what took and why the others did not — the status record publishes that as
+//! `hooks`.
 
 use std::collections::BTreeMap;
 
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{FEntry, TracePoint},
+};
+use log::{debug, info, warn};
+use monitor_common::{
+    ERROR_SLOTS, GLOBAL_KERNEL_OFFSETS, GLOBAL_MONITOR_TGID, KernelOffsets, MAP_DROPS, MAP_ERRORS,
+    MAP_EVENTS, OFFSET_ABSENT, PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_ENTER_CONNECT,
+    PROG_CONNECT_SYS_EXIT_CONNECT, PROG_CONNECT_TCP_CONNECT, PROG_EXEC_SCHED_PROCESS_EXEC,
+    PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE, PROG_PROCESS_SCHED_PROCESS_EXIT,
+    PROG_PROCESS_SCHED_PROCESS_FORK,
+};
 use serde::Serialize;
+
+use crate::btf;
+
+/// The eBPF object built by `build.rs` (aya-build) from `monitor-ebpf`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+/// Where tracefs keeps the tracepoint format files (the debugfs path is the pre-4.1 location).
+const TRACEFS_ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("eBPF support is not implemented yet")]
-    NotImplemented,
+    #[error(
+        "ring buffer size {0} is invalid: it must be a power of two and a multiple of the page size ({1})"
+    )]
+    RingBufferSize(u32, u64),
+    #[error("loading the eBPF object failed (the daemon needs root, or CAP_BPF + CAP_PERFMON)")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF map {0} is missing from the object (or was already taken)")]
+    MissingMap(&'static str),
+    #[error("eBPF map error")]
+    Map(#[from] aya::maps::MapError),
+    #[error("no attachment worked for hook {hook}: {refused}")]
+    NoAttachment { hook: &'static str, refused: String },
 }
 
 /// Options fixed at load time.
@@ -48,28 +85,639 @@ pub struct Counters {
     pub errors: [u64; monitor_common::ERROR_SLOTS as usize],
 }
 
+/// One way of attaching a logical hook.
+#[derive(Clone, Copy, Debug)]
+enum Attach {
+    /// fentry program on a kernel function (needs BTF and the socket offsets).
+    FEntry {
+        program: &'static str,
+        function: &'static str,
+    },
+    TracePoint {
+        program: &'static str,
+        category: &'static str,
+        name: &'static str,
+    },
+    /// A tracepoint program plus `syscalls:sys_enter_<syscall>` / `sys_exit_<syscall>` programs
+    /// that bracket the syscall, so that a record can wait inside it for data the tracepoint does
+    /// not have yet (the connect fallback's source port). Needs the socket offsets.
+    TracePointInSyscall {
+        program: &'static str,
+        category: &'static str,
+        name: &'static str,
+        syscall: &'static str,
+        enter: &'static str,
+        exit: &'static str,
+    },
+}
+
+impl Attach {
+    fn program(self) -> &'static str {
+        match self {
+            Attach::FEntry { program, .. }
+            | Attach::TracePoint { program, .. }
+            | Attach::TracePointInSyscall { program, .. } => program,
+        }
+    }
+
+    /// The name the report uses: `fentry:inet_listen`, `tracepoint:sock:inet_sock_set_state`,
+    /// `tracepoint:sock:inet_sock_set_state+syscalls:sys_exit_connect`.
+    fn label(self) -> String {
+        match self {
+            Attach::FEntry { function, .. } => format!("fentry:{function}"),
+            Attach::TracePoint { category, name, .. } => format!("tracepoint:{category}:{name}"),
+            Attach::TracePointInSyscall {
+                category,
+                name,
+                syscall,
+                ..
+            } => format!("tracepoint:{category}:{name}+syscalls:sys_exit_{syscall}"),
+        }
+    }
+}
+
+/// The probe table: logical hook → attachments in order of preference.
+const PROBE_TABLE: &[(&str, &[Attach])] = &[
+    (
+        "listen",
+        &[
+            Attach::FEntry {
+                program: PROG_LISTEN_INET_LISTEN,
+                function: "inet_listen",
+            },
+            Attach::TracePoint {
+                program: PROG_LISTEN_INET_SOCK_SET_STATE,
+                category: "sock",
+                name: "inet_sock_set_state",
+            },
+        ],
+    ),
+    (
+        "connect",
+        &[
+            Attach::FEntry {
+                program: PROG_CONNECT_TCP_CONNECT,
+                function: "tcp_connect",
+            },
+            // SYN_SENT comes before inet_hash_connect() picks the source port: the records wait
+            // for connect(2) to return and read it then.
+            Attach::TracePointInSyscall {
+                program: PROG_CONNECT_INET_SOCK_SET_STATE,
+                category: "sock",
+                name: "inet_sock_set_state",
+                syscall: "connect",
+                enter: PROG_CONNECT_SYS_ENTER_CONNECT,
+                exit: PROG_CONNECT_SYS_EXIT_CONNECT,
+            },
+            // Same program without the syscall brackets: every record goes out at SYN_SENT,
+            // with local port 0.
+            Attach::TracePoint {
+                program: PROG_CONNECT_INET_SOCK_SET_STATE,
+                category: "sock",
+                name: "inet_sock_set_state",
+            },
+        ],
+    ),
+    (
+        "exec",
+        &[Attach::TracePoint {
+            program: PROG_EXEC_SCHED_PROCESS_EXEC,
+            category: "sched",
+            name: "sched_process_exec",
+        }],
+    ),
+    (
+        "fork",
+        &[Attach::TracePoint {
+            program: PROG_PROCESS_SCHED_PROCESS_FORK,
+            category: "sched",
+            name: "sched_process_fork",
+        }],
+    ),
+    (
+        "exit",
+        &[Attach::TracePoint {
+            program: PROG_PROCESS_SCHED_PROCESS_EXIT,
+            category: "sched",
+            name: "sched_process_exit",
+        }],
+    ),
+];
+
 /// The loaded and attached programs. Dropping it detaches everything.
-pub struct Probes {}
+pub struct Probes {
+    ebpf: Ebpf,
+    report: AttachReport,
+    offsets: KernelOffsets,
+}
 
 impl Probes {
     /// Loads the embedded object, sets globals, attaches every hook (preferred first, then
     /// fallback). Fails only when a hook has no working attachment at all.
-    pub fn load(_opts: &ProbeOptions) -> Result<Self, ProbeError> {
-        Err(ProbeError::NotImplemented)
+    pub fn load(opts: &ProbeOptions) -> Result<Self, ProbeError> {
+        let page = page_size();
+        let size = opts.ring_buffer_bytes;
+        if !size.is_power_of_two() || u64::from(size) % page != 0 {
+            return Err(ProbeError::RingBufferSize(size, page));
+        }
+        bump_memlock_rlimit();
+
+        let btf = match Btf::from_sys_fs() {
+            Ok(btf) => Some(btf),
+            Err(e) => {
+                warn!("kernel BTF unavailable ({e}): fentry hooks will be skipped");
+                None
+            }
+        };
+        let offsets = load_offsets();
+
+        match attach_all(opts, btf.as_ref(), &offsets) {
+            Ok((ebpf, report)) => Ok(Self {
+                ebpf,
+                report,
+                offsets,
+            }),
+            // The programs that follow kernel pointers are the big ones; if a verifier refuses
+            // them, load again with the offsets marked invalid (the verifier then prunes those
+            // paths as dead code, `KERNEL_OFFSETS` being read-only data) rather than run blind.
+            Err(ProbeError::NoAttachment { hook, refused }) if offsets.valid == 1 => {
+                warn!(
+                    "{hook}: refused with kernel-memory reads ({refused}); loading again without \
+                     them: exe, argv and ppid will come from /proc"
+                );
+                let degraded = KernelOffsets {
+                    valid: 0,
+                    threads_valid: 0,
+                    ..offsets
+                };
+                let (ebpf, mut report) = attach_all(opts, btf.as_ref(), &degraded)?;
+                if let Some(status) = report.get_mut(hook) {
+                    let label = status.attached.clone().unwrap_or_default();
+                    status.refused.push(Refusal {
+                        hook: format!("{label} (with kernel struct offsets)"),
+                        error: refused,
+                    });
+                }
+                Ok(Self {
+                    ebpf,
+                    report,
+                    offsets: degraded,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Which hook took for each logical hook and why the others did not.
     pub fn report(&self) -> &AttachReport {
-        unimplemented!()
+        &self.report
+    }
+
+    /// The offsets handed to the eBPF programs (`valid == 0`: exec records carry no exe/argv).
+    pub fn kernel_offsets(&self) -> &KernelOffsets {
+        &self.offsets
     }
 
     /// Takes the ring buffer (call once); the daemon wraps it in `tokio::io::unix::AsyncFd`.
-    pub fn take_ring_buf(&mut self) -> Result<aya::maps::RingBuf<aya::maps::MapData>, ProbeError> {
-        Err(ProbeError::NotImplemented)
+    pub fn take_ring_buf(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self
+            .ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or(ProbeError::MissingMap(MAP_EVENTS))?;
+        Ok(RingBuf::try_from(map)?)
     }
 
     /// Current per-CPU drop and error counters, summed.
     pub fn counters(&self) -> Result<Counters, ProbeError> {
-        Err(ProbeError::NotImplemented)
+        let drops = PerCpuArray::<_, u64>::try_from(
+            self.ebpf
+                .map(MAP_DROPS)
+                .ok_or(ProbeError::MissingMap(MAP_DROPS))?,
+        )?;
+        let errors = PerCpuArray::<_, u64>::try_from(
+            self.ebpf
+                .map(MAP_ERRORS)
+                .ok_or(ProbeError::MissingMap(MAP_ERRORS))?,
+        )?;
+        let mut counters = Counters {
+            drops: drops.get(&0, 0)?.iter().sum(),
+            ..Counters::default()
+        };
+        for (slot, total) in (0..ERROR_SLOTS).zip(counters.errors.iter_mut()) {
+            *total = errors.get(&slot, 0)?.iter().sum();
+        }
+        Ok(counters)
+    }
+}
+
+/// Loads the object with these globals and walks the probe table. Fails when a logical hook has
+/// no working attachment (dropping the half-attached `Ebpf` detaches the rest).
+fn attach_all(
+    opts: &ProbeOptions,
+    btf: Option<&Btf>,
+    offsets: &KernelOffsets,
+) -> Result<(Ebpf, AttachReport), ProbeError> {
+    let mut loader = EbpfLoader::new();
+    loader
+        .btf(btf)
+        .map_max_entries(MAP_EVENTS, opts.ring_buffer_bytes)
+        .override_global(GLOBAL_MONITOR_TGID, &opts.monitor_tgid, true)
+        .override_global(GLOBAL_KERNEL_OFFSETS, offsets, true);
+    let mut ebpf = loader.load(EBPF_OBJECT)?;
+
+    let mut report = AttachReport::new();
+    for &(hook, attaches) in PROBE_TABLE {
+        let mut status = HookStatus::default();
+        for &attach in attaches {
+            match try_attach(&mut ebpf, attach, btf, offsets) {
+                Ok(()) => {
+                    status.attached = Some(attach.label());
+                    break;
+                }
+                Err(error) => {
+                    debug!("{hook}: {} refused: {error}", attach.label());
+                    status.refused.push(Refusal {
+                        hook: attach.label(),
+                        error,
+                    });
+                }
+            }
+        }
+        match &status.attached {
+            Some(label) => info!("{hook}: attached {label}"),
+            None => {
+                let refused = status
+                    .refused
+                    .iter()
+                    .map(|r| format!("{}: {}", r.hook, r.error))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(ProbeError::NoAttachment { hook, refused });
+            }
+        }
+        report.insert(hook.to_owned(), status);
+    }
+    Ok((ebpf, report))
+}
+
+/// Loads and attaches one program; the error text is what the report shows.
+fn try_attach(
+    ebpf: &mut Ebpf,
+    attach: Attach,
+    btf: Option<&Btf>,
+    offsets: &KernelOffsets,
+) -> Result<(), String> {
+    match attach {
+        Attach::FEntry { program, function } => {
+            let btf = btf.ok_or("kernel BTF unavailable")?;
+            if offsets.sock_valid != 1 {
+                return Err("struct sock offsets not found in BTF".to_owned());
+            }
+            let prog: &mut FEntry = ebpf
+                .program_mut(program)
+                .ok_or_else(|| format!("program {program} missing from the object"))?
+                .try_into()
+                .map_err(error_chain)?;
+            prog.load(function, btf).map_err(error_chain)?;
+            prog.attach().map_err(error_chain)?;
+        }
+        Attach::TracePoint {
+            program,
+            category,
+            name,
+        } => attach_tracepoint(ebpf, program, category, name)?,
+        Attach::TracePointInSyscall {
+            program,
+            category,
+            name,
+            syscall,
+            enter,
+            exit,
+        } => {
+            if offsets.sock_valid != 1 {
+                return Err(
+                    "struct sock offsets not found in BTF (needed to read the port \
+                            when the syscall returns)"
+                        .to_owned(),
+                );
+            }
+            let enter_tp = format!("sys_enter_{syscall}");
+            let exit_tp = format!("sys_exit_{syscall}");
+            // Exit before enter: a thread that sys_enter marks must be seen leaving, or the
+            // record parked for it would wait for the thread's next call.
+            let attached = attach_tracepoint(ebpf, exit, "syscalls", &exit_tp)
+                .map_err(|e| format!("tracepoint:syscalls:{exit_tp}: {e}"))
+                .and_then(|()| {
+                    attach_tracepoint(ebpf, enter, "syscalls", &enter_tp)
+                        .map_err(|e| format!("tracepoint:syscalls:{enter_tp}: {e}"))
+                })
+                .and_then(|()| {
+                    attach_tracepoint(ebpf, program, category, name)
+                        .map_err(|e| format!("tracepoint:{category}:{name}: {e}"))
+                });
+            if let Err(e) = attached {
+                // Detach and unload whatever took, so the next attachment in the table (the
+                // same tracepoint without the brackets) can load the program afresh.
+                for p in [program, enter, exit] {
+                    unload_tracepoint(ebpf, p);
+                }
+                return Err(e);
+            }
+        }
+    }
+    // How close a program is to the verifier's 1M-instruction budget, for whoever grows it next.
+    if let Some(Ok(info)) = ebpf.program(attach.program()).map(|p| p.info()) {
+        debug!(
+            "{}: verifier processed {:?} instructions",
+            attach.program(),
+            info.verified_instruction_count()
+        );
+    }
+    Ok(())
+}
+
+/// Loads one tracepoint program and attaches it to `category:name`.
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    category: &str,
+    name: &str,
+) -> Result<(), String> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?
+        .try_into()
+        .map_err(error_chain)?;
+    prog.load().map_err(error_chain)?;
+    prog.attach(category, name).map_err(error_chain)?;
+    Ok(())
+}
+
+/// Detaches and unloads a tracepoint program if it was loaded (best effort: used on a path that
+/// is already failing, so a second error is only logged).
+fn unload_tracepoint(ebpf: &mut Ebpf, program: &str) {
+    let Some(prog) = ebpf.program_mut(program) else {
+        return;
+    };
+    let Ok(prog) = <&mut TracePoint>::try_from(prog) else {
+        return;
+    };
+    if prog.fd().is_ok()
+        && let Err(e) = prog.unload()
+    {
+        debug!("unloading {program}: {}", error_chain(e));
+    }
+}
+
+/// "outer: inner: innermost" — aya's errors keep the errno in their sources. A verifier log, if
+/// any, is left out of the report (it can be megabytes) and goes to the debug log instead.
+fn error_chain(e: impl std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    if let Some((head, log)) = text.split_once("Verifier output:") {
+        debug!("verifier output: {log}");
+        text = head.trim_end().to_owned();
+    }
+    text
+}
+
+/// Offsets from BTF and the tracepoint formats; anything missing is logged and left invalid.
+fn load_offsets() -> KernelOffsets {
+    let mut offsets = match btf::Btf::from_sys_fs() {
+        Ok(parsed) => {
+            let report = btf::kernel_offsets(&parsed);
+            for missing in &report.missing {
+                warn!("BTF: {missing}; falling back (see /proc for exe and argv)");
+            }
+            report.offsets
+        }
+        Err(e) => {
+            warn!("BTF: {e}; exec records will carry no exe/argv (userspace reads /proc)");
+            KernelOffsets::UNKNOWN
+        }
+    };
+    match tracepoint_field("sched", "sched_process_fork", "child_pid") {
+        Ok(Some(off)) => offsets.tp_fork_child_pid = off,
+        Ok(None) => warn!(
+            "sched_process_fork has no child_pid field; assuming offset {}",
+            offsets.tp_fork_child_pid
+        ),
+        Err(e) => warn!(
+            "{e}; assuming child_pid at offset {}",
+            offsets.tp_fork_child_pid
+        ),
+    }
+    match tracepoint_field("sched", "sched_process_exit", "group_dead") {
+        Ok(Some(off)) => offsets.tp_exit_group_dead = off,
+        Ok(None) => offsets.tp_exit_group_dead = OFFSET_ABSENT,
+        Err(e) => warn!(
+            "{e}; assuming group_dead at offset {}",
+            offsets.tp_exit_group_dead
+        ),
+    }
+    offsets
+}
+
+/// Offset of `field` in a tracepoint's record, from its tracefs `format` file.
+fn tracepoint_field(category: &str, name: &str, field: &str) -> Result<Option<u32>, String> {
+    let mut last_error = String::new();
+    for root in TRACEFS_ROOTS {
+        let path = format!("{root}/events/{category}/{name}/format");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Ok(format_field_offset(&text, field)),
+            Err(e) => last_error = format!("reading {path}: {e}"),
+        }
+    }
+    Err(last_error)
+}
+
+/// Parses lines like `\tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;`.
+fn format_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let decl = line.trim().strip_prefix("field:")?.split(';').next()?;
+        // The name is the declaration's last word, without an array suffix (`comm[16]`).
+        let name = decl.split_whitespace().last()?.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        line.split(';')
+            .find_map(|part| part.trim().strip_prefix("offset:"))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless on newer ones.
+fn bump_memlock_rlimit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        debug!(
+            "setrlimit(RLIMIT_MEMLOCK) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FORK_FORMAT: &str = "name: sched_process_fork\nID: 366\nformat:\n\
+        \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+        \tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\
+        \tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\
+        \tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;\n\
+        \tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
+    const OLD_EXIT_FORMAT: &str = "format:\n\
+        \tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+        \tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+        \tfield:int prio;\toffset:28;\tsize:4;\tsigned:1;\n";
+
+    #[test]
+    fn tracepoint_format_fields_are_found_by_name() {
+        assert_eq!(format_field_offset(FORK_FORMAT, "child_pid"), Some(20));
+        assert_eq!(format_field_offset(FORK_FORMAT, "parent_pid"), Some(12));
+        assert_eq!(format_field_offset(OLD_EXIT_FORMAT, "comm"), Some(8));
+        assert_eq!(format_field_offset(OLD_EXIT_FORMAT, "pid"), Some(24));
+        assert_eq!(format_field_offset(OLD_EXIT_FORMAT, "group_dead"), None);
+        // "pid" must not match "child_pid" or "parent_pid".
+        assert_eq!(format_field_offset(FORK_FORMAT, "pid"), None);
+    }
+
+    #[test]
+    fn refusal_report_serializes_as_the_status_record_expects() {
+        let mut report = AttachReport::new();
+        report.insert(
+            "listen".to_owned(),
+            HookStatus {
+                attached: Some(
+                    Attach::TracePoint {
+                        program: PROG_LISTEN_INET_SOCK_SET_STATE,
+                        category: "sock",
+                        name: "inet_sock_set_state",
+                    }
+                    .label(),
+                ),
+                refused: vec![Refusal {
+                    hook: Attach::FEntry {
+                        program: PROG_LISTEN_INET_LISTEN,
+                        function: "inet_listen",
+                    }
+                    .label(),
+                    error: "EPERM".to_owned(),
+                }],
+            },
+        );
+        let json = serde_json::to_value(&report).expect("serializable");
+        assert_eq!(
+            json,
+            serde_json::json!({"listen": {"attached": "tracepoint:sock:inet_sock_set_state",
+                "refused": [{"hook": "fentry:inet_listen", "error": "EPERM"}]}})
+        );
+    }
+
+    #[test]
+    fn bad_ring_buffer_sizes_are_refused_before_touching_the_kernel() {
+        for size in [0, 3000, 4096 * 3] {
+            let opts = ProbeOptions {
+                ring_buffer_bytes: size,
+                monitor_tgid: 1,
+            };
+            assert!(matches!(
+                Probes::load(&opts),
+                Err(ProbeError::RingBufferSize(..))
+            ));
+        }
+    }
+
+    /// Root only: load everything for real, exec `/usr/bin/true` from a child, and find its record
+    /// with the exe, argv and ppid resolved in the kernel; our own fork is not reported.
+    #[test]
+    fn privileged_exec_record_carries_exe_argv_and_ppid() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var("MONITOR_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+                "MONITOR_REQUIRE_PRIVILEGED=1 but not root: cannot load eBPF programs"
+            );
+            eprintln!("SKIPPED privileged_exec_record_carries_exe_argv_and_ppid: needs root");
+            return;
+        }
+        use monitor_common::{EXEC_EXE_RESOLVED, EventHeader, EventKind, ExecEvent};
+
+        let me = std::process::id();
+        let mut probes = Probes::load(&ProbeOptions {
+            ring_buffer_bytes: 1 << 20,
+            monitor_tgid: me,
+        })
+        .expect("load probes as root");
+        for hook in ["listen", "connect", "exec", "fork", "exit"] {
+            let status = probes
+                .report()
+                .get(hook)
+                .expect("every logical hook is reported");
+            assert!(status.attached.is_some(), "{hook} not attached: {status:?}");
+        }
+        let mut ring = probes.take_ring_buf().expect("ring buffer");
+
+        let marker = format!("probes-test-{}", std::process::id());
+        let child = std::process::Command::new("/usr/bin/true")
+            .arg(&marker)
+            .status()
+            .expect("run /usr/bin/true");
+        assert!(child.success());
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = None;
+        while found.is_none() && std::time::Instant::now() < deadline {
+            while let Some(item) = ring.next() {
+                let bytes: &[u8] = &item;
+                assert!(bytes.len() >= size_of::<EventHeader>(), "short record");
+                // SAFETY: length checked; EventHeader is plain integers.
+                let header: EventHeader =
+                    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                assert_ne!(
+                    header.tgid, me,
+                    "the monitor's own activity must be filtered out"
+                );
+                if header.kind != EventKind::Exec as u32 || bytes.len() < size_of::<ExecEvent>() {
+                    continue;
+                }
+                // SAFETY: length checked; ExecEvent is plain integers and byte arrays.
+                let ev: ExecEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                let args = &ev.args[..(ev.args_len as usize).min(ev.args.len())];
+                if args.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                    found = Some(ev);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let ev = found.expect("exec of /usr/bin/true seen within 5 s");
+        assert_eq!(ev.header.ppid, me);
+        assert_eq!(ev.header.tgid, ev.header.tid);
+        assert_ne!(ev.flags & EXEC_EXE_RESOLVED, 0, "flags {:#x}", ev.flags);
+        assert_eq!(&ev.exe[..ev.exe_len as usize], b"/usr/bin/true");
+        assert_eq!(&ev.filename[..ev.filename_len as usize], b"/usr/bin/true");
+        let expected = format!("/usr/bin/true\0{marker}\0");
+        assert_eq!(&ev.args[..ev.args_len as usize], expected.as_bytes());
+        assert_eq!(&ev.header.comm[..5], b"true\0");
+        assert_eq!(probes.counters().expect("counters").drops, 0);
     }
 }

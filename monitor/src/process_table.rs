@@ -1,1 +1,1098 @@
-//! (to be written)
+//! Who is who: thread-group id → identity (exe, argv, comm, ids) and lineage.
+//!
+//! Seeded from `/proc` at start so that processes older than the monitor (an nginx started before
+//! it) are known with their exe and argv, then kept by the kernel's fork / exec / exit events. A pid
+//! the table has never seen is read from `/proc` once (lazily), which covers events lost to a full
+//! ring buffer and the race between seeding and the first events.
+//!
+//! Exited processes stay for a grace period ([`EXIT_GRACE_NS`] of kernel time): a child whose
+//! parent already exited (a shell that ran `nohup x &`, a double-forking daemon) must still show
+//! that parent in its ancestry when its own events are processed.
+//!
+//! Time inside the table is the kernel's CLOCK_BOOTTIME (event `ktime_ns`; `/proc/<pid>/stat`
+//! start times use the same base), which makes expiry deterministic and testable.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    fs,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use crate::{
+    decode::{self, ExecRaw, Header},
+    record::{ANCESTRY_MAX, Ancestor},
+};
+
+/// Default bound on the number of entries.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+/// How long (kernel nanoseconds) an exited process stays resolvable.
+pub const EXIT_GRACE_NS: u64 = 30_000_000_000;
+/// A parent that started later than its child by more than this is a reused pid, not the parent
+/// (covers `/proc` start times being rounded down to clock ticks).
+const START_SLACK_NS: u64 = 50_000_000;
+/// Negative lookups remembered before the set is reset.
+const FAILED_LOOKUPS_MAX: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot parse {path}: {what}")]
+    Parse { path: PathBuf, what: &'static str },
+}
+
+/// What the table knows about one process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessEntry {
+    pub pid: u32,
+    /// The parent at fork time (or as last reported by an exec event); kept after the parent
+    /// exits so that lineage survives reparenting to init.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub argv: Vec<String>,
+    pub argv_truncated: bool,
+    /// cgroup v2 id, when an event reported it (`None` for processes only seen in `/proc`).
+    pub cgroup_id: Option<u64>,
+    /// Start time, CLOCK_BOOTTIME ns (fork event time, or `/proc/<pid>/stat` starttime).
+    pub start_ns: Option<u64>,
+    /// Exit time, CLOCK_BOOTTIME ns, while in the grace period.
+    pub exited_ns: Option<u64>,
+    /// Logical time of the last use, for least-recently-used eviction.
+    last_used: u64,
+}
+
+impl ProcessEntry {
+    pub fn ancestor(&self) -> Ancestor {
+        Ancestor {
+            pid: self.pid,
+            exe: self.exe.clone(),
+            comm: self.comm.clone(),
+            argv: self.argv.clone(),
+        }
+    }
+}
+
+/// For the status record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TableStats {
+    pub size: usize,
+    pub capacity: usize,
+    pub evicted: u64,
+}
+
+pub struct ProcessTable {
+    entries: HashMap<u32, ProcessEntry>,
+    /// (pid, exit time) in exit order; items whose entry was replaced since are skipped.
+    exited: VecDeque<(u32, u64)>,
+    capacity: usize,
+    evicted: u64,
+    tick: u64,
+    proc: ProcFs,
+    failed: HashSet<u32>,
+}
+
+impl ProcessTable {
+    /// An empty table reading `/proc`-like data from `proc_root` (`/proc` in the daemon).
+    pub fn new(capacity: usize, proc_root: impl Into<PathBuf>) -> Self {
+        Self {
+            entries: HashMap::new(),
+            exited: VecDeque::new(),
+            capacity: capacity.max(1),
+            evicted: 0,
+            tick: 0,
+            proc: ProcFs::new(proc_root),
+            failed: HashSet::new(),
+        }
+    }
+
+    /// Reads every process in `/proc`. Processes that vanish while being read are skipped.
+    /// Returns how many were added.
+    pub fn seed(&mut self) -> Result<usize, ProcError> {
+        let pids = self.proc.pids()?;
+        let mut n = 0;
+        for pid in pids {
+            if let Some(entry) = self.proc.read(pid) {
+                self.insert(entry);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn stats(&self) -> TableStats {
+        TableStats {
+            size: self.entries.len(),
+            capacity: self.capacity,
+            evicted: self.evicted,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry without touching `/proc`.
+    pub fn get(&self, pid: u32) -> Option<&ProcessEntry> {
+        self.entries.get(&pid)
+    }
+
+    /// The entry, read from `/proc` (once) when the table does not know `pid`.
+    pub fn lookup(&mut self, pid: u32) -> Option<&ProcessEntry> {
+        if pid == 0 {
+            return None;
+        }
+        if !self.entries.contains_key(&pid) {
+            if self.failed.contains(&pid) {
+                return None;
+            }
+            match self.proc.read(pid) {
+                Some(entry) => self.insert(entry),
+                None => {
+                    if self.failed.len() >= FAILED_LOOKUPS_MAX {
+                        self.failed.clear();
+                    }
+                    self.failed.insert(pid);
+                    return None;
+                }
+            }
+        }
+        self.tick += 1;
+        let tick = self.tick;
+        let e = self.entries.get_mut(&pid)?;
+        e.last_used = tick;
+        Some(e)
+    }
+
+    /// The entry for the process an event came from: looked up (lazily from `/proc`), created from
+    /// the header when `/proc` no longer has it, and refreshed with the header's cgroup id.
+    pub fn for_event(&mut self, h: &Header) -> &ProcessEntry {
+        self.expire(h.ktime_ns);
+        if self.lookup(h.tgid).is_none() {
+            self.insert(ProcessEntry {
+                pid: h.tgid,
+                ppid: h.ppid,
+                uid: h.uid,
+                gid: h.gid,
+                comm: h.comm.clone(),
+                exe: None,
+                argv: Vec::new(),
+                argv_truncated: false,
+                cgroup_id: None,
+                start_ns: None,
+                exited_ns: None,
+                last_used: 0,
+            });
+        }
+        let e = self
+            .entries
+            .get_mut(&h.tgid)
+            .expect("entry inserted or found above");
+        e.cgroup_id = Some(h.cgroup_id);
+        if e.ppid == 0 {
+            e.ppid = h.ppid;
+        }
+        e
+    }
+
+    /// `sched_process_fork`: the child inherits the parent's identity. Threads are ignored.
+    pub fn on_fork(&mut self, parent: &Header, child_tid: u32, child_tgid: u32) {
+        self.expire(parent.ktime_ns);
+        let child = if child_tgid != 0 {
+            if child_tgid != child_tid {
+                return; // a new thread of an existing process
+            }
+            child_tgid
+        } else {
+            // The kernel side could not read the tgid: ask /proc; if the task is already gone
+            // treat it as a process (a thread entry would only cost a slot until evicted).
+            if self
+                .proc
+                .tgid_of(child_tid)
+                .is_some_and(|tgid| tgid != child_tid)
+            {
+                return;
+            }
+            child_tid
+        };
+        if child == parent.tgid {
+            return;
+        }
+        let (exe, argv, argv_truncated) = match self.lookup(parent.tgid) {
+            Some(p) => (p.exe.clone(), p.argv.clone(), p.argv_truncated),
+            None => (None, Vec::new(), false),
+        };
+        self.failed.remove(&child);
+        self.insert(ProcessEntry {
+            pid: child,
+            ppid: parent.tgid,
+            uid: parent.uid,
+            gid: parent.gid,
+            // A child starts with the forking thread's comm.
+            comm: parent.comm.clone(),
+            exe,
+            argv,
+            argv_truncated,
+            cgroup_id: Some(parent.cgroup_id),
+            start_ns: Some(parent.ktime_ns),
+            exited_ns: None,
+            last_used: 0,
+        });
+    }
+
+    /// `sched_process_exec`: the process now runs a new program.
+    pub fn on_exec(&mut self, ev: &ExecRaw) {
+        let h = &ev.header;
+        // The kernel side resolves mm->exe_file; without it /proc/<pid>/exe is the next best
+        // source (never comm, which any process can set).
+        let exe = ev.exe.clone().or_else(|| self.proc.exe(h.tgid));
+        let start_ns = self.get(h.tgid).and_then(|e| e.start_ns);
+        let ppid = if h.ppid != 0 {
+            h.ppid
+        } else {
+            self.get(h.tgid).map_or(0, |e| e.ppid)
+        };
+        let start_ns = start_ns.or_else(|| self.proc.read(h.tgid).and_then(|e| e.start_ns));
+        self.failed.remove(&h.tgid);
+        self.insert(ProcessEntry {
+            pid: h.tgid,
+            ppid,
+            uid: h.uid,
+            gid: h.gid,
+            comm: h.comm.clone(),
+            exe,
+            argv: ev.argv.clone(),
+            argv_truncated: ev.argv_truncated,
+            cgroup_id: Some(h.cgroup_id),
+            start_ns,
+            exited_ns: None,
+            last_used: 0,
+        });
+    }
+
+    /// `sched_process_exit` of a whole thread group: kept for [`EXIT_GRACE_NS`], then removed.
+    pub fn on_exit(&mut self, h: &Header) {
+        self.expire(h.ktime_ns);
+        if let Some(e) = self.entries.get_mut(&h.tgid)
+            && e.exited_ns.is_none()
+        {
+            e.exited_ns = Some(h.ktime_ns);
+            self.exited.push_back((h.tgid, h.ktime_ns));
+        }
+    }
+
+    /// Removes exited entries whose grace period ended before `now_ns`.
+    pub fn expire(&mut self, now_ns: u64) {
+        while let Some(&(pid, at)) = self.exited.front() {
+            if at.saturating_add(EXIT_GRACE_NS) > now_ns {
+                break;
+            }
+            self.exited.pop_front();
+            if self
+                .entries
+                .get(&pid)
+                .is_some_and(|e| e.exited_ns == Some(at))
+            {
+                self.entries.remove(&pid);
+            }
+        }
+    }
+
+    /// Parent first, up to pid 1, at most [`ANCESTRY_MAX`] entries; stops at a loop, an unknown
+    /// pid, or a "parent" younger than its child (a reused pid).
+    pub fn ancestry(&mut self, pid: u32) -> Vec<Ancestor> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::from([pid]);
+        let mut cur = self.lookup(pid).map(|e| (e.ppid, e.start_ns));
+        while let Some((ppid, child_start)) = cur {
+            if ppid == 0 || out.len() >= ANCESTRY_MAX || !seen.insert(ppid) {
+                break;
+            }
+            let Some(p) = self.lookup(ppid) else { break };
+            if let (Some(ps), Some(cs)) = (p.start_ns, child_start)
+                && ps > cs.saturating_add(START_SLACK_NS)
+            {
+                break;
+            }
+            out.push(p.ancestor());
+            cur = Some((p.ppid, p.start_ns));
+        }
+        out
+    }
+
+    fn insert(&mut self, mut entry: ProcessEntry) {
+        if !self.entries.contains_key(&entry.pid) && self.entries.len() >= self.capacity {
+            self.evict();
+        }
+        self.tick += 1;
+        entry.last_used = self.tick;
+        self.entries.insert(entry.pid, entry);
+    }
+
+    /// Makes room for one entry: the oldest exited process first, else a batch of the least
+    /// recently used (a batch, so that a table full of live processes does not scan on every
+    /// insert).
+    fn evict(&mut self) {
+        while let Some((pid, at)) = self.exited.pop_front() {
+            if self
+                .entries
+                .get(&pid)
+                .is_some_and(|e| e.exited_ns == Some(at))
+            {
+                self.entries.remove(&pid);
+                self.evicted += 1;
+                return;
+            }
+        }
+        let batch = (self.capacity / 64).max(1);
+        let mut by_use: Vec<(u64, u32)> = self
+            .entries
+            .values()
+            .map(|e| (e.last_used, e.pid))
+            .collect();
+        let n = batch.min(by_use.len());
+        if n == 0 {
+            return;
+        }
+        by_use.select_nth_unstable(n - 1);
+        for &(_, pid) in &by_use[..n] {
+            self.entries.remove(&pid);
+        }
+        self.evicted += n as u64;
+    }
+}
+
+/// Reads process facts from a `/proc`-like tree.
+#[derive(Clone, Debug)]
+pub struct ProcFs {
+    root: PathBuf,
+    /// Nanoseconds per clock tick (`/proc/<pid>/stat` start times are in ticks).
+    ns_per_tick: u64,
+}
+
+impl ProcFs {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
+        Self {
+            root: root.into(),
+            ns_per_tick: 1_000_000_000 / hz,
+        }
+    }
+
+    fn path(&self, pid: u32, file: &str) -> PathBuf {
+        self.root.join(pid.to_string()).join(file)
+    }
+
+    /// The numeric entries of the root (thread-group ids).
+    pub fn pids(&self) -> Result<Vec<u32>, ProcError> {
+        let dir = fs::read_dir(&self.root).map_err(|source| ProcError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        Ok(dir
+            .filter_map(|d| d.ok()?.file_name().to_str()?.parse().ok())
+            .collect())
+    }
+
+    pub fn exe(&self, pid: u32) -> Option<String> {
+        fs::read_link(self.path(pid, "exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    pub fn tgid_of(&self, tid: u32) -> Option<u32> {
+        let text = fs::read_to_string(self.path(tid, "status")).ok()?;
+        parse_status(&text).tgid
+    }
+
+    /// One process, `None` when it is gone or unreadable. Kernel threads have no exe and an empty
+    /// argv.
+    pub fn read(&self, pid: u32) -> Option<ProcessEntry> {
+        match self.try_read(pid) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                log::trace!("{e}");
+                None
+            }
+        }
+    }
+
+    fn try_read(&self, pid: u32) -> Result<ProcessEntry, ProcError> {
+        let read = |file: &str| {
+            let path = self.path(pid, file);
+            fs::read(&path).map_err(|source| ProcError::Io { path, source })
+        };
+        let stat_bytes = read("stat")?;
+        let stat =
+            parse_stat(&String::from_utf8_lossy(&stat_bytes)).ok_or_else(|| ProcError::Parse {
+                path: self.path(pid, "stat"),
+                what: "no `(comm)` followed by state and ppid",
+            })?;
+        let status = parse_status(&String::from_utf8_lossy(&read("status")?));
+        if status.tgid.is_some_and(|t| t != pid) {
+            return Err(ProcError::Parse {
+                path: self.path(pid, "status"),
+                what: "a thread, not a thread-group leader",
+            });
+        }
+        // A process that rewrote its title (php-fpm, nginx, postgres) pads the old argument area
+        // with NULs: trailing NULs are padding, not empty arguments.
+        let raw = read("cmdline").unwrap_or_default();
+        let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let (argv, argv_truncated) = decode::split_args(&raw[..end]);
+        Ok(ProcessEntry {
+            pid,
+            ppid: stat.ppid,
+            uid: status.uid.unwrap_or(0),
+            gid: status.gid.unwrap_or(0),
+            comm: stat.comm,
+            exe: self.exe(pid),
+            argv,
+            argv_truncated,
+            cgroup_id: None,
+            start_ns: stat
+                .starttime_ticks
+                .map(|t| t.saturating_mul(self.ns_per_tick)),
+            exited_ns: None,
+            last_used: 0,
+        })
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` the table needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub comm: String,
+    pub ppid: u32,
+    pub starttime_ticks: Option<u64>,
+}
+
+/// Parses `pid (comm) state ppid ...`. comm may contain spaces and parentheses, so it spans from
+/// the first `(` to the LAST `)`.
+pub fn parse_stat(line: &str) -> Option<ProcStat> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    if close < open {
+        return None;
+    }
+    let comm = line[open + 1..close].to_string();
+    let mut rest = line[close + 1..].split_ascii_whitespace();
+    let _state = rest.next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    // Field 22 (starttime); after comm, state is field 3, so it is the 19th remaining token
+    // counting state as the 1st.
+    let starttime_ticks = rest.nth(17).and_then(|s| s.parse().ok());
+    Some(ProcStat {
+        comm,
+        ppid,
+        starttime_ticks,
+    })
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcStatus {
+    pub tgid: Option<u32>,
+    /// Real uid / gid (what `bpf_get_current_uid_gid` reports).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+pub fn parse_status(text: &str) -> ProcStatus {
+    let mut st = ProcStatus::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let first = || value.split_ascii_whitespace().next()?.parse().ok();
+        match key {
+            "Tgid" => st.tgid = first(),
+            "Uid" => st.uid = first(),
+            "Gid" => st.gid = first(),
+            _ => {}
+        }
+    }
+    st
+}
+
+/// uid → user name from a passwd file, cached. A miss rereads the file at most every
+/// [`UserNames::REREAD_AFTER`], so users created after start-up get their names.
+pub struct UserNames {
+    path: PathBuf,
+    names: HashMap<u32, String>,
+    loaded: Option<Instant>,
+}
+
+impl UserNames {
+    pub const REREAD_AFTER: Duration = Duration::from_secs(30);
+
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            names: HashMap::new(),
+            loaded: None,
+        }
+    }
+
+    pub fn name(&mut self, uid: u32) -> Option<String> {
+        if let Some(n) = self.names.get(&uid) {
+            return Some(n.clone());
+        }
+        if self
+            .loaded
+            .is_none_or(|t| t.elapsed() >= Self::REREAD_AFTER)
+        {
+            self.reload();
+            return self.names.get(&uid).cloned();
+        }
+        None
+    }
+
+    fn reload(&mut self) {
+        self.loaded = Some(Instant::now());
+        match fs::read_to_string(&self.path) {
+            Ok(text) => self.names = parse_passwd(&text),
+            Err(e) => log::debug!("cannot read {}: {e}", self.path.display()),
+        }
+    }
+}
+
+/// `name:password:uid:gid:...` lines; the first name of a uid wins (as getpwuid does).
+pub fn parse_passwd(text: &str) -> HashMap<u32, String> {
+    let mut names = HashMap::new();
+    for line in text.lines() {
+        let mut f = line.split(':');
+        let (Some(name), Some(_), Some(uid)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if name.is_empty() || name.starts_with('#') {
+            continue;
+        }
+        if let Ok(uid) = uid.parse() {
+            names.entry(uid).or_insert_with(|| name.to_string());
+        }
+    }
+    names
+}
+
+/// The host name (`gethostname(2)`), lossy UTF-8.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname NUL-terminates when the
+    // name fits, and the last byte stays 0 because we pass one byte less.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if rc != 0 {
+        return String::from("unknown");
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        path::Path,
+        sync::atomic::{AtomicU32, Ordering},
+    };
+
+    use monitor_common::EventKind;
+
+    use super::*;
+
+    /// A scratch directory, removed on drop.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new() -> Self {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "monitor-pt-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Writes a synthetic `/proc/<pid>`.
+    fn fake_proc(
+        root: &Path,
+        pid: u32,
+        ppid: u32,
+        comm: &str,
+        exe: Option<&str>,
+        argv: &[&str],
+        start: u64,
+    ) {
+        let d = root.join(pid.to_string());
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join("stat"),
+            format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 100 200 1"),
+        )
+        .unwrap();
+        fs::write(
+            d.join("status"),
+            format!("Name:\t{comm}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{ppid}\nUid:\t1000\t0\t0\t0\nGid:\t100\t0\t0\t0\n"),
+        )
+        .unwrap();
+        let mut cmdline = Vec::new();
+        for a in argv {
+            cmdline.extend_from_slice(a.as_bytes());
+            cmdline.push(0);
+        }
+        fs::write(d.join("cmdline"), cmdline).unwrap();
+        if let Some(exe) = exe {
+            std::os::unix::fs::symlink(exe, d.join("exe")).unwrap();
+        }
+    }
+
+    fn hdr(tgid: u32, ppid: u32, comm: &str, ktime_ns: u64) -> Header {
+        Header {
+            kind: EventKind::Fork,
+            hook: None,
+            ktime_ns,
+            tid: tgid,
+            tgid,
+            ppid,
+            uid: 33,
+            gid: 33,
+            cgroup_id: 9,
+            comm: comm.into(),
+        }
+    }
+
+    fn exec(tgid: u32, ppid: u32, comm: &str, exe: &str, argv: &[&str], ktime_ns: u64) -> ExecRaw {
+        let mut header = hdr(tgid, ppid, comm, ktime_ns);
+        header.kind = EventKind::Exec;
+        ExecRaw {
+            header,
+            old_tid: tgid,
+            filename: exe.into(),
+            filename_truncated: false,
+            exe: Some(exe.into()),
+            exe_truncated: false,
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            argv_truncated: false,
+        }
+    }
+
+    fn pids(a: &[Ancestor]) -> Vec<u32> {
+        a.iter().map(|a| a.pid).collect()
+    }
+
+    #[test]
+    fn stat_with_spaces_and_parens_in_comm() {
+        let s = parse_stat(
+            "4242 (a) b (c) )) R 17 4242 4242 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 987654 0 0",
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            ProcStat {
+                comm: "a) b (c) )".into(),
+                ppid: 17,
+                starttime_ticks: Some(987_654)
+            }
+        );
+        assert_eq!(parse_stat("12 (x"), None);
+        assert_eq!(parse_stat("12 )x( S 1"), None);
+        // Old kernels / truncated lines without starttime still give comm and ppid.
+        assert_eq!(parse_stat("1 (init) S 0").unwrap().starttime_ticks, None);
+    }
+
+    #[test]
+    fn status_and_passwd_parsing() {
+        let st = parse_status("Name:\tx\nTgid:\t10\nUid:\t1000\t0\t0\t0\nGid:\t5\t5\t5\t5\n");
+        assert_eq!(
+            st,
+            ProcStatus {
+                tgid: Some(10),
+                uid: Some(1000),
+                gid: Some(5)
+            }
+        );
+        let names = parse_passwd(
+            "root:x:0:0:root:/root:/bin/bash\n# c\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\nbad\ntoor:x:0:0::/:/bin/sh\n",
+        );
+        assert_eq!(names.get(&0).map(String::as_str), Some("root"));
+        assert_eq!(names.get(&33).map(String::as_str), Some("www-data"));
+        assert_eq!(names.len(), 2);
+    }
+
+    #[test]
+    fn user_names_from_file() {
+        let dir = TempDir::new();
+        let path = dir.0.join("passwd");
+        fs::write(
+            &path,
+            "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/a:/bin/sh\n",
+        )
+        .unwrap();
+        let mut u = UserNames::new(&path);
+        assert_eq!(u.name(1000).as_deref(), Some("alice"));
+        assert_eq!(u.name(0).as_deref(), Some("root"));
+        assert_eq!(u.name(4711), None);
+    }
+
+    #[test]
+    fn seeded_from_proc() {
+        let dir = TempDir::new();
+        fake_proc(
+            &dir.0,
+            1,
+            0,
+            "systemd",
+            Some("/usr/lib/systemd/systemd"),
+            &["/sbin/init"],
+            1,
+        );
+        fake_proc(
+            &dir.0,
+            500,
+            1,
+            "nginx",
+            Some("/usr/sbin/nginx"),
+            &["nginx: master process /usr/sbin/nginx"],
+            300,
+        );
+        fake_proc(
+            &dir.0,
+            501,
+            500,
+            "nginx",
+            Some("/usr/sbin/nginx"),
+            &["nginx: worker process"],
+            301,
+        );
+        fake_proc(&dir.0, 2, 0, "kthreadd", None, &[], 1);
+        fs::create_dir_all(dir.0.join("self")).unwrap();
+        let mut t = ProcessTable::new(100, &dir.0);
+        assert_eq!(t.seed().unwrap(), 4);
+        let w = t.get(501).unwrap();
+        assert_eq!(w.exe.as_deref(), Some("/usr/sbin/nginx"));
+        assert_eq!(w.argv, ["nginx: worker process"]);
+        assert_eq!((w.ppid, w.uid, w.gid), (500, 1000, 100));
+        assert_eq!(w.comm, "nginx");
+        assert_eq!(t.get(2).unwrap().exe, None);
+        assert_eq!(t.get(2).unwrap().argv, Vec::<String>::new());
+        let a = t.ancestry(501);
+        assert_eq!(pids(&a), [500, 1]);
+        assert_eq!(a[0].argv, ["nginx: master process /usr/sbin/nginx"]);
+        assert_eq!(a[1].exe.as_deref(), Some("/usr/lib/systemd/systemd"));
+    }
+
+    #[test]
+    fn rewritten_process_title_padding_is_not_arguments() {
+        // php-fpm sets its title over the old argv area and pads the rest with NULs.
+        let dir = TempDir::new();
+        fake_proc(
+            &dir.0,
+            900,
+            1,
+            "php-fpm8.2",
+            Some("/usr/sbin/php-fpm8.2"),
+            &[],
+            5,
+        );
+        let mut cmdline = b"php-fpm: pool www".to_vec();
+        cmdline.extend_from_slice(&[0; 40]);
+        fs::write(dir.0.join("900/cmdline"), cmdline).unwrap();
+        fs::create_dir_all(dir.0.join("self")).unwrap();
+        let mut t = ProcessTable::new(10, &dir.0);
+        t.seed().unwrap();
+        let e = t.get(900).unwrap();
+        assert_eq!(e.argv, ["php-fpm: pool www"]);
+        assert!(!e.argv_truncated);
+    }
+
+    #[test]
+    fn lineage_through_generations() {
+        let dir = TempDir::new();
+        fake_proc(&dir.0, 1, 0, "init", Some("/sbin/init"), &["init"], 1);
+        fake_proc(
+            &dir.0,
+            100,
+            1,
+            "php-fpm",
+            Some("/usr/sbin/php-fpm8.2"),
+            &["php-fpm: master"],
+            10,
+        );
+        let mut t = ProcessTable::new(100, &dir.0);
+        t.seed().unwrap();
+        // php-fpm forks a worker, the worker forks, the child execs sh, sh forks, that execs id.
+        t.on_fork(&hdr(100, 1, "php-fpm", 1_000_000_000), 200, 200);
+        t.on_fork(&hdr(200, 100, "php-fpm", 2_000_000_000), 300, 300);
+        t.on_exec(&exec(
+            300,
+            200,
+            "sh",
+            "/usr/bin/dash",
+            &["sh", "-c", "id"],
+            3_000_000_000,
+        ));
+        t.on_fork(&hdr(300, 200, "sh", 4_000_000_000), 400, 400);
+        t.on_exec(&exec(400, 300, "id", "/usr/bin/id", &["id"], 5_000_000_000));
+        let a = t.ancestry(400);
+        assert_eq!(pids(&a), [300, 200, 100, 1]);
+        assert_eq!(
+            a[0],
+            Ancestor {
+                pid: 300,
+                exe: Some("/usr/bin/dash".into()),
+                comm: "sh".into(),
+                argv: vec!["sh".into(), "-c".into(), "id".into()]
+            }
+        );
+        // The worker inherited the master's identity at fork.
+        assert_eq!(a[1].exe.as_deref(), Some("/usr/sbin/php-fpm8.2"));
+        assert_eq!(a[1].argv, ["php-fpm: master"]);
+        let id = t.get(400).unwrap();
+        assert_eq!((id.uid, id.gid, id.cgroup_id), (33, 33, Some(9)));
+        assert_eq!(
+            id.start_ns,
+            Some(4_000_000_000),
+            "start is the fork, not the exec"
+        );
+    }
+
+    #[test]
+    fn exec_replaces_identity() {
+        let dir = TempDir::new();
+        let mut t = ProcessTable::new(100, &dir.0);
+        t.on_fork(&hdr(10, 1, "bash", 1), 11, 11);
+        assert_eq!(t.get(11).unwrap().comm, "bash");
+        let mut ev = exec(11, 0, "curl", "/usr/bin/curl", &["curl", "x"], 2);
+        ev.argv_truncated = true;
+        t.on_exec(&ev);
+        let e = t.get(11).unwrap();
+        assert_eq!(e.comm, "curl");
+        assert_eq!(e.exe.as_deref(), Some("/usr/bin/curl"));
+        assert_eq!(e.argv, ["curl", "x"]);
+        assert!(e.argv_truncated);
+        assert_eq!(e.ppid, 10, "ppid 0 in the header keeps the known parent");
+        // An unresolved exe is not guessed from comm or filename.
+        let mut ev = exec(11, 10, "sh", "/bin/sh", &["sh"], 3);
+        ev.exe = None;
+        t.on_exec(&ev);
+        assert_eq!(t.get(11).unwrap().exe, None);
+    }
+
+    #[test]
+    fn threads_are_not_processes() {
+        let dir = TempDir::new();
+        let mut t = ProcessTable::new(100, &dir.0);
+        t.on_fork(&hdr(10, 1, "java", 1), 12, 10);
+        assert!(t.get(12).is_none());
+        assert!(t.get(10).is_none(), "no /proc entry and no event from it");
+    }
+
+    #[test]
+    fn exit_keeps_entry_for_grace_period() {
+        let dir = TempDir::new();
+        fake_proc(&dir.0, 1, 0, "init", Some("/sbin/init"), &["init"], 0);
+        let mut t = ProcessTable::new(100, &dir.0);
+        t.on_fork(&hdr(10, 1, "sh", 1_000), 20, 20);
+        t.on_fork(&hdr(20, 10, "sh", 2_000), 30, 30);
+        // The intermediate shell exits before the grandchild's events are processed.
+        let mut h = hdr(20, 10, "sh", 3_000);
+        h.kind = EventKind::Exit;
+        t.on_exit(&h);
+        assert!(t.get(20).unwrap().exited_ns.is_some());
+        // A connect event of the orphan (header ppid 1 after reparenting) keeps the lineage
+        // recorded at fork.
+        let e = t.for_event(&hdr(30, 1, "sh", 4_000));
+        assert_eq!(e.ppid, 20);
+        t.expire(3_000 + EXIT_GRACE_NS - 1);
+        assert_eq!(pids(&t.ancestry(30)), [20]);
+        assert_eq!(t.ancestry(30)[0].comm, "sh");
+        t.expire(3_000 + EXIT_GRACE_NS);
+        assert!(t.get(20).is_none());
+        assert_eq!(pids(&t.ancestry(30)), Vec::<u32>::new());
+        // An exec reports the current parent, which replaces the recorded one.
+        t.on_exec(&exec(
+            30,
+            1,
+            "nc",
+            "/usr/bin/nc",
+            &["nc"],
+            4_000 + EXIT_GRACE_NS,
+        ));
+        assert_eq!(pids(&t.ancestry(30)), [1]);
+    }
+
+    #[test]
+    fn pid_reuse_during_grace_is_a_new_process() {
+        let dir = TempDir::new();
+        let mut t = ProcessTable::new(100, &dir.0);
+        t.on_fork(&hdr(10, 1, "a", 1_000), 20, 20);
+        let mut h = hdr(20, 10, "a", 2_000);
+        h.kind = EventKind::Exit;
+        t.on_exit(&h);
+        t.on_fork(&hdr(11, 1, "b", 3_000), 20, 20);
+        t.expire(2_000 + EXIT_GRACE_NS);
+        let e = t
+            .get(20)
+            .expect("the new process survives the old one's expiry");
+        assert_eq!((e.ppid, e.exited_ns), (11, None));
+    }
+
+    #[test]
+    fn short_lived_exec_after_exit_ordering() {
+        // `true` runs and exits; its exec and exit arrive in that order, and a late event of
+        // its child (or an alert lookup) still resolves during the grace period.
+        let dir = TempDir::new();
+        let mut t = ProcessTable::new(100, &dir.0);
+        t.on_fork(&hdr(10, 1, "bash", 1_000), 20, 20);
+        t.on_exec(&exec(20, 10, "true", "/usr/bin/true", &["true"], 1_100));
+        let mut h = hdr(20, 10, "true", 1_200);
+        h.kind = EventKind::Exit;
+        t.on_exit(&h);
+        let e = t.lookup(20).unwrap();
+        assert_eq!(e.exe.as_deref(), Some("/usr/bin/true"));
+        // An exec event that is processed after the exit (no /proc entry any more) still
+        // installs the new identity instead of failing.
+        t.on_exec(&exec(
+            20,
+            10,
+            "true",
+            "/usr/bin/true",
+            &["true", "again"],
+            1_150,
+        ));
+        assert_eq!(t.get(20).unwrap().argv, ["true", "again"]);
+    }
+
+    #[test]
+    fn unknown_pid_read_from_proc_once() {
+        let dir = TempDir::new();
+        let mut t = ProcessTable::new(100, &dir.0);
+        assert!(t.lookup(77).is_none());
+        // Appears in /proc later: the negative answer is remembered (no re-read per event)...
+        fake_proc(&dir.0, 77, 1, "late", Some("/usr/bin/late"), &["late"], 5);
+        assert!(t.lookup(77).is_none());
+        // ...until a fork or exec tells us the pid is (re)used.
+        t.on_fork(&hdr(1, 0, "init", 10), 77, 77);
+        assert!(t.lookup(77).is_some());
+        // A pid never seen but present in /proc is loaded lazily.
+        fake_proc(
+            &dir.0,
+            78,
+            1,
+            "lazy",
+            Some("/usr/bin/lazy"),
+            &["lazy", "-x"],
+            5,
+        );
+        assert_eq!(t.lookup(78).unwrap().argv, ["lazy", "-x"]);
+        // An event from a pid /proc does not know creates an entry from the header.
+        let e = t.for_event(&hdr(79, 1, "ghost", 20));
+        assert_eq!(
+            (e.pid, e.ppid, e.comm.as_str(), e.exe.clone()),
+            (79, 1, "ghost", None)
+        );
+    }
+
+    #[test]
+    fn bound_enforced_exited_first_then_lru() {
+        let dir = TempDir::new();
+        let mut t = ProcessTable::new(4, &dir.0);
+        for pid in 10..14 {
+            t.on_fork(&hdr(1, 0, "init", 1), pid, pid);
+        }
+        let mut h = hdr(12, 1, "x", 2);
+        h.kind = EventKind::Exit;
+        t.on_exit(&h);
+        t.on_fork(&hdr(1, 0, "init", 3), 14, 14);
+        assert_eq!(t.len(), 4);
+        assert!(t.get(12).is_none(), "the exited entry goes first");
+        assert_eq!(t.stats().evicted, 1);
+        // No exited entries: the least recently used goes.
+        t.lookup(10);
+        t.lookup(11);
+        t.lookup(14);
+        t.on_fork(&hdr(1, 0, "init", 4), 15, 15);
+        assert_eq!(t.len(), 4);
+        assert!(t.get(13).is_none());
+        assert_eq!(
+            t.stats(),
+            TableStats {
+                size: 4,
+                capacity: 4,
+                evicted: 2
+            }
+        );
+        for pid in 100..1000 {
+            t.on_fork(&hdr(1, 0, "init", 5), pid, pid);
+        }
+        assert!(t.len() <= 4);
+    }
+
+    #[test]
+    fn ancestry_is_loop_safe_and_bounded() {
+        let dir = TempDir::new();
+        let mut t = ProcessTable::new(1000, &dir.0);
+        // 10 → 11 → 12 → 10 (corrupt data: a cycle).
+        t.on_exec(&exec(10, 12, "a", "/a", &["a"], 1));
+        t.on_exec(&exec(11, 10, "b", "/b", &["b"], 1));
+        t.on_exec(&exec(12, 11, "c", "/c", &["c"], 1));
+        assert_eq!(pids(&t.ancestry(10)), [12, 11]);
+        // Self-parent.
+        t.on_exec(&exec(20, 20, "s", "/s", &["s"], 1));
+        assert_eq!(pids(&t.ancestry(20)), Vec::<u32>::new());
+        // A deep chain stops at ANCESTRY_MAX.
+        for pid in 101..200 {
+            t.on_fork(&hdr(pid - 1, 0, "d", pid as u64), pid, pid);
+        }
+        let a = t.ancestry(199);
+        assert_eq!(a.len(), ANCESTRY_MAX);
+        assert_eq!(a[0].pid, 198);
+    }
+
+    #[test]
+    fn reused_parent_pid_is_not_an_ancestor() {
+        let dir = TempDir::new();
+        // /proc says pid 50 started long after its "child" 60 (pid 50 was reused).
+        fake_proc(&dir.0, 50, 1, "new", Some("/new"), &["new"], 1_000_000);
+        let mut t = ProcessTable::new(100, &dir.0);
+        t.on_fork(&hdr(50, 1, "old", 1_000), 60, 60);
+        assert_eq!(pids(&t.ancestry(60)), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn real_proc_knows_this_process() {
+        let mut t = ProcessTable::new(DEFAULT_CAPACITY, "/proc");
+        assert!(t.seed().unwrap() > 0);
+        let me = std::process::id();
+        let e = t.get(me).expect("this test process");
+        assert_eq!(
+            e.exe.as_deref(),
+            std::env::current_exe()
+                .ok()
+                .as_deref()
+                .and_then(Path::to_str)
+        );
+        let args: Vec<String> = std::env::args().take(32).collect();
+        assert_eq!(e.argv, args);
+        assert!(!hostname().is_empty());
+    }
+}

@@ -6,7 +6,7 @@
 //! `MONITOR_REQUIRE_PRIVILEGED=1` (CI sets it); otherwise it skips with a loud message.
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader, Read, Write},
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::mpsc::{Receiver, RecvTimeoutError, channel},
@@ -29,7 +29,12 @@ pub fn privileged(test: &str) -> bool {
     if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
         panic!("{test}: needs root to load eBPF, and {REQUIRE_ENV}=1 forbids skipping");
     }
-    eprintln!("\n!!!!!!!! SKIPPED {test}: needs root to load eBPF (run `sudo cargo xtask test`) !!!!!!!!\n");
+    // Written to the stderr handle rather than with eprintln!, which libtest captures and shows
+    // only for failing tests: a skip must be visible in a passing run.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!!!!! SKIPPED {test}: needs root to load eBPF (run `sudo cargo xtask test`) !!!!!!!!\n"
+    );
     false
 }
 
@@ -44,7 +49,8 @@ pub fn monitor_bin() -> PathBuf {
 /// A running daemon whose stdout lines are parsed as JSON and kept for inspection.
 pub struct Monitor {
     child: Child,
-    lines: Receiver<Value>,
+    /// Parsed stdout lines; `Err` carries a line that was not JSON (stdout must carry only JSON).
+    lines: Receiver<Result<Value, String>>,
     /// Every record received so far, in order.
     pub seen: Vec<Value>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
@@ -56,7 +62,10 @@ impl Monitor {
     pub fn start(args: &[&str]) -> Self {
         let mut child = Command::new(monitor_bin())
             .args(args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -79,16 +88,23 @@ impl Monitor {
         });
         let (tx, rx) = channel();
         thread::spawn(move || {
+            // Panicking here would only end this thread; the error is handed to the test thread
+            // instead, which fails with it.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                let v = serde_json::from_str::<Value>(&line)
+                    .map_err(|e| format!("stdout line is not JSON ({e}): {line}"));
                 if tx.send(v).is_err() {
                     break;
                 }
             }
         });
-        let mut m = Monitor { child, lines: rx, seen: Vec::new(), stderr };
+        let mut m = Monitor {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            stderr,
+        };
         m.wait_for("started status record", Duration::from_secs(60), |v| {
             v["type"] == "status" && v["status"] == "started"
         });
@@ -97,7 +113,12 @@ impl Monitor {
 
     /// Waits until a record matching `pred` arrives (also searching records already seen) and
     /// returns it; panics after `timeout` listing what was seen.
-    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
             return v.clone();
         }
@@ -105,18 +126,31 @@ impl Monitor {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(v) => {
+                Ok(Ok(v)) => {
                     self.seen.push(v.clone());
                     if pred(&v) {
                         return v;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                Ok(Err(not_json)) => panic!("{not_json}"),
+                Err(e) => {
+                    let why = match e {
+                        RecvTimeoutError::Timeout => format!("timed out after {timeout:?}"),
+                        RecvTimeoutError::Disconnected => {
+                            "the daemon closed its stdout".to_string()
+                        }
+                    };
+                    // Give an exiting daemon a moment so that its status is known.
+                    thread::sleep(Duration::from_millis(100));
                     let status = self.child.try_wait().ok().flatten();
                     panic!(
-                        "timed out after {timeout:?} waiting for {what}; daemon exit status: {status:?}\n\
+                        "{why} waiting for {what}; daemon exit status: {status:?}\n\
                          records seen:\n{}\nstderr:\n{}",
-                        self.seen.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n"),
+                        self.seen
+                            .iter()
+                            .map(|v| v.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n"),
                         self.stderr.lock().unwrap()
                     );
                 }
@@ -128,7 +162,11 @@ impl Monitor {
     pub fn drain_for(&mut self, period: Duration) -> Vec<Value> {
         let deadline = Instant::now() + period;
         let mut got = Vec::new();
-        while let Ok(v) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(v) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            let v = v.unwrap_or_else(|not_json| panic!("{not_json}"));
             self.seen.push(v.clone());
             got.push(v);
         }

@@ -1,1 +1,224 @@
-fn main() {}
+//! `cargo xtask`: one command per thing a developer or CI does with monitor. Every command first
+//! runs the bootstrap, which installs what a fresh machine lacks and does nothing (in one line)
+//! when all is there.
+
+mod apt;
+mod bench;
+mod bootstrap;
+mod cmd;
+mod ebpf;
+
+use std::{
+    ffi::OsString,
+    os::unix::process::CommandExt as _,
+    process::{Command, ExitCode, ExitStatus},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::bootstrap::Needs;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and benchmark monitor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build and tests need (rust-src, bpf-linker, tracefs, test packages).
+    Bootstrap,
+    /// Build only the eBPF object (monitor-ebpf) and print its path on stdout.
+    BuildEbpf,
+    /// Build the daemon (release) and run it as root: `cargo xtask run -- --events`.
+    Run {
+        /// Arguments for the daemon (see `cargo xtask run -- --help`).
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Unit tests, then the privileged end-to-end tests (one at a time).
+    Test {
+        /// Arguments for the test binaries, e.g. a test name filter.
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Measure exec and TCP connect cost with and without the monitor; writes docs/benchmarks.md.
+    Bench(bench::Options),
+    /// The benchmark's workloads, run by hyperfine (not meant to be called by hand).
+    #[command(hide = true)]
+    BenchLoad(bench::LoadOptions),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command.run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Cmd {
+    fn run(self) -> Result<ExitCode> {
+        match self {
+            Self::Bootstrap => {
+                bootstrap::run(&Needs {
+                    packages: apt::TEST_PACKAGES,
+                    root_required: false,
+                })?;
+            }
+            Self::BuildEbpf => {
+                bootstrap::run(&Needs {
+                    packages: &[],
+                    root_required: false,
+                })?;
+                let object = ebpf::build()?;
+                println!("{}", object.display());
+            }
+            Self::Run { args } => run(&args)?,
+            Self::Test { args } => return test(&args),
+            Self::Bench(options) => bench::run(&options)?,
+            Self::BenchLoad(options) => bench::load(&options)?,
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Builds the release daemon and replaces this process with it (through `sudo -E` when not root),
+/// so Ctrl-C and SIGTERM reach the daemon directly.
+fn run(args: &[OsString]) -> Result<()> {
+    bootstrap::run(&Needs {
+        packages: &[],
+        root_required: true,
+    })?;
+    cmd::run(cmd::cargo().args(["build", "--release", "--package", "monitor"]))?;
+    let monitor = cmd::target_dir().join("release").join("monitor");
+    let mut daemon = if cmd::is_root() {
+        Command::new(&monitor)
+    } else if cmd::which("sudo").is_some() {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("-E").arg(&monitor);
+        sudo
+    } else {
+        bail!(
+            "the monitor loads eBPF programs and needs root: run `cargo xtask run` as root (no sudo here)"
+        );
+    };
+    daemon.args(args);
+    eprintln!("xtask: $ {}", cmd::display(&daemon));
+    let err = daemon.exec();
+    Err(err).with_context(|| format!("cannot exec {}", monitor.display()))
+}
+
+/// One stage of `cargo xtask test` and how it ended.
+struct Stage {
+    name: &'static str,
+    outcome: String,
+    ok: bool,
+}
+
+/// Runs every stage even after a failure (a CI log then shows all of them), prints a summary, and
+/// fails when any stage failed.
+fn test(args: &[OsString]) -> Result<ExitCode> {
+    bootstrap::run(&Needs {
+        packages: apt::TEST_PACKAGES,
+        root_required: false,
+    })?;
+    let mut stages = Vec::new();
+    let stage = |stages: &mut Vec<Stage>, name, status: ExitStatus| {
+        let ok = status.success();
+        let outcome = if ok {
+            "ok".to_string()
+        } else {
+            format!("FAILED ({status})")
+        };
+        stages.push(Stage { name, outcome, ok });
+        ok
+    };
+
+    stage(
+        &mut stages,
+        "unit tests (workspace, no root)",
+        cmd::status(
+            cmd::cargo()
+                .args([
+                    "test",
+                    // Run every test binary even after one fails: CI then reports all failures.
+                    "--no-fail-fast",
+                    "--workspace",
+                    "--exclude",
+                    "monitor-ebpf",
+                    "--exclude",
+                    "monitor-tests",
+                    "--",
+                ])
+                .args(args),
+        )?,
+    );
+    // The end-to-end tests run the same debug build the unit tests just compiled: no second profile.
+    let built = stage(
+        &mut stages,
+        "build monitor (debug)",
+        cmd::status(cmd::cargo().args(["build", "--package", "monitor"]))?,
+    );
+    if built {
+        let monitor = cmd::target_dir().join("debug").join("monitor");
+        match std::env::var_os(tests_env::REQUIRE) {
+            Some(value) => eprintln!(
+                "xtask: {}={} is passed on to the privileged tests",
+                tests_env::REQUIRE,
+                value.to_string_lossy()
+            ),
+            None if !cmd::is_root() => eprintln!(
+                "xtask: not root: the privileged end-to-end tests will SKIP (run `sudo -E cargo xtask test` to run them)"
+            ),
+            None => {}
+        }
+        stage(
+            &mut stages,
+            "privileged end-to-end tests",
+            cmd::status(
+                cmd::cargo()
+                    .env(tests_env::MONITOR_BIN, &monitor)
+                    .args([
+                        "test",
+                        "--no-fail-fast",
+                        "--package",
+                        "monitor-tests",
+                        "--",
+                        "--test-threads=1",
+                    ])
+                    .args(args),
+            )?,
+        );
+    } else {
+        stages.push(Stage {
+            name: "privileged end-to-end tests",
+            outcome: "not run (build failed)".into(),
+            ok: false,
+        });
+    }
+
+    eprintln!("\nxtask test summary:");
+    for Stage { name, outcome, .. } in &stages {
+        eprintln!("  {name:<34} {outcome}");
+    }
+    if stages.iter().all(|s| s.ok) {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("xtask test: FAILED (scroll up for each stage's own test summary)");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Environment the end-to-end harness (tests/src/lib.rs) reads.
+mod tests_env {
+    /// Absolute path of the daemon under test.
+    pub const MONITOR_BIN: &str = "MONITOR_BIN";
+    /// `1` in CI: a privileged test that cannot load eBPF fails instead of skipping. Inherited
+    /// from our caller, never set here.
+    pub const REQUIRE: &str = "MONITOR_REQUIRE_PRIVILEGED";
+}

@@ -1,0 +1,153 @@
+//! `exec`: `sched:sched_process_exec`, fired from `exec_binprm()` once the new program is in
+//! place, for execve, execveat and fexecve alike. `current` is already the new program: its
+//! `mm->exe_file` is the executable (resolved through symlinks and `/dev/fd/N`) and
+//! `mm->arg_start..arg_end` its argv, freshly copied onto the new stack.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{
+    ARGS_LEN, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_RESOLVED, EXEC_EXE_TRUNCATED,
+    EXEC_FILENAME_TRUNCATED, ErrorSlot, EventKind, ExecEvent, FILENAME_LEN, Hook,
+};
+
+use crate::{
+    EVENTS,
+    path::file_path,
+    shared::{
+        EFAULT, Res, count_drop, count_error, current_task, current_tgid, fill_header, is_monitor,
+        off, offsets_valid, read_kernel, read_ptr,
+    },
+};
+
+// Field offsets of `sched:sched_process_exec` (stable since it was added in Linux 3.4).
+const TP_FILENAME: usize = 8;
+const TP_OLD_PID: usize = 16;
+
+#[tracepoint]
+pub fn exec_sched_process_exec(ctx: TracePointContext) -> u32 {
+    if try_exec_sched_process_exec(&ctx).is_err() {
+        count_error(ErrorSlot::Exec);
+    }
+    0
+}
+
+fn try_exec_sched_process_exec(ctx: &TracePointContext) -> Res<()> {
+    if is_monitor(current_tgid()) {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        count_drop();
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    match unsafe { fill_exec(ctx, ev) } {
+        Ok(()) => {
+            entry.submit(0);
+            Ok(())
+        }
+        Err(e) => {
+            entry.discard(0);
+            Err(e)
+        }
+    }
+}
+
+/// Fills the record in place (it is 3 KiB: it never touches the stack). Failing to resolve the
+/// exe or argv still sends the record, with the flag or length saying what is missing, and
+/// counts an error.
+#[inline(always)]
+unsafe fn fill_exec(ctx: &TracePointContext, ev: *mut ExecEvent) -> Res<()> {
+    unsafe {
+        fill_header(
+            &raw mut (*ev).header,
+            EventKind::Exec,
+            Hook::TracepointSchedProcessExec,
+        );
+        (*ev).old_tid = ctx.read_at::<u32>(TP_OLD_PID)?;
+        (*ev)._pad0 = 0;
+        let mut flags = 0;
+
+        // __data_loc: low 16 bits offset from the record start, high 16 bits length with NUL.
+        let loc: u32 = ctx.read_at(TP_FILENAME)?;
+        let src = ctx
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add((loc & 0xffff) as usize);
+        let ret = bpf_probe_read_kernel_str(
+            (&raw mut (*ev).filename).cast(),
+            FILENAME_LEN as u32,
+            src.cast(),
+        );
+        if ret <= 0 {
+            return Err(if ret == 0 { EFAULT } else { ret as i32 });
+        }
+        (*ev).filename_len = (ret - 1) as u32;
+        if (loc >> 16) as usize > FILENAME_LEN {
+            flags |= EXEC_FILENAME_TRUNCATED;
+        }
+
+        (*ev).exe_len = 0;
+        (*ev).args_len = 0;
+        if offsets_valid() {
+            match read_ptr(current_task(), off!(task_mm)) {
+                Ok(mm) => {
+                    match exe_path(mm, ev) {
+                        Ok(f) => flags |= f,
+                        Err(_) => count_error(ErrorSlot::Exec),
+                    }
+                    match args(mm, ev) {
+                        Ok(f) => flags |= f,
+                        Err(_) => count_error(ErrorSlot::Exec),
+                    }
+                }
+                Err(_) => count_error(ErrorSlot::Exec),
+            }
+        }
+        (*ev).flags = flags;
+    }
+    Ok(())
+}
+
+/// `mm->exe_file` → `ev.exe`; returns the flags to set.
+#[inline(always)]
+unsafe fn exe_path(mm: *const u8, ev: *mut ExecEvent) -> Res<u32> {
+    unsafe {
+        let file = read_ptr(mm, off!(mm_exe_file))?;
+        let p = file_path::<EXE_LEN>(file, (&raw mut (*ev).exe).cast())?;
+        (*ev).exe_len = p.len;
+        let mut flags = EXEC_EXE_RESOLVED;
+        if p.truncated {
+            flags |= EXEC_EXE_TRUNCATED;
+        }
+        Ok(flags)
+    }
+}
+
+/// `mm->arg_start..arg_end` (user memory of the new program) → `ev.args`.
+#[inline(always)]
+unsafe fn args(mm: *const u8, ev: *mut ExecEvent) -> Res<u32> {
+    unsafe {
+        let start: u64 = read_kernel(mm, off!(mm_arg_start))?;
+        let end: u64 = read_kernel(mm, off!(mm_arg_end))?;
+        let mut len = end.saturating_sub(start) as usize;
+        let mut flags = 0;
+        if len > ARGS_LEN {
+            len = ARGS_LEN;
+            flags |= EXEC_ARGS_TRUNCATED;
+        }
+        let ret = bpf_probe_read_user(
+            (&raw mut (*ev).args).cast(),
+            len as u32,
+            start as *const core::ffi::c_void,
+        );
+        if ret != 0 {
+            return Err(ret as i32);
+        }
+        (*ev).args_len = len as u32;
+        Ok(flags)
+    }
+}

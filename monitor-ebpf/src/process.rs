@@ -1,0 +1,141 @@
+//! Lineage: `sched:sched_process_fork` and `sched:sched_process_exit`, which keep the daemon's
+//! process table in step with the kernel.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use monitor_common::{ErrorSlot, EventKind, ExitEvent, ForkEvent, Hook, OFFSET_ABSENT};
+
+use crate::{
+    EVENTS,
+    shared::{
+        Res, count_drop, count_error, current_task, current_tgid, fill_header, is_monitor, off,
+        read_kernel, read_ptr,
+    },
+};
+
+/// Threads of one group visited at most when telling a new thread from a new process.
+const MAX_THREADS: u32 = 64;
+
+#[tracepoint]
+pub fn process_sched_process_fork(ctx: TracePointContext) -> u32 {
+    if try_process_sched_process_fork(&ctx).is_err() {
+        count_error(ErrorSlot::Fork);
+    }
+    0
+}
+
+fn try_process_sched_process_fork(ctx: &TracePointContext) -> Res<()> {
+    let tgid = current_tgid();
+    if is_monitor(tgid) {
+        return Ok(());
+    }
+    let child_tid: u32 = unsafe { ctx.read_at(off!(tp_fork_child_pid) as usize)? };
+    let child_tgid = child_tgid(tgid, child_tid);
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        count_drop();
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        fill_header(
+            &raw mut (*ev).header,
+            EventKind::Fork,
+            Hook::TracepointSchedProcessFork,
+        );
+        (*ev).child_tid = child_tid;
+        (*ev).child_tgid = child_tgid;
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+/// The tracepoint gives only the child's tid. `copy_process()` has already linked a new thread
+/// at the tail of `current->signal->thread_head`, so walking that list backwards finds it at
+/// once; a new process is its own group leader and is not in the list. 0 when we cannot tell
+/// (offsets unknown, or more than [`MAX_THREADS`] threads to look through).
+#[inline(always)]
+fn child_tgid(parent_tgid: u32, child_tid: u32) -> u32 {
+    if off!(threads_valid) != 1 {
+        return 0;
+    }
+    match unsafe { find_thread(child_tid) } {
+        Ok(Some(true)) => parent_tgid,
+        Ok(Some(false)) => child_tid,
+        Ok(None) => 0,
+        Err(_) => {
+            count_error(ErrorSlot::Fork);
+            0
+        }
+    }
+}
+
+/// `Some(true)` when `tid` is a thread of the current group, `Some(false)` when the whole list
+/// was walked without finding it, `None` when the walk was cut short.
+#[inline(always)]
+unsafe fn find_thread(tid: u32) -> Res<Option<bool>> {
+    unsafe {
+        let signal = read_ptr(current_task(), off!(task_signal))?;
+        let head = signal.wrapping_add(off!(signal_thread_head) as usize);
+        let node_off = off!(task_thread_node) as usize;
+        let pid_off = off!(task_pid);
+        // list_head { next, prev }: `prev` is at offset 8.
+        let mut node = read_ptr(head, 8)?;
+        for _ in 0..MAX_THREADS {
+            if node == head {
+                return Ok(Some(false));
+            }
+            let task = node.wrapping_sub(node_off);
+            if read_kernel::<u32>(task, pid_off)? == tid {
+                return Ok(Some(true));
+            }
+            node = read_ptr(node, 8)?;
+        }
+        Ok(None)
+    }
+}
+
+#[tracepoint]
+pub fn process_sched_process_exit(ctx: TracePointContext) -> u32 {
+    if try_process_sched_process_exit(&ctx).is_err() {
+        count_error(ErrorSlot::Exit);
+    }
+    0
+}
+
+fn try_process_sched_process_exit(ctx: &TracePointContext) -> Res<()> {
+    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if is_monitor(tgid) {
+        return Ok(());
+    }
+    // Only the end of the whole thread group matters to the process table.
+    let group_dead_off = off!(tp_exit_group_dead);
+    let group_dead = if group_dead_off == OFFSET_ABSENT {
+        pid_tgid as u32 == tgid
+    } else {
+        unsafe { ctx.read_at::<u8>(group_dead_off as usize)? != 0 }
+    };
+    if !group_dead {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        count_drop();
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        fill_header(
+            &raw mut (*ev).header,
+            EventKind::Exit,
+            Hook::TracepointSchedProcessExit,
+        );
+        // do_exit() stores exit_code before firing the tracepoint.
+        (*ev).exit_code = if off!(valid) == 1 {
+            read_kernel::<u32>(current_task(), off!(task_exit_code)).unwrap_or(0)
+        } else {
+            0
+        };
+        (*ev)._pad0 = 0;
+    }
+    entry.submit(0);
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Helpers every program uses: the record header, counters, globals and offset-based reads of
+//! kernel memory (our stand-in for CO-RE, which aya-ebpf lacks for Rust).
+
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns},
+};
+use monitor_common::{ErrorSlot, EventHeader, EventKind, Hook};
+
+use crate::{DROPS, ERRORS, MONITOR_TGID};
+
+/// Errors are the negative errno values the helpers return.
+pub type Res<T> = Result<T, i32>;
+
+/// Error returned when a kernel pointer we must follow is NULL (`-EFAULT`).
+pub const EFAULT: i32 = -14;
+
+/// Reads one field of the [`monitor_common::KernelOffsets`] global. Volatile so that the compiler does not fold
+/// the default value in: the loader rewrites `.rodata` before load.
+macro_rules! off {
+    ($field:ident) => {
+        $crate::shared::read_global(&raw const $crate::KERNEL_OFFSETS.$field)
+    };
+}
+pub(crate) use off;
+
+/// Volatile read of a `u32` global (see [`off!`]).
+#[inline(always)]
+pub fn read_global(p: *const u32) -> u32 {
+    // SAFETY: `p` points into a static of this object, which lives as long as the program.
+    unsafe { core::ptr::read_volatile(p) }
+}
+
+#[inline(always)]
+pub fn offsets_valid() -> bool {
+    off!(valid) == 1
+}
+
+/// `true` when the current task belongs to the daemon itself.
+#[inline(always)]
+pub fn is_monitor(tgid: u32) -> bool {
+    tgid == read_global(&raw const MONITOR_TGID)
+}
+
+#[inline(always)]
+pub fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+#[inline(always)]
+pub fn count_error(slot: ErrorSlot) {
+    if let Some(p) = ERRORS.get_ptr_mut(slot as u32) {
+        // Per-CPU slot: no other CPU writes it, so a plain add is race-free.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn count_drop() {
+    if let Some(p) = DROPS.get_ptr_mut(0) {
+        unsafe { *p += 1 };
+    }
+}
+
+/// Reads a `T` at `base + offset` from kernel memory; NULL `base` is an error, not a fault.
+#[inline(always)]
+pub unsafe fn read_kernel<T>(base: *const u8, offset: u32) -> Res<T> {
+    if base.is_null() {
+        return Err(EFAULT);
+    }
+    unsafe {
+        aya_ebpf::helpers::bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>())
+    }
+}
+
+/// Like [`read_kernel`] for a pointer field, failing on NULL so callers can chain reads.
+#[inline(always)]
+pub unsafe fn read_ptr(base: *const u8, offset: u32) -> Res<*const u8> {
+    let p: *const u8 = unsafe { read_kernel(base, offset)? };
+    if p.is_null() { Err(EFAULT) } else { Ok(p) }
+}
+
+#[inline(always)]
+pub fn current_task() -> *const u8 {
+    unsafe { bpf_get_current_task() as *const u8 }
+}
+
+/// `current->real_parent->tgid`, 0 when the offsets are unknown or the read fails.
+#[inline(always)]
+pub fn current_ppid() -> u32 {
+    if !offsets_valid() {
+        return 0;
+    }
+    let task = current_task();
+    unsafe {
+        match read_ptr(task, off!(task_real_parent)) {
+            Ok(parent) => read_kernel::<u32>(parent, off!(task_tgid)).unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+}
+
+/// Fills every field of the header (ring-buffer memory is not zeroed by the kernel).
+#[inline(always)]
+pub unsafe fn fill_header(h: *mut EventHeader, kind: EventKind, hook: Hook) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    unsafe {
+        (*h).kind = kind as u32;
+        (*h).hook = hook as u32;
+        (*h).ktime_ns = bpf_ktime_get_boot_ns();
+        (*h).tid = pid_tgid as u32;
+        (*h).tgid = (pid_tgid >> 32) as u32;
+        (*h).ppid = current_ppid();
+        (*h).uid = uid_gid as u32;
+        (*h).gid = (uid_gid >> 32) as u32;
+        (*h)._pad0 = 0;
+        (*h).cgroup_id = bpf_get_current_cgroup_id();
+        (*h).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    }
+}

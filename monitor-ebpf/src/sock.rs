@@ -1,0 +1,236 @@
+//! Socket records shared by `listen` and `connect`: one reader for the `sock:inet_sock_set_state`
+//! tracepoint and one for a `struct sock *` seen by an fentry program.
+
+use aya_ebpf::programs::TracePointContext;
+use monitor_common::{AF_INET, AF_INET6, EventKind, Hook, IPPROTO_TCP, SockEvent};
+
+use crate::{
+    EVENTS,
+    shared::{Res, count_drop, current_tgid, fill_header, is_monitor, off, read_kernel, read_ptr},
+};
+
+/// `TCP_SYN_SENT` and `TCP_LISTEN` from `include/net/tcp_states.h`.
+pub const TCP_SYN_SENT: i32 = 2;
+pub const TCP_LISTEN: i32 = 10;
+
+// Field offsets of `sock:inet_sock_set_state` (include/trace/events/sock.h). Its layout has been
+// stable since Linux 4.16, unlike the sched tracepoints whose offsets come from tracefs.
+const TP_SKADDR: usize = 8;
+const TP_NEWSTATE: usize = 20;
+const TP_SPORT: usize = 24;
+const TP_DPORT: usize = 26;
+const TP_FAMILY: usize = 28;
+const TP_PROTOCOL: usize = 30;
+const TP_SADDR: usize = 32;
+const TP_DADDR: usize = 36;
+const TP_SADDR_V6: usize = 40;
+const TP_DADDR_V6: usize = 56;
+
+/// Emits a record when the tracepoint reports a TCP/IPv4-or-IPv6 socket entering `want_state`.
+/// The tracepoint already converts ports to host byte order (`ntohs(inet->inet_sport)`).
+#[inline(always)]
+pub fn try_sock_tracepoint(ctx: &TracePointContext, want_state: i32, kind: EventKind) -> Res<()> {
+    match tracepoint_family(ctx, want_state)? {
+        Some(family) => emit_from_tracepoint(ctx, family, kind),
+        None => Ok(()),
+    }
+}
+
+/// The socket family when the tracepoint reports a TCP/IPv4-or-IPv6 socket of another task than
+/// the monitor entering `want_state`; `None` when the record is not for us.
+#[inline(always)]
+pub fn tracepoint_family(ctx: &TracePointContext, want_state: i32) -> Res<Option<u16>> {
+    let newstate: i32 = unsafe { ctx.read_at(TP_NEWSTATE)? };
+    if newstate != want_state {
+        return Ok(None);
+    }
+    let protocol: u16 = unsafe { ctx.read_at(TP_PROTOCOL)? };
+    let family: u16 = unsafe { ctx.read_at(TP_FAMILY)? };
+    if protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6) {
+        return Ok(None);
+    }
+    if is_monitor(current_tgid()) {
+        return Ok(None);
+    }
+    Ok(Some(family))
+}
+
+/// Writes the tracepoint's record straight into the ring buffer.
+#[inline(always)]
+pub fn emit_from_tracepoint(ctx: &TracePointContext, family: u16, kind: EventKind) -> Res<()> {
+    let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
+        count_drop();
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    match unsafe { fill_from_tracepoint(ctx, ev, family, kind) } {
+        Ok(()) => {
+            entry.submit(0);
+            Ok(())
+        }
+        Err(e) => {
+            entry.discard(0);
+            Err(e)
+        }
+    }
+}
+
+/// The `struct sock *` the tracepoint is about (`skaddr`).
+#[inline(always)]
+pub fn tracepoint_sk(ctx: &TracePointContext) -> Res<*const u8> {
+    unsafe { ctx.read_at(TP_SKADDR) }
+}
+
+/// `sk->__sk_common.skc_num`: the local port in host byte order, 0 until one is bound. Needs the
+/// `sock_valid` offsets.
+#[inline(always)]
+pub unsafe fn local_port(sk: *const u8) -> Res<u16> {
+    unsafe { read_kernel(sk, off!(skc_num)) }
+}
+
+/// Fills `ev` from the tracepoint record (`ev` may be ring-buffer or map memory).
+#[inline(always)]
+pub unsafe fn fill_from_tracepoint(
+    ctx: &TracePointContext,
+    ev: *mut SockEvent,
+    family: u16,
+    kind: EventKind,
+) -> Res<()> {
+    unsafe {
+        fill_header(
+            &raw mut (*ev).header,
+            kind,
+            Hook::TracepointInetSockSetState,
+        );
+        (*ev).family = family;
+        (*ev).protocol = IPPROTO_TCP;
+        (*ev).sport = ctx.read_at(TP_SPORT)?;
+        (*ev).dport = ctx.read_at(TP_DPORT)?;
+        if family == AF_INET6 {
+            (*ev).saddr = ctx.read_at(TP_SADDR_V6)?;
+            (*ev).daddr = ctx.read_at(TP_DADDR_V6)?;
+            // An IPv4 connect through an AF_INET6 socket (`::ffff:a.b.c.d`) reaches
+            // TCP_SYN_SENT inside tcp_v4_connect(). Kernels without inet_bhash2_update_saddr()
+            // (older than 6.1) write the mapped source into sk_v6_rcv_saddr only after that
+            // returns, so the v6 source is still `::`: take the IPv4 source the tracepoint has.
+            if is_v4_mapped(&(*ev).daddr) && (*ev).saddr == [0; 16] {
+                let v4: [u8; 4] = ctx.read_at(TP_SADDR)?;
+                (*ev).saddr = mapped(v4);
+            }
+        } else {
+            (*ev).saddr = widen(ctx.read_at(TP_SADDR)?);
+            (*ev).daddr = widen(ctx.read_at(TP_DADDR)?);
+        }
+    }
+    Ok(())
+}
+
+/// Emits a record for the `struct sock *` an fentry program was handed. `listen` is true for
+/// `inet_listen` (no remote side yet). Needs `sock_valid` offsets (the loader does not attach the
+/// fentry programs without them).
+#[inline(always)]
+pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen: bool) -> Res<()> {
+    if off!(sock_valid) != 1 {
+        return Ok(());
+    }
+    let family: u16 = unsafe { read_kernel(sk, off!(skc_family))? };
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(());
+    }
+    // sk_protocol is a u16 since Linux 5.6 and an 8-bit bitfield before: read the containing
+    // 32-bit word and cut the field out of it.
+    let bit = off!(sk_protocol_bit_offset);
+    let word: u32 = unsafe { read_kernel(sk, bit / 8)? };
+    let bits = off!(sk_protocol_bits) & 31;
+    let protocol = (word >> (bit % 8)) & ((1u32 << bits) - 1);
+    if protocol != u32::from(IPPROTO_TCP) {
+        return Ok(());
+    }
+    if is_monitor(current_tgid()) {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
+        count_drop();
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    match unsafe { fill_from_sock(sk, ev, family, kind, hook, listen) } {
+        Ok(()) => {
+            entry.submit(0);
+            Ok(())
+        }
+        Err(e) => {
+            entry.discard(0);
+            Err(e)
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn fill_from_sock(
+    sk: *const u8,
+    ev: *mut SockEvent,
+    family: u16,
+    kind: EventKind,
+    hook: Hook,
+    listen: bool,
+) -> Res<()> {
+    unsafe {
+        fill_header(&raw mut (*ev).header, kind, hook);
+        (*ev).family = family;
+        (*ev).protocol = IPPROTO_TCP;
+        // skc_num is the local port in host order; skc_dport is in network order.
+        (*ev).sport = read_kernel(sk, off!(skc_num))?;
+        if family == AF_INET6 {
+            (*ev).saddr = read_kernel(sk, off!(skc_v6_rcv_saddr))?;
+        } else {
+            (*ev).saddr = widen(read_kernel(sk, off!(skc_rcv_saddr))?);
+        }
+        if listen {
+            (*ev).dport = 0;
+            (*ev).daddr = [0; 16];
+        } else {
+            (*ev).dport = u16::from_be(read_kernel(sk, off!(skc_dport))?);
+            if family == AF_INET6 {
+                (*ev).daddr = read_kernel(sk, off!(skc_v6_daddr))?;
+            } else {
+                (*ev).daddr = widen(read_kernel(sk, off!(skc_daddr))?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `struct socket *` → `struct sock *` (`socket->sk`).
+#[inline(always)]
+pub unsafe fn socket_sk(sock: *const u8) -> Res<*const u8> {
+    unsafe { read_ptr(sock, off!(socket_sk)) }
+}
+
+/// IPv4 address in the first 4 bytes, the rest zero (the `SockEvent` layout).
+#[inline(always)]
+fn widen(v4: [u8; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[0] = v4[0];
+    a[1] = v4[1];
+    a[2] = v4[2];
+    a[3] = v4[3];
+    a
+}
+
+#[inline(always)]
+fn mapped(v4: [u8; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[10] = 0xff;
+    a[11] = 0xff;
+    a[12] = v4[0];
+    a[13] = v4[1];
+    a[14] = v4[2];
+    a[15] = v4[3];
+    a
+}
+
+#[inline(always)]
+fn is_v4_mapped(a: &[u8; 16]) -> bool {
+    a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff
+}

@@ -1,0 +1,45 @@
+//! `webserver_shell`: an exec of a shell whose ancestry contains a web server. php-fpm's
+//! `system()` runs `sh -c -- <cmd>`; the alert carries that argv as executed.
+
+use super::{Finding, RuleId, lineage};
+use crate::{
+    policy::{Policy, Subject},
+    record::{EventRecord, EventType},
+};
+
+pub fn judge(policy: &Policy, event: &EventRecord) -> Option<Finding> {
+    let rule = &policy.webserver_shell;
+    if !rule.settings.enabled || event.event != EventType::Exec {
+        return None;
+    }
+    let shell = lineage::shell(policy, &event.process, event.filename.as_deref())?;
+    // Ancestors only: at exec time the process already is the shell.
+    let web_server = lineage::web_server(policy, event, false)?;
+    let subject = Subject {
+        exe: Some(shell.exe),
+        argv: &event.process.argv,
+        ancestry: &event.ancestry,
+        destination: None,
+        port: None,
+    };
+    if rule.settings.exceptions.iter().any(|e| e.matches(&subject)) {
+        return None;
+    }
+    let shell_name = match shell.applet {
+        Some(applet) => format!("{} ({applet})", shell.exe),
+        None => shell.exe.to_owned(),
+    };
+    let relation = if web_server.depth == 1 {
+        "parent"
+    } else {
+        "ancestor"
+    };
+    Some(Finding {
+        rule: RuleId::WebserverShell,
+        title: format!(
+            "Shell spawned by web server: {shell_name} ({relation} {})",
+            web_server.name()
+        ),
+        dedup: format!("webserver_shell:{}:{}", web_server.exe, shell.exe),
+    })
+}

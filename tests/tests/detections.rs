@@ -1,0 +1,1341 @@
+//! Privileged end-to-end scenarios of the three detections (issue 3), with real programs from
+//! Debian packages: nginx, php-fpm and socat (`cargo xtask test` installs them).
+//!
+//! Every scenario writes its own configuration into a scratch directory (never /etc), listens only
+//! on 127.0.0.1 / ::1 / 0.0.0.0 of this host or of a network namespace it creates, talks only to
+//! loopback, and kills what it started (process-group guards). The daemon runs with `--events` so
+//! that every "nothing must be raised" check first waits for the event it is about: a guard that
+//! passes because the monitor saw nothing would prove nothing.
+//!
+//! Run: `cargo build -p monitor && MONITOR_BIN=$PWD/target/debug/monitor \
+//!       cargo test -p monitor-tests --test detections -- --test-threads=1`
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use monitor::{baseline::scan_listeners, record::ANCESTRY_MAX};
+use monitor_tests::{Monitor, monitor_bin, privileged};
+use serde_json::{Value, json};
+
+/// Scenario files (config templates, PHP scripts, helper sources).
+const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+/// The embedded default policy, from which the test policy is derived.
+const DEFAULT_POLICY: &str = include_str!("../../monitor/src/default_policy.toml");
+/// How long an expected alert may take (the daemon should need milliseconds).
+const ALERT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long we listen for alerts that must NOT come, after the event they would be about.
+const QUIET: Duration = Duration::from_secs(2);
+
+// ---------------------------------------------------------------------------------------------
+// Scenario a: unexpected_listen, live and at start-up.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn unexpected_listen_live_and_pre_existing() {
+    if !privileged("unexpected_listen_live_and_pre_existing") {
+        return;
+    }
+    let scratch = Scratch::new("listen");
+    let me = std::process::id();
+    let my_exe = path_str(&canonical(&std::env::current_exe().expect("current_exe"))).to_owned();
+
+    // Started BEFORE the monitor: judged by the start-up scan.
+    let mut pre_any = socat_listener(
+        &scratch,
+        "pre-any",
+        "TCP4-LISTEN:24101,bind=0.0.0.0,reuseaddr",
+    );
+    let mut pre_loopback = socat_listener(
+        &scratch,
+        "pre-lo",
+        "TCP4-LISTEN:24103,bind=127.0.0.1,reuseaddr",
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut pre_any, 24101),
+        vec![pre_any.pid()]
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut pre_loopback, 24103),
+        vec![pre_loopback.pid()]
+    );
+
+    let mut m = Monitor::start(&["--events"]);
+
+    let a = m.wait_for(
+        "pre-existing unexpected_listen on 24101",
+        ALERT_TIMEOUT,
+        |v| is_alert(v, "unexpected_listen") && v["socket"]["local"]["port"] == 24101,
+    );
+    assert_listen_alert(&a, &pre_any, "0.0.0.0", 24101, true);
+    assert_eq!(a["ancestry"][0]["pid"], me);
+    assert_eq!(a["ancestry"][0]["exe"], my_exe);
+
+    // Started AFTER the monitor: judged on the listen event.
+    let mut live_any = socat_listener(
+        &scratch,
+        "live-any",
+        "TCP4-LISTEN:24102,bind=0.0.0.0,reuseaddr",
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut live_any, 24102),
+        vec![live_any.pid()]
+    );
+    let a = m.wait_for("live unexpected_listen on 24102", ALERT_TIMEOUT, |v| {
+        is_alert(v, "unexpected_listen") && v["socket"]["local"]["port"] == 24102
+    });
+    assert_listen_alert(&a, &live_any, "0.0.0.0", 24102, false);
+    assert_eq!(a["ancestry"][0]["pid"], me);
+    assert_eq!(a["ancestry"][0]["exe"], my_exe);
+
+    // An IPv6 wildcard listener is just as exposed.
+    let mut live_v6 = socat_listener(
+        &scratch,
+        "live-v6",
+        "TCP6-LISTEN:24106,bind=[::],ipv6only=1,reuseaddr",
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut live_v6, 24106),
+        vec![live_v6.pid()]
+    );
+    let a = m.wait_for("live unexpected_listen on [::]:24106", ALERT_TIMEOUT, |v| {
+        is_alert(v, "unexpected_listen") && v["socket"]["local"]["port"] == 24106
+    });
+    assert_listen_alert(&a, &live_v6, "::", 24106, false);
+
+    // Allowed: loopback-only listeners on odd ports, and nginx on port 80 of every address.
+    let mut live_loopback = socat_listener(
+        &scratch,
+        "live-lo",
+        "TCP4-LISTEN:24104,bind=127.0.0.1,reuseaddr",
+    );
+    let mut live_loopback6 = socat_listener(
+        &scratch,
+        "live-lo6",
+        "TCP6-LISTEN:24105,bind=[::1],reuseaddr",
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut live_loopback, 24104),
+        vec![live_loopback.pid()]
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut live_loopback6, 24105),
+        vec![live_loopback6.pid()]
+    );
+    let nginx = Nginx::start(&scratch, "0.0.0.0:80", "127.0.0.1:9");
+    for (port, pid) in [
+        (24104, live_loopback.pid()),
+        (24105, live_loopback6.pid()),
+        (80, nginx.master),
+    ] {
+        m.wait_for(
+            &format!("listen event on port {port}"),
+            ALERT_TIMEOUT,
+            |v| {
+                is_event(v, "listen")
+                    && v["socket"]["local"]["port"] == port
+                    && v["process"]["pid"] == pid
+            },
+        );
+    }
+    m.drain_for(QUIET);
+    let listen_alerts: Vec<&Value> = m
+        .seen
+        .iter()
+        .filter(|v| is_alert(v, "unexpected_listen") && ours(v))
+        .collect();
+    for a in &listen_alerts {
+        let port = &a["socket"]["local"]["port"];
+        assert!(
+            ![24103, 24104, 24105, 80].iter().any(|p| port == p),
+            "allowed listener raised an alert: {a}"
+        );
+    }
+    // Exactly one alert per unexpected socket: dedup must not lose any, nothing may repeat.
+    for port in [24101, 24102, 24106] {
+        let n = listen_alerts
+            .iter()
+            .filter(|a| a["socket"]["local"]["port"] == port)
+            .count();
+        assert_eq!(n, 1, "alerts for port {port}: {listen_alerts:#?}");
+    }
+    let daemon = m.pid();
+    m.stop();
+    record(daemon, "unexpected_listen");
+}
+
+/// The start-up scan reaches listeners in other network namespaces, joined to their owner.
+#[test]
+fn unexpected_listen_in_other_network_namespace() {
+    if !privileged("unexpected_listen_in_other_network_namespace") {
+        return;
+    }
+    let scratch = Scratch::new("netns");
+    let ns = NetNs::create(&format!("monitor-e2e-{}", std::process::id()));
+    // Bound to every address of the namespace, whose only interface is its own loopback.
+    let socat_args = ["-u", "TCP4-LISTEN:24111,bind=0.0.0.0,reuseaddr", "STDOUT"];
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.name, "socat"])
+        .args(socat_args);
+    // `ip netns exec` execs the program: the child's pid is socat's.
+    let mut listener = Running::spawn(&scratch, "netns-socat", &mut cmd);
+    // And one on the namespace's loopback only: found too, but allowed.
+    let mut loopback = Running::spawn(
+        &scratch,
+        "netns-socat-lo",
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, "socat", "-u"])
+            .args(["TCP4-LISTEN:24112,bind=127.0.0.1,reuseaddr", "STDOUT"]),
+    );
+
+    let host_ns = fs::read_link("/proc/self/ns/net").expect("own netns");
+    let found = wait_for_scan(&scratch, &mut listener, |l| l.local.port() == 24111);
+    assert_eq!(
+        found.local,
+        "0.0.0.0:24111".parse::<SocketAddr>().expect("addr")
+    );
+    assert!(!found.family_v6);
+    assert_eq!(found.owners, vec![listener.pid()]);
+    let socat_ns = fs::read_link(format!("/proc/{}/ns/net", listener.pid())).expect("socat netns");
+    assert_ne!(socat_ns, host_ns, "socat must run in the created namespace");
+    assert_eq!(
+        socat_ns.to_str(),
+        Some(format!("net:[{}]", found.netns).as_str())
+    );
+    let found_lo = wait_for_scan(&scratch, &mut loopback, |l| l.local.port() == 24112);
+    assert_eq!(
+        found_lo.local,
+        "127.0.0.1:24112".parse::<SocketAddr>().expect("addr")
+    );
+    assert_eq!(found_lo.owners, vec![loopback.pid()]);
+    assert_eq!(found_lo.netns, found.netns);
+
+    let mut m = Monitor::start(&["--events"]);
+    let a = m.wait_for(
+        "pre-existing unexpected_listen in the namespace",
+        ALERT_TIMEOUT,
+        |v| is_alert(v, "unexpected_listen") && v["socket"]["local"]["port"] == 24111,
+    );
+    assert_alert_shape(&a);
+    assert_eq!(a["severity"], "HIGH");
+    assert_eq!(a["title"], "Unexpected Port Opened: 24111");
+    assert_eq!(a["pre_existing"], true);
+    assert_eq!(a["process"]["pid"], listener.pid());
+    assert_eq!(a["process"]["exe"], exe_of("socat"));
+    assert_eq!(
+        a["process"]["argv"],
+        json!(["socat", socat_args[0], socat_args[1], socat_args[2]])
+    );
+    assert_eq!(a["ancestry"][0]["pid"], std::process::id());
+    // The loopback listener is reported as a pre-existing listen event, without an alert.
+    m.wait_for(
+        "pre-existing listen event on 127.0.0.1:24112",
+        ALERT_TIMEOUT,
+        |v| {
+            is_event(v, "listen")
+                && v["pre_existing"] == true
+                && v["process"]["pid"] == loopback.pid()
+        },
+    );
+    m.drain_for(QUIET);
+    let bad: Vec<&Value> = m
+        .seen
+        .iter()
+        .filter(|v| is_alert(v, "unexpected_listen") && v["socket"]["local"]["port"] == 24112)
+        .collect();
+    assert!(bad.is_empty(), "loopback listener raised {bad:#?}");
+    let daemon = m.pid();
+    m.stop();
+    record(daemon, "unexpected_listen_netns");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario b: nginx proxy_pass egress.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn webserver_egress_from_nginx_proxy() {
+    if !privileged("webserver_egress_from_nginx_proxy") {
+        return;
+    }
+    let scratch = Scratch::new("proxy");
+    let policy = egress_test_policy(&scratch);
+    let reply = scratch.write(
+        "reply.http",
+        "HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nupstream\n",
+    );
+    let reply_addr = format!("OPEN:{}", reply.display());
+    // -U: send the canned reply to whoever connects (nginx), ignore what it sends.
+    let mut upstream_odd = Running::spawn(
+        &scratch,
+        "upstream-odd",
+        Command::new("socat").args([
+            "-U",
+            "TCP4-LISTEN:24121,bind=127.0.0.1,reuseaddr,fork",
+            &reply_addr,
+        ]),
+    );
+    let mut upstream_allowed = Running::spawn(
+        &scratch,
+        "upstream-8080",
+        Command::new("socat").args([
+            "-U",
+            "TCP4-LISTEN:8080,bind=127.0.0.1,reuseaddr,fork",
+            &reply_addr,
+        ]),
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut upstream_odd, 24121),
+        vec![upstream_odd.pid()]
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut upstream_allowed, 8080),
+        vec![upstream_allowed.pid()]
+    );
+
+    let mut m = Monitor::start(&["--events", "--policy", path_str(&policy)]);
+    let nginx = Nginx::start(&scratch, "127.0.0.1:24120", "127.0.0.1:24121");
+
+    // An allowed egress port: the connect is seen, nothing is raised.
+    let body = http_get(24120, "/allowed/x");
+    assert!(body.ends_with("upstream\n"), "proxy to 8080 failed: {body}");
+    m.wait_for("nginx connect to 127.0.0.1:8080", ALERT_TIMEOUT, |v| {
+        is_event(v, "connect")
+            && v["process"]["pid"] == nginx.worker
+            && v["socket"]["remote"]["port"] == 8080
+    });
+    m.drain_for(QUIET);
+    assert_no_alert(
+        &m.seen,
+        "webserver_egress",
+        "after the proxy to the allowed port 8080",
+    );
+
+    // An odd port on an address the test policy does not exclude.
+    let body = http_get(24120, "/proxy/x");
+    assert!(
+        body.ends_with("upstream\n"),
+        "proxy to 24121 failed: {body}"
+    );
+    let a = m.wait_for(
+        "webserver_egress from the nginx worker",
+        ALERT_TIMEOUT,
+        |v| is_alert(v, "webserver_egress") && v["socket"]["remote"]["port"] == 24121,
+    );
+    assert_alert_shape(&a);
+    assert_eq!(a["severity"], "MEDIUM");
+    assert_eq!(a["pre_existing"], false);
+    assert_eq!(a["process"]["pid"], nginx.worker);
+    assert_eq!(a["process"]["ppid"], nginx.master);
+    assert_eq!(a["process"]["exe"], exe_of("nginx"));
+    assert_eq!(a["process"]["uid"], www_data_uid());
+    assert_eq!(a["socket"]["protocol"], "tcp");
+    assert_eq!(a["socket"]["family"], "ipv4");
+    assert_eq!(a["socket"]["local"]["ip"], "127.0.0.1");
+    assert_eq!(
+        a["socket"]["remote"],
+        json!({"ip": "127.0.0.1", "port": 24121})
+    );
+    let nginx_exe = exe_of("nginx");
+    assert_eq!(a["event"], "connect");
+    assert_eq!(
+        a["title"],
+        format!("Web server egress: {nginx_exe} -> 127.0.0.1:24121")
+    );
+    assert_eq!(
+        a["dedup"],
+        format!("webserver_egress:{nginx_exe}:{nginx_exe}:127.0.0.1:24121")
+    );
+    // The worker was forked (not exec'd) by the master: it carries the master's exec argv.
+    assert_eq!(a["process"]["argv"], json!(nginx.argv));
+    assert_eq!(ancestry_pids(&a)[..2], [nginx.master, std::process::id()]);
+    assert_eq!(a["ancestry"][0]["exe"], nginx_exe);
+    assert_eq!(a["ancestry"][0]["argv"], json!(nginx.argv));
+
+    let quiet = m.drain_for(QUIET);
+    let n = m
+        .seen
+        .iter()
+        .filter(|v| is_alert(v, "webserver_egress") && ours(v))
+        .count();
+    assert_eq!(
+        n, 1,
+        "exactly one egress alert expected; after it: {quiet:#?}"
+    );
+    let daemon = m.pid();
+    m.stop();
+    record(daemon, "webserver_egress_nginx");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario c: nginx + php-fpm web shells.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn webserver_shell_and_grandchild_egress_from_php_fpm() {
+    if !privileged("webserver_shell_and_grandchild_egress_from_php_fpm") {
+        return;
+    }
+    let scratch = Scratch::new("php");
+    let policy = egress_test_policy(&scratch);
+    let mut target = socat_listener(
+        &scratch,
+        "egress-target",
+        "TCP4-LISTEN:24131,bind=127.0.0.1,reuseaddr,fork",
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut target, 24131),
+        vec![target.pid()]
+    );
+
+    let mut m = Monitor::start(&["--events", "--policy", path_str(&policy)]);
+    let fpm = PhpFpm::start(&scratch);
+    let nginx = Nginx::start(&scratch, "127.0.0.1:24130", "127.0.0.1:9");
+
+    let body = http_get(24130, "/shell.php");
+    assert!(
+        body.contains("uid=33(www-data)"),
+        "shell.php did not run id: {body}"
+    );
+    let a = m.wait_for("webserver_shell from php-fpm", ALERT_TIMEOUT, |v| {
+        is_alert(v, "webserver_shell") && ours(v)
+    });
+    assert_shell_alert(&a, &fpm, "id");
+    assert_eq!(a["ancestry"][2]["pid"], std::process::id());
+
+    // The web shell's command connects out: socat is a grandchild of the php-fpm worker.
+    let body = http_get(24130, "/egress.php?port=24131");
+    assert!(body.contains("done"), "egress.php failed: {body}");
+    let a = m.wait_for(
+        "webserver_egress from a grandchild of php-fpm",
+        ALERT_TIMEOUT,
+        |v| is_alert(v, "webserver_egress") && v["socket"]["remote"]["port"] == 24131,
+    );
+    assert_alert_shape(&a);
+    assert_eq!(a["severity"], "MEDIUM");
+    assert_eq!(a["pre_existing"], false);
+    assert_eq!(a["process"]["exe"], exe_of("socat"));
+    assert_eq!(
+        a["process"]["argv"],
+        json!([
+            "socat",
+            "-u",
+            "OPEN:/dev/null",
+            "TCP4:127.0.0.1:24131,connect-timeout=2"
+        ])
+    );
+    assert_eq!(a["process"]["uid"], www_data_uid());
+    assert_eq!(
+        a["socket"]["remote"],
+        json!({"ip": "127.0.0.1", "port": 24131})
+    );
+    let pids = ancestry_pids(&a);
+    assert_eq!(
+        a["process"]["ppid"], pids[0],
+        "ancestry starts at the parent"
+    );
+    assert_eq!(a["ancestry"][0]["exe"], exe_of("sh"));
+    let cmd = "socat -u OPEN:/dev/null TCP4:127.0.0.1:24131,connect-timeout=2; echo done";
+    assert_sh_c_argv(&a["ancestry"][0]["argv"], cmd);
+    assert_eq!(pids[1..4], [fpm.worker, fpm.master, std::process::id()]);
+    assert_eq!(a["ancestry"][1]["exe"], fpm.exe);
+    assert_eq!(a["ancestry"][2]["exe"], fpm.exe);
+    let socat = exe_of("socat");
+    let fpm_exe = &fpm.exe;
+    assert_eq!(a["event"], "connect");
+    assert_eq!(
+        a["title"],
+        format!(
+            "Web server egress: {socat} -> 127.0.0.1:24131 (descendant of {})",
+            fpm.comm()
+        )
+    );
+    assert_eq!(
+        a["dedup"],
+        format!("webserver_egress:{fpm_exe}:{socat}:127.0.0.1:24131")
+    );
+
+    // nginx itself only talks to php-fpm over a unix socket: it raised nothing.
+    m.drain_for(QUIET);
+    for v in m.seen.iter().filter(|v| v["type"] == "alert") {
+        assert_ne!(v["process"]["pid"], nginx.worker, "nginx worker raised {v}");
+    }
+    let daemon = m.pid();
+    m.stop();
+    record(daemon, "webserver_shell_php");
+}
+
+/// nginx and php-fpm started BEFORE the monitor: their lineage comes from the /proc seed.
+#[test]
+fn webserver_shell_from_php_fpm_started_before_monitor() {
+    if !privileged("webserver_shell_from_php_fpm_started_before_monitor") {
+        return;
+    }
+    let scratch = Scratch::new("php-pre");
+    let fpm = PhpFpm::start(&scratch);
+    let _nginx = Nginx::start(&scratch, "127.0.0.1:24140", "127.0.0.1:9");
+
+    let mut m = Monitor::start(&["--events"]);
+    let body = http_get(24140, "/shell.php");
+    assert!(
+        body.contains("uid=33(www-data)"),
+        "shell.php did not run id: {body}"
+    );
+    let a = m.wait_for(
+        "webserver_shell from a pre-existing php-fpm",
+        ALERT_TIMEOUT,
+        |v| is_alert(v, "webserver_shell") && ours(v),
+    );
+    assert_shell_alert(&a, &fpm, "id");
+    assert_eq!(a["ancestry"][2]["pid"], std::process::id());
+    let daemon = m.pid();
+    m.stop();
+    record(daemon, "webserver_shell_php_pre_existing");
+    // Seeded from /proc, where php-fpm has already rewritten its process title (padding the
+    // old argument area with NULs, which are not arguments).
+    assert_eq!(a["ancestry"][0]["argv"], json!(["php-fpm: pool www"]));
+    assert_eq!(
+        a["ancestry"][1]["argv"],
+        json!([format!(
+            "php-fpm: master process ({})",
+            scratch.path("php-fpm.conf").display()
+        )])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario d: guards.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn guards_login_shell_and_renamed_comm() {
+    if !privileged("guards_login_shell_and_renamed_comm") {
+        return;
+    }
+    let scratch = Scratch::new("guards");
+    // Under the egress test policy a connect to an odd loopback port WOULD count, if it came from
+    // a web server: the renamed program's connect tests that comm is not trusted.
+    let policy = egress_test_policy(&scratch);
+    let mut target = socat_listener(
+        &scratch,
+        "guard-target",
+        "TCP4-LISTEN:24150,bind=127.0.0.1,reuseaddr,fork",
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut target, 24150),
+        vec![target.pid()]
+    );
+    let rename_comm = build_c_program(&scratch, "rename_comm");
+
+    let mut m = Monitor::start(&["--events", "--policy", path_str(&policy)]);
+    let sh = exe_of("sh");
+
+    // A shell started from a login shell is administration, not a web shell. HOME points at the
+    // scratch dir so that only the system profile runs, not this machine's dot files; the
+    // trailing `true` keeps bash from exec'ing sh in its own place.
+    let status = Command::new("bash")
+        .args(["-l", "-c", "sh -c true; true"])
+        .env("HOME", &scratch.0)
+        .status()
+        .expect("run bash -l");
+    assert!(status.success());
+    m.wait_for("exec of sh under bash -l", ALERT_TIMEOUT, |v| {
+        is_event(v, "exec")
+            && v["process"]["exe"] == sh
+            && v["process"]["argv"] == json!(["sh", "-c", "true"])
+            && v["ancestry"][0]["argv"][0] == "bash"
+    });
+
+    // A program that calls itself "nginx", connects out and spawns a shell.
+    let child = Command::new(&rename_comm)
+        .arg("24150")
+        .spawn()
+        .expect("run rename_comm");
+    let rc_pid = child.id();
+    let out = child.wait_with_output().expect("wait rename_comm");
+    assert!(out.status.success(), "rename_comm failed: {out:?}");
+    let connect = m.wait_for("connect from the renamed program", ALERT_TIMEOUT, |v| {
+        is_event(v, "connect")
+            && v["process"]["pid"] == rc_pid
+            && v["socket"]["remote"]["port"] == 24150
+    });
+    assert_eq!(
+        connect["process"]["comm"], "nginx",
+        "the program must really have renamed itself"
+    );
+    assert_eq!(
+        connect["process"]["exe"],
+        path_str(&canonical(&rename_comm))
+    );
+    let exec = m.wait_for("exec of sh under the renamed program", ALERT_TIMEOUT, |v| {
+        is_event(v, "exec") && v["process"]["exe"] == sh && v["process"]["ppid"] == rc_pid
+    });
+    assert_eq!(exec["process"]["argv"], json!(["sh", "-c", "true"]));
+
+    m.drain_for(QUIET);
+    assert_no_alert(&m.seen, "webserver_shell", "for shells outside web servers");
+    assert_no_alert(
+        &m.seen,
+        "webserver_egress",
+        "for a program merely named nginx",
+    );
+    let daemon = m.pid();
+    m.stop();
+    record(daemon, "guards");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertions on alert records.
+// ---------------------------------------------------------------------------------------------
+
+fn is_alert(v: &Value, rule: &str) -> bool {
+    v["type"] == "alert" && v["rule"] == rule
+}
+
+fn is_event(v: &Value, kind: &str) -> bool {
+    v["type"] == "event" && v["event"] == kind
+}
+
+/// Is the record about this test process or one of its descendants? The daemon watches the whole
+/// machine, where other tests may run web servers at the same time.
+fn ours(v: &Value) -> bool {
+    let me = std::process::id();
+    v["process"]["pid"] == me
+        || v["ancestry"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["pid"] == me))
+}
+
+fn assert_no_alert(seen: &[Value], rule: &str, context: &str) {
+    let bad: Vec<&Value> = seen
+        .iter()
+        .filter(|v| is_alert(v, rule) && ours(v))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "no {rule} alert expected {context}, got:\n{bad:#?}"
+    );
+}
+
+fn ancestry_pids(a: &Value) -> Vec<u32> {
+    a["ancestry"]
+        .as_array()
+        .unwrap_or_else(|| panic!("ancestry is not a list: {a}"))
+        .iter()
+        .map(|e| {
+            e["pid"]
+                .as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or_else(|| panic!("bad pid in {e}"))
+        })
+        .collect()
+}
+
+/// The alert record's documented shape: docs/alert.schema.json, plus what the schema cannot say
+/// (no kernel drops during a scenario, ancestry up to pid 1).
+fn assert_alert_shape(a: &Value) {
+    let errors: Vec<String> = schema()
+        .iter_errors(a)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "alert does not match docs/alert.schema.json: {a}\n{errors:#?}"
+    );
+    let str_or_null = |v: &Value| v.is_string() || v.is_null();
+    let u64_ = |v: &Value| v.is_u64();
+    let string = |v: &Value| v.is_string();
+    let strings = |v: &Value| v.as_array().is_some_and(|l| l.iter().all(Value::is_string));
+    let check = |obj: &Value, key: &str, ok: &dyn Fn(&Value) -> bool| {
+        assert!(
+            ok(&obj[key]),
+            "alert field {key:?} has the wrong type or is missing: {}\nin {a}",
+            obj[key]
+        );
+    };
+    assert_eq!(a["type"], "alert");
+    check(a, "rule", &string);
+    assert!(
+        ["unexpected_listen", "webserver_egress", "webserver_shell"]
+            .iter()
+            .any(|r| a["rule"] == *r),
+        "unknown rule in {a}"
+    );
+    assert!(
+        ["INFO", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
+            .iter()
+            .any(|s| a["severity"] == *s),
+        "severity in {a}"
+    );
+    check(a, "title", &|v| v.as_str().is_some_and(|s| !s.is_empty()));
+    check(a, "time", &|v| v.as_str().is_some_and(is_rfc3339_nanos));
+    check(a, "host", &string);
+    check(a, "dedup", &|v| {
+        v.as_str()
+            .is_some_and(|s| s.starts_with(&format!("{}:", a["rule"].as_str().unwrap_or(""))))
+    });
+    check(a, "pre_existing", &Value::is_boolean);
+    check(a, "suppressed", &u64_);
+    check(a, "events_lost", &u64_);
+    assert_eq!(a["events_lost"], 0, "kernel drops during a scenario: {a}");
+
+    let p = &a["process"];
+    for key in ["pid", "ppid", "uid", "gid", "cgroup_id"] {
+        check(p, key, &u64_);
+    }
+    check(p, "user", &str_or_null);
+    check(p, "comm", &string);
+    check(p, "exe", &str_or_null);
+    check(p, "argv", &strings);
+
+    let ancestry = a["ancestry"]
+        .as_array()
+        .unwrap_or_else(|| panic!("ancestry is not a list in {a}"));
+    assert!(!ancestry.is_empty(), "empty ancestry in {a}");
+    for e in ancestry {
+        check(e, "pid", &u64_);
+        check(e, "exe", &str_or_null);
+        check(e, "comm", &string);
+        check(e, "argv", &strings);
+    }
+    assert!(
+        ancestry.len() == ANCESTRY_MAX || ancestry.last().is_some_and(|e| e["pid"] == 1),
+        "ancestry must reach pid 1 or its bound: {a}"
+    );
+
+    let s = &a["socket"];
+    if a["rule"] == "webserver_shell" {
+        assert!(s.is_null(), "a shell alert has no socket: {a}");
+    } else {
+        assert_eq!(s["protocol"], "tcp");
+        assert!(
+            s["family"] == "ipv4" || s["family"] == "ipv6",
+            "family in {a}"
+        );
+        let endpoint = |e: &Value| e["ip"].is_string() && e["port"].is_u64();
+        assert!(endpoint(&s["local"]), "socket.local in {a}");
+        if a["rule"] == "unexpected_listen" {
+            assert!(s["remote"].is_null(), "a listener has no remote: {a}");
+        } else {
+            assert!(endpoint(&s["remote"]), "socket.remote in {a}");
+        }
+    }
+}
+
+fn schema() -> jsonschema::Validator {
+    let text = include_str!("../../docs/alert.schema.json");
+    let schema: Value = serde_json::from_str(text).expect("docs/alert.schema.json is JSON");
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("docs/alert.schema.json is a schema")
+}
+
+/// `2026-11-23T05:00:00.123456789Z`.
+fn is_rfc3339_nanos(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 30
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[19] == b'.'
+        && b[29] == b'Z'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| [4, 7, 10, 13, 16, 19, 29].contains(&i) || c.is_ascii_digit())
+}
+
+fn assert_listen_alert(a: &Value, owner: &Running, ip: &str, port: u16, pre_existing: bool) {
+    assert_alert_shape(a);
+    assert_eq!(a["severity"], "HIGH");
+    assert_eq!(a["title"], format!("Unexpected Port Opened: {port}"));
+    assert_eq!(
+        a["dedup"],
+        format!("unexpected_listen:{}:{port}", exe_of("socat"))
+    );
+    assert_eq!(a["event"], "listen");
+    assert_eq!(a["pre_existing"], pre_existing);
+    assert_eq!(a["process"]["pid"], owner.pid());
+    assert_eq!(a["process"]["exe"], exe_of("socat"));
+    assert_eq!(a["process"]["argv"], json!(owner.argv));
+    assert_eq!(a["process"]["uid"], 0);
+    assert_eq!(a["process"]["user"], "root");
+    let family = if ip.contains(':') { "ipv6" } else { "ipv4" };
+    assert_eq!(
+        a["socket"],
+        json!({"protocol": "tcp", "family": family, "local": {"ip": ip, "port": port}, "remote": null})
+    );
+}
+
+/// A `webserver_shell` alert for `sh -c <cmd>` run by the php-fpm pool worker.
+fn assert_shell_alert(a: &Value, fpm: &PhpFpm, cmd: &str) {
+    assert_alert_shape(a);
+    let sh = exe_of("sh");
+    let fpm_exe = fpm.exe.as_str();
+    let fpm_comm = fpm.comm();
+    assert_eq!(a["severity"], "HIGH");
+    assert_eq!(
+        a["title"],
+        format!("Shell spawned by web server: {sh} (parent {fpm_comm})")
+    );
+    assert_eq!(a["dedup"], format!("webserver_shell:{fpm_exe}:{sh}"));
+    assert_eq!(a["event"], "exec");
+    assert_eq!(a["filename"], "/bin/sh");
+    assert_eq!(a["pre_existing"], false);
+    assert_eq!(a["socket"], Value::Null);
+    assert_eq!(a["process"]["exe"], sh);
+    assert_sh_c_argv(&a["process"]["argv"], cmd);
+    assert_eq!(a["process"]["ppid"], fpm.worker);
+    assert_eq!(a["process"]["uid"], www_data_uid());
+    assert_eq!(a["process"]["user"], "www-data");
+    assert_eq!(ancestry_pids(a)[..2], [fpm.worker, fpm.master]);
+    assert_eq!(a["ancestry"][0]["exe"], fpm_exe);
+    assert_eq!(a["ancestry"][0]["comm"], fpm_comm);
+    assert_eq!(a["ancestry"][1]["exe"], fpm_exe);
+}
+
+/// php's `system()` goes through libc's `popen`: `sh -c CMD`, or `sh -c -- CMD` with the glibc
+/// releases that added the `--` guard against commands starting with '-'.
+fn assert_sh_c_argv(argv: &Value, cmd: &str) {
+    assert!(
+        *argv == json!(["sh", "-c", cmd]) || *argv == json!(["sh", "-c", "--", cmd]),
+        "expected sh -c [--] {cmd:?}, got {argv}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Programs under test.
+// ---------------------------------------------------------------------------------------------
+
+/// A started program in its own process group; dropping it stops the whole group (nginx and
+/// php-fpm workers, the shells and socat a web shell started).
+struct Running {
+    child: Child,
+    argv: Vec<String>,
+    what: String,
+}
+
+impl Running {
+    fn spawn(scratch: &Scratch, what: &str, cmd: &mut Command) -> Self {
+        let log = fs::File::create(scratch.path(&format!("{what}.log"))).expect("log file");
+        let argv = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what} ({:?}): {e}", cmd.get_program()));
+        Running {
+            child,
+            argv,
+            what: what.into(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Panics (with the program's log) when it has already exited.
+    fn assert_alive(&mut self, scratch: &Scratch) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            let log =
+                fs::read_to_string(scratch.path(&format!("{}.log", self.what))).unwrap_or_default();
+            panic!("{} exited with {status}:\n{log}", self.what);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let pgid = self.child.id() as libc::pid_t;
+        // SIGTERM lets nginx and php-fpm stop their workers; then SIGKILL whatever is left in the
+        // group. The leader is reaped last, so its pid (= the group id) cannot be reused meanwhile.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !exited_unreaped(pgid) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Has `pid` (our child) exited? Leaves it a zombie (`WNOWAIT`).
+fn exited_unreaped(pid: libc::pid_t) -> bool {
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    r == 0 && unsafe { info.si_pid() } == pid
+}
+
+/// `socat -u <listen-address> STDOUT` with stdout into the scratch log.
+fn socat_listener(scratch: &Scratch, what: &str, listen: &str) -> Running {
+    Running::spawn(
+        scratch,
+        what,
+        Command::new("socat").args(["-u", listen, "STDOUT"]),
+    )
+}
+
+struct Nginx {
+    _running: Running,
+    /// The command line nginx was started with.
+    argv: Vec<String>,
+    master: u32,
+    worker: u32,
+}
+
+impl Nginx {
+    /// Starts nginx (one worker) on `listen`, proxying `/proxy/` to `upstream` and `/allowed/` to
+    /// 127.0.0.1:8080, and `*.php` to the php-fpm socket in the scratch dir.
+    fn start(scratch: &Scratch, listen: &str, upstream: &str) -> Self {
+        scratch.install_www();
+        let conf = scratch.fill(
+            "nginx.conf",
+            &[("@LISTEN@", listen), ("@UPSTREAM@", upstream)],
+        );
+        let error_log = scratch.path("error.log");
+        let mut running = Running::spawn(
+            scratch,
+            "nginx",
+            Command::new(exe_of("nginx")).args(["-c", path_str(&conf), "-e", path_str(&error_log)]),
+        );
+        let master = running.pid();
+        let port: u16 = listen
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("listen port");
+        // Workers inherit the listening socket: the master must be among its owners.
+        let owners = wait_listening(scratch, &mut running, port);
+        assert!(
+            owners.contains(&master),
+            "nginx master {master} does not hold {listen}: {owners:?}"
+        );
+        let worker = wait_single_child(master, "nginx worker");
+        running.assert_alive(scratch);
+        Nginx {
+            argv: running.argv.clone(),
+            _running: running,
+            master,
+            worker,
+        }
+    }
+}
+
+struct PhpFpm {
+    _running: Running,
+    exe: String,
+    master: u32,
+    worker: u32,
+}
+
+impl PhpFpm {
+    /// Starts php-fpm in the foreground with one static pool worker on a unix socket.
+    fn start(scratch: &Scratch) -> Self {
+        scratch.install_www();
+        let conf = scratch.fill("php-fpm.conf", &[]);
+        let exe = php_fpm_exe();
+        let mut running = Running::spawn(
+            scratch,
+            "php-fpm",
+            Command::new(&exe).args(["--nodaemonize", "--fpm-config", path_str(&conf)]),
+        );
+        let master = running.pid();
+        let sock = scratch.path("php-fpm.sock");
+        poll(&format!("{} to appear", sock.display()), || {
+            sock.exists().then_some(())
+        });
+        let worker = wait_single_child(master, "php-fpm pool worker");
+        running.assert_alive(scratch);
+        PhpFpm {
+            _running: running,
+            exe: path_str(&canonical(&exe)).to_owned(),
+            master,
+            worker,
+        }
+    }
+
+    /// The name the kernel gives the process (`php-fpm8.2`): the executable's basename.
+    fn comm(&self) -> &str {
+        Path::new(&self.exe)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("php-fpm name")
+    }
+}
+
+/// A network namespace for this test, with its loopback up; deleted on drop.
+struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    fn create(name: &str) -> Self {
+        // A namespace left behind by an aborted run would make `add` fail.
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(Stdio::null())
+            .status();
+        run_ok(Command::new("ip").args(["netns", "add", name]));
+        let ns = NetNs { name: name.into() };
+        run_ok(Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]));
+        ns
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Compiles `scenarios/<name>.c` into the scratch dir.
+fn build_c_program(scratch: &Scratch, name: &str) -> PathBuf {
+    let out = scratch.path(name);
+    let src = Path::new(SCENARIOS).join(format!("{name}.c"));
+    run_ok(Command::new("cc").args([
+        "-O2",
+        "-Wall",
+        "-Werror",
+        "-o",
+        path_str(&out),
+        path_str(&src),
+    ]));
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment helpers.
+// ---------------------------------------------------------------------------------------------
+
+/// A scratch directory readable by www-data (nginx and php-fpm workers), removed on drop.
+///
+/// It also holds a machine-wide lock for the scenario's whole run: the scenarios use fixed ports
+/// and two runs of this suite at once (a developer's and `cargo xtask test`) would collide.
+struct Scratch(
+    PathBuf,
+    #[expect(dead_code, reason = "held for its flock")] fs::File,
+);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let lock_path = std::env::temp_dir().join("monitor-e2e-detections.lock");
+        let lock =
+            fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
+        // Blocks until another run's scenario is over; released when the file is closed.
+        let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        assert_eq!(
+            r,
+            0,
+            "flock {}: {}",
+            lock_path.display(),
+            std::io::Error::last_os_error()
+        );
+        let dir = std::env::temp_dir().join(format!("monitor-e2e-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch dir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod scratch dir");
+        Scratch(dir, lock)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let p = self.path(rel);
+        fs::write(&p, contents).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod");
+        p
+    }
+
+    /// Writes `scenarios/<name>.in` with `@DIR@` and `replacements` filled in.
+    fn fill(&self, name: &str, replacements: &[(&str, &str)]) -> PathBuf {
+        let template = Path::new(SCENARIOS).join(format!("{name}.in"));
+        let mut text = fs::read_to_string(&template)
+            .unwrap_or_else(|e| panic!("read {}: {e}", template.display()));
+        text = text.replace("@DIR@", path_str(&self.0));
+        for (from, to) in replacements {
+            text = text.replace(from, to);
+        }
+        assert!(
+            !text.contains('@'),
+            "unfilled placeholder in {name}:\n{text}"
+        );
+        self.write(name, &text)
+    }
+
+    /// The document root with the PHP scripts (idempotent: nginx and php-fpm both call it).
+    fn install_www(&self) {
+        let www = self.path("www");
+        fs::create_dir_all(&www).expect("mkdir www");
+        fs::set_permissions(&www, fs::Permissions::from_mode(0o755)).expect("chmod www");
+        for script in ["shell.php", "egress.php"] {
+            let src = Path::new(SCENARIOS).join(script);
+            let text =
+                fs::read_to_string(&src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
+            self.write(&format!("www/{script}"), &text);
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The egress test policy: the default excluded networks minus 127.0.0.0/8, so that a connect to
+/// an odd loopback port counts as egress. Validated with `monitor check-policy`.
+fn egress_test_policy(scratch: &Scratch) -> PathBuf {
+    let default: toml::Table = DEFAULT_POLICY.parse().expect("default policy is TOML");
+    let excluded = default["rules"]["webserver_egress"]["excluded_networks"]
+        .as_array()
+        .expect("rules.webserver_egress.excluded_networks in the default policy");
+    let kept: Vec<toml::Value> = excluded
+        .iter()
+        .filter(|n| n.as_str() != Some("127.0.0.0/8"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        kept.len() + 1,
+        excluded.len(),
+        "the default policy must exclude 127.0.0.0/8"
+    );
+    let mut egress = toml::Table::new();
+    egress.insert("excluded_networks".into(), toml::Value::Array(kept));
+    let mut rules = toml::Table::new();
+    rules.insert("webserver_egress".into(), toml::Value::Table(egress));
+    let mut policy = toml::Table::new();
+    policy.insert("rules".into(), toml::Value::Table(rules));
+    let text =
+        format!("# Written by tests/tests/detections.rs: loopback is not excluded.\n{policy}");
+    let path = scratch.write("policy.toml", &text);
+    let out = Command::new(monitor_bin())
+        .arg("check-policy")
+        .arg(&path)
+        .output()
+        .expect("run monitor check-policy");
+    assert!(
+        out.status.success(),
+        "monitor check-policy rejected the test policy:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// Polls `f` every 20 ms for up to 10 s.
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until a socket of this host's namespace listens on `port` and returns its owners (read
+/// with the daemon's own start-up scan). Panics with the program's log if `program` exits first
+/// (a port already taken, a bad config).
+fn wait_listening(scratch: &Scratch, program: &mut Running, port: u16) -> Vec<u32> {
+    let host_ns = netns_of("self");
+    wait_for_scan(scratch, program, |l| {
+        l.local.port() == port && l.netns == host_ns && !l.owners.is_empty()
+    })
+    .owners
+}
+
+fn wait_for_scan(
+    scratch: &Scratch,
+    program: &mut Running,
+    pred: impl Fn(&monitor::baseline::ListeningSocket) -> bool,
+) -> monitor::baseline::ListeningSocket {
+    poll(&format!("{} to listen", program.what), || {
+        program.assert_alive(scratch);
+        scan_listeners()
+            .expect("scan /proc")
+            .into_iter()
+            .find(|l| pred(l))
+    })
+}
+
+fn netns_of(pid: &str) -> u64 {
+    let link = fs::read_link(format!("/proc/{pid}/ns/net")).expect("netns link");
+    link.to_str()
+        .and_then(|s| s.strip_prefix("net:["))
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("odd netns link {}", link.display()))
+}
+
+/// Waits for `parent` to have exactly one child (nginx's one worker, php-fpm's static pool).
+fn wait_single_child(parent: u32, what: &str) -> u32 {
+    poll(what, || match children_of(parent)[..] {
+        [only] => Some(only),
+        _ => None,
+    })
+}
+
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may contain spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// GET over a plain TCP connection to 127.0.0.1:`port`; returns the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send request");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)
+        .unwrap_or_else(|e| panic!("read response of {path}: {e}"));
+    assert!(buf.starts_with("HTTP/1.1 200"), "GET {path}: {buf}");
+    buf
+}
+
+/// The canonical executable path of `name` on PATH (what `/proc/<pid>/exe` shows).
+fn exe_of(name: &str) -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .map(|p| path_str(&canonical(&p)).to_owned())
+        .unwrap_or_else(|| panic!("{name} is not installed (cargo xtask test installs it)"))
+}
+
+/// Debian names the binary after the PHP version: /usr/sbin/php-fpm8.2.
+fn php_fpm_exe() -> PathBuf {
+    let mut found: Vec<PathBuf> = fs::read_dir("/usr/sbin")
+        .expect("read /usr/sbin")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("php-fpm"))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("php-fpm is not installed (cargo xtask test installs it)")
+}
+
+fn www_data_uid() -> u32 {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .find_map(|l| l.strip_prefix("www-data:")?.split(':').nth(1)?.parse().ok())
+        .expect("www-data user")
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str()
+        .unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display()))
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Recording for the replay fixtures (tests/scenarios/record.sh sets this up): the daemon runs
+/// through tests/scenarios/tee-monitor.sh, which copies its stdout verbatim to
+/// `$MONITOR_E2E_RECORD_DIR/raw-<daemon pid>.jsonl`. After the daemon stopped, the event lines
+/// about this scenario's processes (this test process and its descendants, leaving out the daemon
+/// and its helpers) are copied unedited to `<dir>/<scenario>.jsonl`.
+fn record(daemon_pid: u32, scenario: &str) {
+    let Some(dir) = std::env::var_os("MONITOR_E2E_RECORD_DIR") else {
+        return;
+    };
+    let raw = Path::new(&dir).join(format!("raw-{daemon_pid}.jsonl"));
+    // tee may still be writing the last lines when the daemon has exited.
+    let text = poll(
+        &format!("the final status record in {}", raw.display()),
+        || {
+            let text = fs::read_to_string(&raw).ok()?;
+            text.lines()
+                .any(|l| l.contains(r#""status":"stopped""#))
+                .then_some(text)
+        },
+    );
+    let me = std::process::id();
+    let monitor_exe = std::env::var("MONITOR_REAL_BIN")
+        .ok()
+        .map(|p| path_str(&canonical(Path::new(&p))).to_owned());
+    let is_daemon = |p: &Value| {
+        p["pid"] == daemon_pid || monitor_exe.as_deref().is_some_and(|exe| p["exe"] == exe)
+    };
+    let ours = |v: &Value| {
+        let ancestry = v["ancestry"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        v["type"] == "event"
+            && !is_daemon(&v["process"])
+            && !ancestry.iter().any(is_daemon)
+            && (v["process"]["pid"] == me || ancestry.iter().any(|e| e["pid"] == me))
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| ours(&v)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = Path::new(&dir).join(format!("{scenario}.jsonl"));
+    fs::write(&path, kept).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    // The raw file stays for inspection; tests/scenarios/record.sh removes it.
+}

@@ -1,0 +1,424 @@
+//! Issue 2's end-to-end scenario: the daemon with `--events` must report, field for field, the
+//! listeners, connects and execs this test makes, and a final status with the hooks and no drops.
+//!
+//! Run as root, one at a time: `cargo xtask test` (or
+//! `MONITOR_BIN=$PWD/target/debug/monitor cargo test -p monitor-tests --test events -- --test-threads=1`).
+
+use std::{
+    ffi::CString,
+    net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream},
+    os::fd::{AsRawFd, OwnedFd},
+    process::Command,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use monitor_tests::{Monitor, privileged};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// What the daemon must say about this test process (it existed before the daemon started, so
+/// this also checks the `/proc` seeding).
+fn expect_self_process(v: &Value) {
+    let p = &v["process"];
+    assert_eq!(p["pid"], std::process::id(), "pid is the test's tgid: {v}");
+    // SAFETY: getppid/getuid/getgid have no preconditions.
+    let (ppid, uid, gid) = unsafe { (libc::getppid(), libc::getuid(), libc::getgid()) };
+    assert_eq!(p["ppid"], ppid, "{v}");
+    assert_eq!(p["uid"], uid, "{v}");
+    assert_eq!(p["gid"], gid, "{v}");
+    if uid == 0 {
+        assert_eq!(p["user"], "root", "{v}");
+    }
+    // The hooks run in the calling thread, whose comm is the libtest thread name.
+    let comm = std::fs::read_to_string("/proc/thread-self/comm").expect("own comm");
+    assert_eq!(p["comm"], comm.trim_end_matches('\n'), "{v}");
+    let exe = std::fs::read_link("/proc/self/exe").expect("own exe");
+    assert_eq!(p["exe"], exe.to_str().expect("utf-8 exe path"), "{v}");
+    let argv: Vec<String> = std::env::args().take(32).collect();
+    assert_eq!(p["argv"], json!(argv), "{v}");
+    assert!(p["cgroup_id"].is_u64(), "{v}");
+    assert_eq!(
+        v["ancestry"][0]["pid"], ppid,
+        "ancestry starts with the parent: {v}"
+    );
+    expect_time(v);
+}
+
+/// `time` is RFC 3339 UTC with 9 fractional digits, and close to now.
+fn expect_time(v: &Value) {
+    let t = v["time"].as_str().unwrap_or_else(|| panic!("no time: {v}"));
+    assert_eq!(t.len(), "2026-11-23T05:00:00.123456789Z".len(), "{t}");
+    assert!(
+        t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.',
+        "{t}"
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i128;
+    let earliest = monitor::clock::format_rfc3339(now - 60_000_000_000);
+    let latest = monitor::clock::format_rfc3339(now + 1_000_000_000);
+    // Same fixed-width format: string order is time order.
+    assert!(
+        earliest.as_str() <= t && t <= latest.as_str(),
+        "{t} is not within the last minute ({earliest} .. {latest})"
+    );
+}
+
+fn expect_status(status: &Value) {
+    assert_eq!(status["type"], "status");
+    let hooks = &status["hooks"];
+    for h in ["listen", "connect"] {
+        let attached = hooks[h]["attached"].as_str().unwrap_or_default();
+        assert!(!attached.is_empty(), "{h} not attached: {status}");
+    }
+    assert_eq!(
+        hooks["exec"]["attached"], "tracepoint:sched:sched_process_exec",
+        "{status}"
+    );
+    assert_eq!(status["drops"], 0, "{status}");
+    for k in ["listen", "connect", "exec", "fork", "exit"] {
+        assert!(status["events"][k].is_u64(), "events.{k}: {status}");
+    }
+    assert!(
+        status["process_table"]["size"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
+}
+
+fn is_event(v: &Value, event: &str) -> bool {
+    v["type"] == "event" && v["event"] == event
+}
+
+#[test]
+fn listen_and_connect_records() {
+    if !privileged("listen_and_connect_records") {
+        return;
+    }
+    let mut m = Monitor::start(&["--events"]);
+    let started = m.seen.last().cloned().expect("started record");
+    expect_status(&started);
+
+    let l4 = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let p4 = l4.local_addr().expect("addr").port();
+    let l6 = TcpListener::bind("[::]:0").expect("bind [::]");
+    let p6 = l6.local_addr().expect("addr").port();
+    let c4 = TcpStream::connect(("127.0.0.1", p4)).expect("connect 127.0.0.1");
+    let c4_local = c4.local_addr().expect("local addr").port();
+    let mapped = SocketAddr::new(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0x7f00, 1).into(), p6);
+    let c6 = TcpStream::connect(mapped).expect("connect ::ffff:127.0.0.1");
+    let c6_local = c6.local_addr().expect("local addr");
+    assert_eq!(c6_local.ip().to_string(), "::ffff:127.0.0.1");
+
+    let listen4 = m.wait_for("listen on 127.0.0.1", WAIT, |v| {
+        is_event(v, "listen") && v["socket"]["local"]["port"] == p4
+    });
+    expect_self_process(&listen4);
+    assert_eq!(
+        listen4["socket"],
+        json!({"protocol":"tcp","family":"ipv4","local":{"ip":"127.0.0.1","port":p4},"remote":null})
+    );
+    assert!(listen4.get("pre_existing").is_none(), "{listen4}");
+
+    let listen6 = m.wait_for("listen on [::]", WAIT, |v| {
+        is_event(v, "listen") && v["socket"]["local"]["port"] == p6
+    });
+    expect_self_process(&listen6);
+    assert_eq!(
+        listen6["socket"],
+        json!({"protocol":"tcp","family":"ipv6","local":{"ip":"::","port":p6},"remote":null})
+    );
+
+    let connect4 = m.wait_for("connect to 127.0.0.1", WAIT, |v| {
+        is_event(v, "connect") && v["socket"]["remote"]["port"] == p4
+    });
+    expect_self_process(&connect4);
+    let mut port_errors = Vec::new();
+    expect_connect_socket(
+        &connect4,
+        json!({"protocol":"tcp","family":"ipv4",
+               "local":{"ip":"127.0.0.1","port":c4_local},
+               "remote":{"ip":"127.0.0.1","port":p4}}),
+        &mut port_errors,
+    );
+
+    let connect6 = m.wait_for("connect to ::ffff:127.0.0.1", WAIT, |v| {
+        is_event(v, "connect") && v["socket"]["remote"]["port"] == p6
+    });
+    expect_self_process(&connect6);
+    expect_connect_socket(
+        &connect6,
+        json!({"protocol":"tcp","family":"ipv6",
+               "local":{"ip":"127.0.0.1","port":c6_local.port()},
+               "remote":{"ip":"127.0.0.1","port":p6},"mapped_ipv4":true}),
+        &mut port_errors,
+    );
+
+    // The accepted ends are not connects, and each listener was reported once.
+    let extra = m.drain_for(Duration::from_millis(300));
+    let all: Vec<&Value> = m.seen.iter().chain(extra.iter()).collect();
+    for port in [p4, p6] {
+        let n = all
+            .iter()
+            .filter(|v| is_event(v, "listen") && v["socket"]["local"]["port"] == port)
+            .count();
+        assert_eq!(n, 1, "listen records for port {port}");
+    }
+    drop((c4, c6, l4, l6));
+
+    let status = m.stop();
+    expect_status(&status);
+    assert!(
+        status["events"]["listen"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+    assert!(
+        status["events"]["connect"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+    assert!(
+        port_errors.is_empty(),
+        "connect records carry the wrong local (source) port:\n{}",
+        port_errors.join("\n")
+    );
+}
+
+/// Asserts a connect record's socket exactly, except that a wrong local port is collected in
+/// `port_errors` (reported at the end of the test, after everything else has been checked).
+fn expect_connect_socket(v: &Value, expected: Value, port_errors: &mut Vec<String>) {
+    let mut got = v["socket"].clone();
+    let want_port = &expected["local"]["port"];
+    if got["local"]["port"] != *want_port {
+        port_errors.push(format!(
+            "local port {} instead of {want_port} (the connect's source port) in {v}",
+            got["local"]["port"]
+        ));
+        got["local"]["port"] = want_port.clone();
+    }
+    assert_eq!(got, expected, "{v}");
+}
+
+/// A marker argument that identifies this run's records.
+fn marker(what: &str) -> String {
+    let ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("monitor-test-{what}-{ns}")
+}
+
+fn expect_exec_of_true(v: &Value, pid: u32, argv: &[&str], filename: &str) {
+    let p = &v["process"];
+    assert_eq!(p["pid"], pid, "pid is the child's: {v}");
+    assert_eq!(p["ppid"], std::process::id(), "{v}");
+    assert_eq!(p["comm"], "true", "{v}");
+    assert_eq!(p["exe"], "/usr/bin/true", "{v}");
+    assert_eq!(p["argv"], json!(argv), "{v}");
+    assert!(p.get("argv_truncated").is_none(), "{v}");
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(p["uid"], unsafe { libc::getuid() }, "{v}");
+    assert_eq!(v["filename"], filename, "{v}");
+    assert_eq!(v["socket"], Value::Null, "{v}");
+    assert_eq!(
+        v["ancestry"][0]["pid"],
+        std::process::id(),
+        "parent is this test: {v}"
+    );
+    let me = std::fs::read_link("/proc/self/exe").expect("own exe");
+    assert_eq!(v["ancestry"][0]["exe"], me.to_str().expect("utf-8"), "{v}");
+    expect_time(v);
+}
+
+/// fork + fexecve(2) (glibc: execveat(fd, "", ..., AT_EMPTY_PATH)) of /usr/bin/true; returns the
+/// child's pid and the fd number it exec'd through.
+fn fexecve_true(args: &[&str]) -> (u32, i32) {
+    let file = std::fs::File::open("/usr/bin/true").expect("open /usr/bin/true");
+    let fd = OwnedFd::from(file);
+    // Everything the child needs is allocated before fork: after fork in a multi-threaded
+    // process only async-signal-safe calls are allowed.
+    let cargs: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(*a).expect("no NUL"))
+        .collect();
+    let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: the child only calls fexecve and _exit, both async-signal-safe, on memory prepared
+    // above; the parent waits for it below.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        unsafe {
+            libc::fexecve(fd.as_raw_fd(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid, "waitpid: {}", std::io::Error::last_os_error());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "fexecve child failed (status {status})"
+    );
+    (pid as u32, fd.as_raw_fd())
+}
+
+#[test]
+fn exec_records() {
+    if !privileged("exec_records") {
+        return;
+    }
+    let mut m = Monitor::start(&["--events"]);
+
+    // execve(2) through std (posix_spawn or fork + execve: either way the pid execs).
+    let mark1 = marker("execve");
+    let mut child = Command::new("/usr/bin/true")
+        .arg(&mark1)
+        .spawn()
+        .expect("spawn /usr/bin/true");
+    let pid1 = child.id();
+    assert!(child.wait().expect("wait").success());
+
+    let mark2 = marker("fexecve");
+    let (pid2, fd) = fexecve_true(&["true", &mark2]);
+
+    let exec1 = m.wait_for("exec of /usr/bin/true", WAIT, |v| {
+        is_event(v, "exec") && v["process"]["argv"][1] == mark1.as_str()
+    });
+    expect_exec_of_true(&exec1, pid1, &["/usr/bin/true", &mark1], "/usr/bin/true");
+
+    let exec2 = m.wait_for("fexecve of /usr/bin/true", WAIT, |v| {
+        is_event(v, "exec") && v["process"]["argv"][1] == mark2.as_str()
+    });
+    // The kernel names an fd exec `/dev/fd/<fd>`; exe is still the real file.
+    expect_exec_of_true(&exec2, pid2, &["true", &mark2], &format!("/dev/fd/{fd}"));
+
+    // Both exits are reported, with the program that ran and its status.
+    for (pid, mark) in [(pid1, &mark1), (pid2, &mark2)] {
+        let exit = m.wait_for("exit of /usr/bin/true", WAIT, |v| {
+            is_event(v, "exit") && v["process"]["pid"] == pid
+        });
+        assert_eq!(exit["exit_code"], 0, "{exit}");
+        assert_eq!(exit["process"]["exe"], "/usr/bin/true", "{exit}");
+        assert_eq!(exit["process"]["argv"][1], mark.as_str(), "{exit}");
+        assert!(exit.get("filename").is_none(), "{exit}");
+    }
+
+    let status = m.stop();
+    expect_status(&status);
+    assert!(
+        status["events"]["exec"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+    assert!(
+        status["events"]["exit"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+    assert!(
+        status["events"]["fork"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+}
+
+#[test]
+fn without_events_flag_only_status() {
+    if !privileged("without_events_flag_only_status") {
+        return;
+    }
+    let mut m = Monitor::start(&["--status-interval", "1"]);
+    let mark = marker("quiet");
+    assert!(
+        Command::new("/usr/bin/true")
+            .arg(&mark)
+            .status()
+            .expect("run true")
+            .success()
+    );
+    let running = m.wait_for("a running status record", Duration::from_secs(5), |v| {
+        v["type"] == "status" && v["status"] == "running"
+    });
+    expect_status(&running);
+    let got = m.drain_for(Duration::from_millis(300));
+    assert!(
+        m.seen
+            .iter()
+            .chain(got.iter())
+            .all(|v| v["type"] != "event"),
+        "no event records without --events"
+    );
+    let status = m.stop();
+    assert!(
+        status["events"]["exec"].as_u64().unwrap_or(0) >= 1,
+        "exec still counted: {status}"
+    );
+}
+
+#[test]
+fn pre_existing_listener_and_lineage() {
+    if !privileged("pre_existing_listener_and_lineage") {
+        return;
+    }
+    // Listening before the daemon starts: reported by the start-up scan, with the identity the
+    // daemon read from /proc.
+    let old = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let port = old.local_addr().expect("addr").port();
+    let mut m = Monitor::start(&["--events"]);
+    let rec = m.wait_for("pre-existing listener", WAIT, |v| {
+        is_event(v, "listen") && v["socket"]["local"]["port"] == port
+    });
+    assert_eq!(rec["pre_existing"], true, "{rec}");
+    assert_eq!(
+        rec["socket"],
+        json!({"protocol":"tcp","family":"ipv4","local":{"ip":"127.0.0.1","port":port},"remote":null})
+    );
+    let p = &rec["process"];
+    assert_eq!(p["pid"], std::process::id(), "{rec}");
+    let exe = std::fs::read_link("/proc/self/exe").expect("own exe");
+    assert_eq!(p["exe"], exe.to_str().expect("utf-8"), "{rec}");
+    let argv: Vec<String> = std::env::args().take(32).collect();
+    assert_eq!(p["argv"], json!(argv), "{rec}");
+    // SAFETY: getppid has no preconditions.
+    assert_eq!(
+        rec["ancestry"][0]["pid"],
+        unsafe { libc::getppid() },
+        "{rec}"
+    );
+    assert!(
+        started_index(&m) > m.seen.iter().position(|v| v == &rec).expect("seen"),
+        "pre-existing listeners come before the started record"
+    );
+
+    // A shell that forks a child: the child's exec names the shell and this test as ancestors.
+    let mark = marker("lineage");
+    let script = format!("/usr/bin/true {mark}; exit 0");
+    let mut sh = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .spawn()
+        .expect("spawn sh");
+    let sh_pid = sh.id();
+    assert!(sh.wait().expect("wait sh").success());
+    let exec = m.wait_for("exec of true under sh", WAIT, |v| {
+        is_event(v, "exec") && v["process"]["argv"][1] == mark.as_str()
+    });
+    assert_eq!(exec["process"]["ppid"], sh_pid, "{exec}");
+    assert_eq!(exec["process"]["exe"], "/usr/bin/true", "{exec}");
+    let sh_exe = std::fs::canonicalize("/bin/sh").expect("resolve /bin/sh");
+    assert_eq!(
+        exec["ancestry"][0],
+        json!({"pid":sh_pid,"exe":sh_exe.to_str().expect("utf-8"),"comm":"sh",
+               "argv":["/bin/sh","-c",script]}),
+        "{exec}"
+    );
+    assert_eq!(exec["ancestry"][1]["pid"], std::process::id(), "{exec}");
+    drop(old);
+    expect_status(&m.stop());
+}
+
+fn started_index(m: &Monitor) -> usize {
+    m.seen
+        .iter()
+        .position(|v| v["type"] == "status" && v["status"] == "started")
+        .expect("started record")
+}

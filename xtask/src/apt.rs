@@ -1,0 +1,200 @@
+//! Debian packages the tests and the benchmark start, installed only when missing.
+//!
+//! Installing nginx or php-fpm normally starts them (nginx on :80). The tests start their own
+//! instances with their own configuration, so the packaged services must stay stopped: during the
+//! install a `policy-rc.d` that answers 101 ("action forbidden") keeps invoke-rc.d and
+//! deb-systemd-invoke from starting them, and afterwards they are disabled at boot.
+
+use std::{fs, path::Path, process::Command};
+
+use anyhow::{Context as _, Result};
+
+use crate::{bootstrap::Step, cmd};
+
+/// Programs the privileged end-to-end tests start (issue 3: real nginx + php-fpm, a socat listener
+/// or upstream, `ss` from iproute2 and `ps`/`pgrep` from procps to inspect them).
+pub const TEST_PACKAGES: &[&str] = &["nginx", "php-fpm", "socat", "iproute2", "procps"];
+/// `cargo xtask bench` drives its workloads with hyperfine; stress-ng is there for load generators
+/// a later benchmark adds.
+pub const BENCH_PACKAGES: &[&str] = &[
+    "nginx",
+    "php-fpm",
+    "socat",
+    "iproute2",
+    "procps",
+    "hyperfine",
+    "stress-ng",
+];
+
+/// Packages whose install starts a service, and the init script / unit names they bring
+/// (`*` matches the PHP version, e.g. `php8.2-fpm`).
+const SERVICES: &[(&str, &str)] = &[("nginx", "nginx"), ("php-fpm", "php*-fpm")];
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+fn installed(package: &str) -> Result<bool> {
+    // `dpkg-query -W` also succeeds for removed-but-not-purged packages, so read the status.
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .context("cannot run dpkg-query (is this a Debian-based system?)")?;
+    Ok(out.status.success()
+        && String::from_utf8_lossy(&out.stdout).trim() == "install ok installed")
+}
+
+pub fn ensure(packages: &[&str], root_required: bool) -> Result<Step> {
+    if packages.is_empty() {
+        return Ok(Step::Present(String::new()));
+    }
+    let mut missing = Vec::new();
+    for package in packages {
+        if !installed(package)? {
+            missing.push(*package);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Step::Present("apt packages".into()));
+    }
+    // Without root, plain `bootstrap` and `test` report instead of asking for a sudo password.
+    if !((root_required || cmd::is_root()) && cmd::as_root("apt-get").is_some()) {
+        return Ok(Step::Missing(format!(
+            "apt packages {0} (as root: `apt-get install --no-install-recommends {0}`)",
+            missing.join(" ")
+        )));
+    }
+    let mut update = cmd::as_root("apt-get").context("apt-get needs root")?;
+    update.arg("update");
+    // Through `env` rather than Command::env: sudo would drop the variable.
+    let mut install = cmd::as_root("env").context("apt-get needs root")?;
+    install
+        .args([
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "--no-install-recommends",
+        ])
+        .args(&missing);
+
+    let guard = PolicyRcD::install()?;
+    let result = cmd::run(&mut update).and_then(|()| cmd::run(&mut install));
+    guard.restore()?;
+    result?;
+
+    for (package, pattern) in SERVICES {
+        if missing.contains(package) {
+            for service in services_matching(pattern)? {
+                keep_stopped(&service)?;
+            }
+        }
+    }
+    Ok(Step::Done(format!(
+        "installed apt packages {}",
+        missing.join(" ")
+    )))
+}
+
+/// Writes a `policy-rc.d` forbidding service starts unless one already exists (Docker images ship
+/// one; then the system's own answer is kept untouched).
+struct PolicyRcD {
+    written: bool,
+}
+
+impl PolicyRcD {
+    fn install() -> Result<Self> {
+        if Path::new(POLICY_RC_D).exists() {
+            return Ok(Self { written: false });
+        }
+        let script = format!(
+            "printf '#!/bin/sh\\n# written by cargo xtask while installing test packages\\nexit 101\\n' > {POLICY_RC_D} && chmod 755 {POLICY_RC_D}"
+        );
+        let mut sh = cmd::as_root("sh").context("writing policy-rc.d needs root")?;
+        cmd::run(sh.args(["-c", &script]))?;
+        Ok(Self { written: true })
+    }
+
+    fn restore(self) -> Result<()> {
+        if self.written {
+            let mut rm = cmd::as_root("rm").context("removing policy-rc.d needs root")?;
+            cmd::run(rm.args(["-f", POLICY_RC_D]))?;
+        }
+        Ok(())
+    }
+}
+
+/// `name` matches `pattern`, which may hold one `*` standing for any non-empty text.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        Some((head, tail)) => {
+            name.len() > head.len() + tail.len() && name.starts_with(head) && name.ends_with(tail)
+        }
+        None => name == pattern,
+    }
+}
+
+/// Service names under /etc/init.d or systemd's unit directories matching `pattern`.
+fn services_matching(pattern: &str) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for (dir, suffix) in [
+        ("/etc/init.d", ""),
+        ("/lib/systemd/system", ".service"),
+        ("/usr/lib/systemd/system", ".service"),
+    ] {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(service) = name.strip_suffix(suffix)
+                && glob_match(pattern, service)
+                && !found.iter().any(|f| f == service)
+            {
+                found.push(service.to_string());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Stops `service` if the install started it anyway, and keeps it from starting at boot.
+fn keep_stopped(service: &str) -> Result<()> {
+    let systemd_running = Path::new("/run/systemd/system").exists();
+    if systemd_running {
+        let mut systemctl = cmd::as_root("systemctl").context("systemctl needs root")?;
+        return cmd::run(systemctl.args(["disable", "--now", "--quiet", service]));
+    }
+    // No systemd (containers, this kind of VM): SysV scripts through `service` / update-rc.d.
+    if cmd::which("service").is_some() {
+        let running = Command::new("service")
+            .args([service, "status"])
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if running {
+            let mut stop = cmd::as_root("service").context("service needs root")?;
+            cmd::run(stop.args([service, "stop"]))?;
+        }
+    }
+    if cmd::which("update-rc.d").is_some() {
+        let mut disable = cmd::as_root("update-rc.d").context("update-rc.d needs root")?;
+        cmd::run(disable.args([service, "disable"]))?;
+    }
+    eprintln!("xtask: {service} stays stopped and disabled; the tests start their own instances");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn service_patterns_match_versioned_names_only() {
+        assert!(glob_match("php*-fpm", "php8.2-fpm"));
+        assert!(
+            !glob_match("php*-fpm", "php-fpm"),
+            "the version part may not be empty"
+        );
+        assert!(!glob_match("php*-fpm", "php8.2-fpm.conf"));
+        assert!(glob_match("nginx", "nginx"));
+        assert!(!glob_match("nginx", "nginx-debug"));
+    }
+}
