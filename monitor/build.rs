@@ -10,10 +10,18 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .find(|cargo_metadata::Package { name, .. }| name.as_str() == "monitor-ebpf")
         .ok_or_else(|| anyhow!("monitor-ebpf package not found"))?;
-    let cargo_metadata::Package { name, manifest_path, .. } = ebpf_package;
+    let cargo_metadata::Package {
+        name,
+        manifest_path,
+        ..
+    } = ebpf_package;
     let root_dir = manifest_path.parent().context("manifest has no parent")?;
     aya_build::build_ebpf(
-        [Package { name: name.as_str(), root_dir: root_dir.as_str(), ..Default::default() }],
+        [Package {
+            name: name.as_str(),
+            root_dir: root_dir.as_str(),
+            ..Default::default()
+        }],
         Toolchain::default(),
     )
 }

@@ -16,10 +16,14 @@ pub const MAP_ERRORS: &str = "ERRORS";
 
 /// `pid_tgid` → mark: threads inside connect(2) (LRU hash, [`CONNECT_TRACKED_THREADS`] entries).
 pub const MAP_CONNECT_IN_SYSCALL: &str = "CONNECT_IN_SYSCALL";
-/// `pid_tgid` → connect record parked at `TCP_SYN_SENT` until connect(2) returns and the source
-/// port can be read (hash, [`CONNECT_TRACKED_THREADS`] entries). Kernel-side only.
+/// `pid_tgid` → connect record parked at `TCP_SYN_SENT` until its source port is known
+/// (connect(2) returns, the socket leaves SYN_SENT, or the SYN is retransmitted) (hash,
+/// [`CONNECT_TRACKED_THREADS`] entries). Kernel-side only.
 pub const MAP_CONNECT_PENDING: &str = "CONNECT_PENDING";
-/// Capacity of the two connect maps: threads that can be inside connect(2) at once before the
+/// `struct sock *` → `pid_tgid` of the thread whose connect record for that socket is parked
+/// (hash, [`CONNECT_TRACKED_THREADS`] entries). Kernel-side only.
+pub const MAP_CONNECT_SOCKS: &str = "CONNECT_SOCKS";
+/// Capacity of the connect maps: threads that can be inside connect(2) at once before the
 /// fallback reports connects without their source port.
 pub const CONNECT_TRACKED_THREADS: u32 = 8192;
 
@@ -38,6 +42,10 @@ pub const PROG_CONNECT_INET_SOCK_SET_STATE: &str = "connect_inet_sock_set_state"
 /// for the source port (`inet_hash_connect()` picks it after the tracepoint fires).
 pub const PROG_CONNECT_SYS_ENTER_CONNECT: &str = "connect_sys_enter_connect";
 pub const PROG_CONNECT_SYS_EXIT_CONNECT: &str = "connect_sys_exit_connect";
+/// Optional helper of the connect fallback: a SYN retransmission (`tcp:tcp_retransmit_skb` in
+/// `TCP_SYN_SENT`) sends the parked record, so a connect to a silent peer is reported after the
+/// initial RTO (1 s) instead of when connect(2) gives up.
+pub const PROG_CONNECT_TCP_RETRANSMIT_SKB: &str = "connect_tcp_retransmit_skb";
 pub const PROG_EXEC_SCHED_PROCESS_EXEC: &str = "exec_sched_process_exec";
 pub const PROG_PROCESS_SCHED_PROCESS_FORK: &str = "process_sched_process_fork";
 pub const PROG_PROCESS_SCHED_PROCESS_EXIT: &str = "process_sched_process_exit";

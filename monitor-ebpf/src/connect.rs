@@ -6,11 +6,21 @@
 //!
 //! That fallback fires before `inet_hash_connect()` picks the source port, so its `sport` is still
 //! 0. When the SYN_SENT happens inside connect(2) (marked by `syscalls:sys_enter_connect`) and the
-//! socket offsets are known, the record is parked per thread with the `struct sock *`, and
-//! `syscalls:sys_exit_connect` sends it with `skc_num` read then (the port is picked by the time
-//! connect(2) returns, `-EINPROGRESS` included). Every other SYN_SENT (io_uring, TCP Fast Open
-//! through sendmsg, kernel sockets, no offsets, full maps) is sent at once with port 0: a record
-//! without its source port beats no record.
+//! socket offsets are known, the record is parked per thread with the `struct sock *` and sent, with
+//! the port, by whichever comes first:
+//! - `syscalls:sys_exit_connect` (the port is picked by then, `-EINPROGRESS` included: a
+//!   non-blocking connect goes out at once);
+//! - the socket leaving SYN_SENT (SYN-ACK, RST, timeout), whose tracepoint still carries the port
+//!   even when `inet_put_port()` is about to zero `skc_num`;
+//! - the first SYN retransmission (`tcp:tcp_retransmit_skb`, state SYN_SENT), so a blocking
+//!   connect to a silent peer is reported after the initial RTO (1 s), not when connect(2) gives
+//!   up two minutes later.
+//! The last two run in softirq or timer context; the record already holds the caller's process
+//! fields. Exactly one of them sends it: the one whose `CONNECT_SOCKS` delete succeeds (the hash
+//! deletes under its bucket lock, so only one delete of a key returns 0). Every other SYN_SENT
+//! (io_uring, TCP Fast Open through sendmsg, kernel sockets, no offsets, full maps) is sent at
+//! once with port 0: a record without its source port beats no record. Every record keeps its
+//! SYN_SENT timestamp.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
@@ -25,7 +35,7 @@ use crate::{
     shared::{Res, count_drop, count_error, is_monitor, off},
     sock::{
         TCP_SYN_SENT, emit_from_tracepoint, fill_from_tracepoint, local_port, tracepoint_family,
-        tracepoint_sk, try_sock_fentry,
+        tracepoint_oldstate, tracepoint_sk, tracepoint_sport, try_sock_fentry,
     },
 };
 
@@ -35,12 +45,20 @@ use crate::{
 static CONNECT_IN_SYSCALL: LruHashMap<u64, u8> =
     LruHashMap::with_max_entries(CONNECT_TRACKED_THREADS, 0);
 
-/// Connect records waiting for their thread's connect(2) to return, by `pid_tgid`. A plain hash,
-/// not an LRU: an LRU would evict a waiting record without a trace, whereas a full hash refuses
-/// the insert and the record is sent at once (port 0). Only the owning thread touches its key.
+/// Connect records parked at SYN_SENT, by `pid_tgid`. A plain hash, not an LRU: an LRU would
+/// evict a waiting record without a trace, whereas a full hash refuses the insert and the record
+/// is sent at once (port 0). Only the owning thread inserts or deletes its key (at SYN_SENT and at
+/// sys_exit_connect), so another context reading it never sees the slot reused under it.
 #[map(name = "CONNECT_PENDING")]
 static CONNECT_PENDING: HashMap<u64, PendingConnect> =
     HashMap::with_max_entries(CONNECT_TRACKED_THREADS, 0);
+
+/// `struct sock *` → `pid_tgid` of the thread whose record for it is parked and not yet sent. It
+/// lets a socket leaving SYN_SENT or retransmitting its SYN in another context find the record,
+/// and deleting it is the claim on sending that record (see the module doc). A parked record
+/// always has its entry: when this map is full the record is sent at once instead.
+#[map(name = "CONNECT_SOCKS")]
+static CONNECT_SOCKS: HashMap<u64, u64> = HashMap::with_max_entries(CONNECT_TRACKED_THREADS, 0);
 
 /// A connect record seen at SYN_SENT, and the socket to read the source port from later.
 #[repr(C)]
@@ -51,6 +69,12 @@ struct PendingConnect {
     sk: u64,
 }
 const _: () = assert!(core::mem::size_of::<PendingConnect>() == 112);
+
+// Field offsets of `tcp:tcp_retransmit_skb` (include/trace/events/tcp.h; `skaddr` and `state`
+// have sat there since the tracepoint gained `state` in Linux 4.16).
+const TP_RTX_SKADDR: usize = 16;
+const TP_RTX_STATE: usize = 24;
+const TP_RTX_SPORT: usize = 28;
 
 #[fentry(function = "tcp_connect")]
 pub fn connect_tcp_connect(ctx: FEntryContext) -> u32 {
@@ -74,6 +98,10 @@ pub fn connect_inet_sock_set_state(ctx: TracePointContext) -> u32 {
 }
 
 fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
+    if tracepoint_oldstate(ctx)? == TCP_SYN_SENT {
+        // Established, refused or timed out: the answer (or its absence) is known, send now.
+        return send_for_sock(tracepoint_sk(ctx)? as u64, tracepoint_sport(ctx)?);
+    }
     let Some(family) = tracepoint_family(ctx, TCP_SYN_SENT)? else {
         return Ok(());
     };
@@ -82,24 +110,75 @@ fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
         return emit_from_tracepoint(ctx, family, EventKind::Connect);
     }
     // A record still parked for this thread means its sys_exit_connect was missed; send it (with
-    // the port it has) rather than overwrite it.
-    let stale = match CONNECT_PENDING.get_ptr(pid_tgid) {
-        Some(p) => {
-            let sent = unsafe { send_pending(p, false) };
-            let _ = CONNECT_PENDING.remove(pid_tgid);
-            sent
-        }
-        None => Ok(()),
-    };
+    // the port it has) unless another context did, rather than overwrite it.
+    if let Some(p) = CONNECT_PENDING.get_ptr(pid_tgid) {
+        unsafe { send_claimed(p, pid_tgid, 0, true) };
+        let _ = CONNECT_PENDING.remove(pid_tgid);
+    }
     // SAFETY: every byte of PendingConnect is an integer; zero is a valid value.
     let mut pending: PendingConnect = unsafe { core::mem::zeroed() };
     unsafe { fill_from_tracepoint(ctx, &raw mut pending.event, family, EventKind::Connect)? };
     pending.sk = tracepoint_sk(ctx)? as u64;
     if CONNECT_PENDING.insert(pid_tgid, &pending, 0).is_err() {
         // Map full: send now, without the port, rather than lose the connect.
-        unsafe { send_pending(&raw const pending, false)? };
+        return unsafe { send_now(&raw const pending) };
     }
-    stale
+    if CONNECT_SOCKS.insert(pending.sk, pid_tgid, 0).is_err() {
+        // Without the socket entry nobody could claim the record: send it now, without the port.
+        let _ = CONNECT_PENDING.remove(pid_tgid);
+        return unsafe { send_now(&raw const pending) };
+    }
+    Ok(())
+}
+
+#[tracepoint]
+pub fn connect_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    if try_connect_tcp_retransmit_skb(&ctx).is_err() {
+        count_error(ErrorSlot::Connect);
+    }
+    0
+}
+
+/// `tcp_retransmit_skb()`: in SYN_SENT this is the SYN going out again (the retransmit timer, at
+/// the initial RTO), so the peer is slow or silent: send the parked record now rather than when
+/// connect(2) gives up. The port was picked before the first SYN.
+fn try_connect_tcp_retransmit_skb(ctx: &TracePointContext) -> Res<()> {
+    let state: i32 = unsafe { ctx.read_at(TP_RTX_STATE)? };
+    if state != TCP_SYN_SENT {
+        return Ok(());
+    }
+    let sk: u64 = unsafe { ctx.read_at(TP_RTX_SKADDR)? };
+    let sport: u16 = unsafe { ctx.read_at(TP_RTX_SPORT)? };
+    send_for_sock(sk, sport)
+}
+
+/// Sends the record parked for socket `sk`, if any, with `sport`, from whatever context the
+/// socket event runs in (softirq, timer, another task): the owner comes from [`CONNECT_SOCKS`].
+#[inline(always)]
+fn send_for_sock(sk: u64, sport: u16) -> Res<()> {
+    if off!(sock_valid) != 1 {
+        return Ok(());
+    }
+    let Some(owner) = CONNECT_SOCKS.get_ptr(sk) else {
+        return Ok(());
+    };
+    let owner = unsafe { *owner };
+    let Some(p) = CONNECT_PENDING.get_ptr_mut(owner) else {
+        return Ok(());
+    };
+    unsafe {
+        if (*p).sk != sk {
+            return Ok(());
+        }
+        // Kept in the record too, in case the ring buffer is full now and sys_exit_connect sends
+        // it after inet_put_port() has zeroed skc_num. A u16 store: a concurrent reader sees the
+        // old or the new port.
+        if sport != 0 {
+            (*p).event.sport = sport;
+        }
+        send_claimed(p, owner, sport, false);
+    }
+    Ok(())
 }
 
 #[tracepoint]
@@ -134,31 +213,60 @@ fn try_connect_sys_exit_connect() -> Res<()> {
         // Not a TCP connect, or it failed before SYN_SENT (or was sent at once).
         return Ok(());
     };
-    let sent = unsafe { send_pending(p, true) };
+    // inet_hash_connect() has run by now; 0 means the port was released already, and the record
+    // keeps the one the state change wrote into it. A failed read still lets the record go.
+    let port = unsafe { local_port((*p).sk as *const u8) };
+    unsafe { send_claimed(p, pid_tgid, *port.as_ref().unwrap_or(&0), true) };
+    // Sent here or earlier by another context: either way this thread is done with it.
     let _ = CONNECT_PENDING.remove(pid_tgid);
-    sent
+    port.map(|_| ())
 }
 
-/// Copies a parked record into the ring buffer, its SYN_SENT timestamp kept. With `read_port`,
-/// the source port is read from the socket first (inet_hash_connect() has run by now); if that
-/// read fails the record still goes out, with the tracepoint's port, and the error is returned.
+/// Sends the parked record `p` of thread `owner` unless another context already has, with
+/// `sport` when it is not 0. The copy into the ring buffer is made BEFORE the claim: once a
+/// context has claimed, the owner may delete the record, so a copy made after could read a reused
+/// slot. A context that loses the claim discards its copy. `last_chance` is set for the owner
+/// thread, after which the record is gone: only then does a full ring buffer count as a drop
+/// (the others leave the record to the owner's sys_exit_connect).
 #[inline(always)]
-unsafe fn send_pending(p: *const PendingConnect, read_port: bool) -> Res<()> {
+unsafe fn send_claimed(p: *const PendingConnect, owner: u64, sport: u16, last_chance: bool) {
+    let sk = unsafe { (*p).sk };
+    // Cheap check first: gone (already sent) or, for a record whose sys_exit was missed, its
+    // socket freed and its address reused by another thread's connect (whose entry this is; the
+    // stale record went out when its socket left SYN_SENT).
+    match unsafe { CONNECT_SOCKS.get(&sk) } {
+        Some(&o) if o == owner => {}
+        _ => return,
+    }
+    let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
+        if last_chance && CONNECT_SOCKS.remove(&sk).is_ok() {
+            count_drop();
+        }
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        core::ptr::copy_nonoverlapping(&raw const (*p).event, ev, 1);
+        if sport != 0 {
+            (*ev).sport = sport;
+        }
+    }
+    // The hash deletes under its bucket lock: exactly one context gets 0 for this key.
+    if CONNECT_SOCKS.remove(&sk).is_ok() {
+        entry.submit(0);
+    } else {
+        entry.discard(0);
+    }
+}
+
+/// Sends a record that was never parked (no claim needed), keeping the port it has.
+#[inline(always)]
+unsafe fn send_now(p: *const PendingConnect) -> Res<()> {
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
         count_drop();
         return Ok(());
     };
-    let ev = entry.as_mut_ptr();
-    let mut result = Ok(());
-    unsafe {
-        core::ptr::copy_nonoverlapping(&raw const (*p).event, ev, 1);
-        if read_port {
-            match local_port((*p).sk as *const u8) {
-                Ok(port) => (*ev).sport = port,
-                Err(e) => result = Err(e),
-            }
-        }
-    }
+    unsafe { core::ptr::copy_nonoverlapping(&raw const (*p).event, entry.as_mut_ptr(), 1) };
     entry.submit(0);
-    result
+    Ok(())
 }

@@ -16,6 +16,7 @@ pub const TCP_LISTEN: i32 = 10;
 // Field offsets of `sock:inet_sock_set_state` (include/trace/events/sock.h). Its layout has been
 // stable since Linux 4.16, unlike the sched tracepoints whose offsets come from tracefs.
 const TP_SKADDR: usize = 8;
+const TP_OLDSTATE: usize = 16;
 const TP_NEWSTATE: usize = 20;
 const TP_SPORT: usize = 24;
 const TP_DPORT: usize = 26;
@@ -79,6 +80,18 @@ pub fn emit_from_tracepoint(ctx: &TracePointContext, family: u16, kind: EventKin
 #[inline(always)]
 pub fn tracepoint_sk(ctx: &TracePointContext) -> Res<*const u8> {
     unsafe { ctx.read_at(TP_SKADDR) }
+}
+
+/// The state the socket leaves.
+#[inline(always)]
+pub fn tracepoint_oldstate(ctx: &TracePointContext) -> Res<i32> {
+    unsafe { ctx.read_at(TP_OLDSTATE) }
+}
+
+/// The local port (`ntohs(inet->inet_sport)`), host byte order.
+#[inline(always)]
+pub fn tracepoint_sport(ctx: &TracePointContext) -> Res<u16> {
+    unsafe { ctx.read_at(TP_SPORT) }
 }
 
 /// `sk->__sk_common.skc_num`: the local port in host byte order, 0 until one is bound. Needs the

@@ -18,9 +18,9 @@ use log::{debug, info, warn};
 use monitor_common::{
     ERROR_SLOTS, GLOBAL_KERNEL_OFFSETS, GLOBAL_MONITOR_TGID, KernelOffsets, MAP_DROPS, MAP_ERRORS,
     MAP_EVENTS, OFFSET_ABSENT, PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_ENTER_CONNECT,
-    PROG_CONNECT_SYS_EXIT_CONNECT, PROG_CONNECT_TCP_CONNECT, PROG_EXEC_SCHED_PROCESS_EXEC,
-    PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE, PROG_PROCESS_SCHED_PROCESS_EXIT,
-    PROG_PROCESS_SCHED_PROCESS_FORK,
+    PROG_CONNECT_SYS_EXIT_CONNECT, PROG_CONNECT_TCP_CONNECT, PROG_CONNECT_TCP_RETRANSMIT_SKB,
+    PROG_EXEC_SCHED_PROCESS_EXEC, PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE,
+    PROG_PROCESS_SCHED_PROCESS_EXIT, PROG_PROCESS_SCHED_PROCESS_FORK,
 };
 use serde::Serialize;
 
@@ -108,7 +108,31 @@ enum Attach {
         syscall: &'static str,
         enter: &'static str,
         exit: &'static str,
+        /// Best effort: another tracepoint that sends a parked record sooner. When it does not
+        /// attach, the rest still works; the report names it among the refusals.
+        hasten: Option<Companion>,
     },
+}
+
+/// A tracepoint program attached alongside another attachment.
+#[derive(Clone, Copy, Debug)]
+struct Companion {
+    program: &'static str,
+    category: &'static str,
+    name: &'static str,
+}
+
+impl Companion {
+    fn label(self) -> String {
+        format!("tracepoint:{}:{}", self.category, self.name)
+    }
+}
+
+/// An attachment that took: the label the report shows, and the optional part that did not take.
+#[derive(Debug)]
+struct Took {
+    label: String,
+    refused: Option<Refusal>,
 }
 
 impl Attach {
@@ -118,6 +142,20 @@ impl Attach {
             | Attach::TracePoint { program, .. }
             | Attach::TracePointInSyscall { program, .. } => program,
         }
+    }
+
+    /// Every program this attachment loads (a companion that did not take is simply not loaded).
+    fn programs(self) -> impl Iterator<Item = &'static str> {
+        let (brackets, hasten) = match self {
+            Attach::TracePointInSyscall {
+                enter,
+                exit,
+                hasten,
+                ..
+            } => ([Some(enter), Some(exit)], hasten.map(|c| c.program)),
+            Attach::FEntry { .. } | Attach::TracePoint { .. } => ([None, None], None),
+        };
+        core::iter::once(self.program()).chain(brackets.into_iter().chain([hasten]).flatten())
     }
 
     /// The name the report uses: `fentry:inet_listen`, `tracepoint:sock:inet_sock_set_state`,
@@ -160,7 +198,8 @@ const PROBE_TABLE: &[(&str, &[Attach])] = &[
                 function: "tcp_connect",
             },
             // SYN_SENT comes before inet_hash_connect() picks the source port: the records wait
-            // for connect(2) to return and read it then.
+            // for it, until connect(2) returns, the socket leaves SYN_SENT, or the SYN is
+            // retransmitted, whichever comes first.
             Attach::TracePointInSyscall {
                 program: PROG_CONNECT_INET_SOCK_SET_STATE,
                 category: "sock",
@@ -168,6 +207,11 @@ const PROBE_TABLE: &[(&str, &[Attach])] = &[
                 syscall: "connect",
                 enter: PROG_CONNECT_SYS_ENTER_CONNECT,
                 exit: PROG_CONNECT_SYS_EXIT_CONNECT,
+                hasten: Some(Companion {
+                    program: PROG_CONNECT_TCP_RETRANSMIT_SKB,
+                    category: "tcp",
+                    name: "tcp_retransmit_skb",
+                }),
             },
             // Same program without the syscall brackets: every record goes out at SYN_SENT,
             // with local port 0.
@@ -330,8 +374,12 @@ fn attach_all(
         let mut status = HookStatus::default();
         for &attach in attaches {
             match try_attach(&mut ebpf, attach, btf, offsets) {
-                Ok(()) => {
-                    status.attached = Some(attach.label());
+                Ok(took) => {
+                    if let Some(refusal) = took.refused {
+                        warn!("{hook}: {} refused: {}", refusal.hook, refusal.error);
+                        status.refused.push(refusal);
+                    }
+                    status.attached = Some(took.label);
                     break;
                 }
                 Err(error) => {
@@ -360,13 +408,17 @@ fn attach_all(
     Ok((ebpf, report))
 }
 
-/// Loads and attaches one program; the error text is what the report shows.
+/// Loads and attaches one program (and its companions); the error text is what the report shows.
 fn try_attach(
     ebpf: &mut Ebpf,
     attach: Attach,
     btf: Option<&Btf>,
     offsets: &KernelOffsets,
-) -> Result<(), String> {
+) -> Result<Took, String> {
+    let mut took = Took {
+        label: attach.label(),
+        refused: None,
+    };
     match attach {
         Attach::FEntry { program, function } => {
             let btf = btf.ok_or("kernel BTF unavailable")?;
@@ -393,6 +445,7 @@ fn try_attach(
             syscall,
             enter,
             exit,
+            hasten,
         } => {
             if offsets.sock_valid != 1 {
                 return Err(
@@ -423,17 +476,30 @@ fn try_attach(
                 }
                 return Err(e);
             }
+            if let Some(c) = hasten {
+                match attach_tracepoint(ebpf, c.program, c.category, c.name) {
+                    Ok(()) => took.label = format!("{}+{}:{}", took.label, c.category, c.name),
+                    Err(error) => {
+                        unload_tracepoint(ebpf, c.program);
+                        took.refused = Some(Refusal {
+                            hook: c.label(),
+                            error,
+                        });
+                    }
+                }
+            }
         }
     }
     // How close a program is to the verifier's 1M-instruction budget, for whoever grows it next.
-    if let Some(Ok(info)) = ebpf.program(attach.program()).map(|p| p.info()) {
-        debug!(
-            "{}: verifier processed {:?} instructions",
-            attach.program(),
-            info.verified_instruction_count()
-        );
+    for program in attach.programs() {
+        if let Some(Ok(info)) = ebpf.program(program).map(|p| p.info()) {
+            debug!(
+                "{program}: verifier processed {:?} instructions",
+                info.verified_instruction_count()
+            );
+        }
     }
-    Ok(())
+    Ok(took)
 }
 
 /// Loads one tracepoint program and attaches it to `category:name`.
@@ -631,6 +697,37 @@ mod tests {
             serde_json::json!({"listen": {"attached": "tracepoint:sock:inet_sock_set_state",
                 "refused": [{"hook": "fentry:inet_listen", "error": "EPERM"}]}})
         );
+    }
+
+    #[test]
+    fn connect_falls_back_to_the_bracketed_tracepoint_then_the_plain_one() {
+        let (_, attaches) = PROBE_TABLE
+            .iter()
+            .find(|(hook, _)| *hook == "connect")
+            .expect("connect is in the probe table");
+        let labels: Vec<String> = attaches.iter().map(|a| a.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "fentry:tcp_connect",
+                "tracepoint:sock:inet_sock_set_state+syscalls:sys_exit_connect",
+                "tracepoint:sock:inet_sock_set_state",
+            ]
+        );
+        // The bracketed variant is hastened by SYN retransmissions; when that part attaches the
+        // report's label grows a `+tcp:tcp_retransmit_skb`.
+        assert!(matches!(
+            attaches[1],
+            Attach::TracePointInSyscall {
+                hasten: Some(Companion {
+                    name: "tcp_retransmit_skb",
+                    ..
+                }),
+                ..
+            }
+        ));
+        // Both tracepoint variants run the same program, so the plain one only loses the port.
+        assert_eq!(attaches[1].program(), attaches[2].program());
     }
 
     #[test]
