@@ -15,6 +15,7 @@
 //! - the first SYN retransmission (`tcp:tcp_retransmit_skb`, state SYN_SENT), so a blocking
 //!   connect to a silent peer is reported after the initial RTO (1 s), not when connect(2) gives
 //!   up two minutes later.
+//!
 //! The last two run in softirq or timer context; the record already holds the caller's process
 //! fields. Exactly one of them sends it: the one whose `CONNECT_SOCKS` delete succeeds (the hash
 //! deletes under its bucket lock, so only one delete of a key returns 0). Every other SYN_SENT
@@ -119,7 +120,7 @@ fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     let mut pending: PendingConnect = unsafe { core::mem::zeroed() };
     unsafe { fill_from_tracepoint(ctx, &raw mut pending.event, family, EventKind::Connect)? };
     pending.sk = tracepoint_sk(ctx)? as u64;
-    if CONNECT_PENDING.insert(pid_tgid, &pending, 0).is_err() {
+    if CONNECT_PENDING.insert(pid_tgid, pending, 0).is_err() {
         // Map full: send now, without the port, rather than lose the connect.
         return unsafe { send_now(&raw const pending) };
     }
@@ -234,12 +235,12 @@ unsafe fn send_claimed(p: *const PendingConnect, owner: u64, sport: u16, last_ch
     // Cheap check first: gone (already sent) or, for a record whose sys_exit was missed, its
     // socket freed and its address reused by another thread's connect (whose entry this is; the
     // stale record went out when its socket left SYN_SENT).
-    match unsafe { CONNECT_SOCKS.get(&sk) } {
+    match unsafe { CONNECT_SOCKS.get(sk) } {
         Some(&o) if o == owner => {}
         _ => return,
     }
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
-        if last_chance && CONNECT_SOCKS.remove(&sk).is_ok() {
+        if last_chance && CONNECT_SOCKS.remove(sk).is_ok() {
             count_drop();
         }
         return;
@@ -252,7 +253,7 @@ unsafe fn send_claimed(p: *const PendingConnect, owner: u64, sport: u16, last_ch
         }
     }
     // The hash deletes under its bucket lock: exactly one context gets 0 for this key.
-    if CONNECT_SOCKS.remove(&sk).is_ok() {
+    if CONNECT_SOCKS.remove(sk).is_ok() {
         entry.submit(0);
     } else {
         entry.discard(0);

@@ -15,11 +15,10 @@ use monitor_common::{
 };
 
 use crate::{
-    EVENTS,
     path::file_path,
     shared::{
-        EFAULT, Res, count_drop, count_error, current_task, current_tgid, fill_header, is_monitor,
-        off, offsets_valid, read_kernel, read_ptr,
+        EFAULT, Res, count_error, current_task, current_tgid, emit, fill_header, is_monitor, off,
+        offsets_valid, read_kernel, read_ptr,
     },
 };
 
@@ -39,21 +38,7 @@ fn try_exec_sched_process_exec(ctx: &TracePointContext) -> Res<()> {
     if is_monitor(current_tgid()) {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
-        count_drop();
-        return Ok(());
-    };
-    let ev = entry.as_mut_ptr();
-    match unsafe { fill_exec(ctx, ev) } {
-        Ok(()) => {
-            entry.submit(0);
-            Ok(())
-        }
-        Err(e) => {
-            entry.discard(0);
-            Err(e)
-        }
-    }
+    emit::<ExecEvent>(|ev| unsafe { fill_exec(ctx, ev) })
 }
 
 /// Fills the record in place (it is 3 KiB: it never touches the stack). Failing to resolve the

@@ -4,12 +4,9 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use monitor_common::{ErrorSlot, EventKind, ExitEvent, ForkEvent, Hook, OFFSET_ABSENT};
 
-use crate::{
-    EVENTS,
-    shared::{
-        Res, count_drop, count_error, current_task, current_tgid, fill_header, is_monitor, off,
-        read_kernel, read_ptr,
-    },
+use crate::shared::{
+    Res, count_error, current_task, current_tgid, emit, fill_header, is_monitor, off, read_kernel,
+    read_ptr,
 };
 
 /// Threads of one group visited at most when telling a new thread from a new process.
@@ -30,12 +27,7 @@ fn try_process_sched_process_fork(ctx: &TracePointContext) -> Res<()> {
     }
     let child_tid: u32 = unsafe { ctx.read_at(off!(tp_fork_child_pid) as usize)? };
     let child_tgid = child_tgid(tgid, child_tid);
-    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
-        count_drop();
-        return Ok(());
-    };
-    let ev = entry.as_mut_ptr();
-    unsafe {
+    emit::<ForkEvent>(|ev| unsafe {
         fill_header(
             &raw mut (*ev).header,
             EventKind::Fork,
@@ -43,9 +35,8 @@ fn try_process_sched_process_fork(ctx: &TracePointContext) -> Res<()> {
         );
         (*ev).child_tid = child_tid;
         (*ev).child_tgid = child_tgid;
-    }
-    entry.submit(0);
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The tracepoint gives only the child's tid. `copy_process()` has already linked a new thread
@@ -117,12 +108,7 @@ fn try_process_sched_process_exit(ctx: &TracePointContext) -> Res<()> {
     if !group_dead {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
-        count_drop();
-        return Ok(());
-    };
-    let ev = entry.as_mut_ptr();
-    unsafe {
+    emit::<ExitEvent>(|ev| unsafe {
         fill_header(
             &raw mut (*ev).header,
             EventKind::Exit,
@@ -135,7 +121,6 @@ fn try_process_sched_process_exit(ctx: &TracePointContext) -> Res<()> {
             0
         };
         (*ev)._pad0 = 0;
-    }
-    entry.submit(0);
-    Ok(())
+        Ok(())
+    })
 }

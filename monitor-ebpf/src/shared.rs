@@ -7,7 +7,7 @@ use aya_ebpf::helpers::{
 };
 use monitor_common::{ErrorSlot, EventHeader, EventKind, Hook};
 
-use crate::{DROPS, ERRORS, MONITOR_TGID};
+use crate::{DROPS, ERRORS, EVENTS, MONITOR_TGID};
 
 /// Errors are the negative errno values the helpers return.
 pub type Res<T> = Result<T, i32>;
@@ -59,6 +59,27 @@ pub fn count_error(slot: ErrorSlot) {
 pub fn count_drop() {
     if let Some(p) = DROPS.get_ptr_mut(0) {
         unsafe { *p += 1 };
+    }
+}
+
+/// Reserves a `T` in the ring buffer, lets `fill` write it in place (records are too big for the
+/// stack), and submits it. A full ring buffer bumps DROPS (loss is data, never silent); a failed
+/// `fill` discards the record and returns its error for the caller's error slot.
+#[inline(always)]
+pub fn emit<T: 'static>(fill: impl FnOnce(*mut T) -> Res<()>) -> Res<()> {
+    let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+        count_drop();
+        return Ok(());
+    };
+    match fill(entry.as_mut_ptr()) {
+        Ok(()) => {
+            entry.submit(0);
+            Ok(())
+        }
+        Err(e) => {
+            entry.discard(0);
+            Err(e)
+        }
     }
 }
 

@@ -4,10 +4,7 @@
 use aya_ebpf::programs::TracePointContext;
 use monitor_common::{AF_INET, AF_INET6, EventKind, Hook, IPPROTO_TCP, SockEvent};
 
-use crate::{
-    EVENTS,
-    shared::{Res, count_drop, current_tgid, fill_header, is_monitor, off, read_kernel, read_ptr},
-};
+use crate::shared::{Res, current_tgid, emit, fill_header, is_monitor, off, read_kernel, read_ptr};
 
 /// `TCP_SYN_SENT` and `TCP_LISTEN` from `include/net/tcp_states.h`.
 pub const TCP_SYN_SENT: i32 = 2;
@@ -59,21 +56,7 @@ pub fn tracepoint_family(ctx: &TracePointContext, want_state: i32) -> Res<Option
 /// Writes the tracepoint's record straight into the ring buffer.
 #[inline(always)]
 pub fn emit_from_tracepoint(ctx: &TracePointContext, family: u16, kind: EventKind) -> Res<()> {
-    let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
-        count_drop();
-        return Ok(());
-    };
-    let ev = entry.as_mut_ptr();
-    match unsafe { fill_from_tracepoint(ctx, ev, family, kind) } {
-        Ok(()) => {
-            entry.submit(0);
-            Ok(())
-        }
-        Err(e) => {
-            entry.discard(0);
-            Err(e)
-        }
-    }
+    emit::<SockEvent>(|ev| unsafe { fill_from_tracepoint(ctx, ev, family, kind) })
 }
 
 /// The `struct sock *` the tracepoint is about (`skaddr`).
@@ -162,21 +145,7 @@ pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen
     if is_monitor(current_tgid()) {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
-        count_drop();
-        return Ok(());
-    };
-    let ev = entry.as_mut_ptr();
-    match unsafe { fill_from_sock(sk, ev, family, kind, hook, listen) } {
-        Ok(()) => {
-            entry.submit(0);
-            Ok(())
-        }
-        Err(e) => {
-            entry.discard(0);
-            Err(e)
-        }
-    }
+    emit::<SockEvent>(|ev| unsafe { fill_from_sock(sk, ev, family, kind, hook, listen) })
 }
 
 #[inline(always)]
