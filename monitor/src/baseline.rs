@@ -26,6 +26,9 @@ pub struct ListeningSocket {
     pub local: SocketAddr,
     /// Found in `tcp6` (an AF_INET6 socket).
     pub family_v6: bool,
+    /// Effective uid of the socket's creator, from the table itself: known even when no owning
+    /// process can be seen.
+    pub uid: u32,
     /// Thread-group ids owning the socket (several after fork); empty when no owner was found.
     pub owners: Vec<u32>,
 }
@@ -58,6 +61,8 @@ const TCP_LISTEN_STATE: u8 = 0x0A;
 pub struct TableEntry {
     pub local: SocketAddr,
     pub inode: u64,
+    /// Effective uid of the socket's creator (the `uid` column).
+    pub uid: u32,
 }
 
 /// Parses the text of `/proc/<pid>/net/tcp` (`v6 == false`) or `tcp6` (`v6 == true`) and returns
@@ -89,7 +94,7 @@ pub fn parse_tcp_line(line: &str, v6: bool) -> Result<Option<TableEntry>, RowErr
         _txrx,
         _tr,
         _retr,
-        _uid,
+        uid,
         _timeout,
         inode,
         ..,
@@ -107,7 +112,13 @@ pub fn parse_tcp_line(line: &str, v6: bool) -> Result<Option<TableEntry>, RowErr
     let inode = inode
         .parse::<u64>()
         .map_err(|_| RowError("inode is not a decimal number"))?;
-    Ok(Some(TableEntry { local, inode }))
+    if uid.is_empty() || !uid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RowError("uid is not a decimal number"));
+    }
+    let uid = uid
+        .parse::<u32>()
+        .map_err(|_| RowError("uid is not a decimal number"))?;
+    Ok(Some(TableEntry { local, inode, uid }))
 }
 
 /// Strict hex (no sign, no prefix, at most 8 digits), unlike `from_str_radix`, which takes a `+`.
@@ -210,6 +221,7 @@ pub fn scan_listeners_in(proc_root: &Path) -> Result<Vec<ListeningSocket>, Basel
                         netns,
                         local: e.local,
                         family_v6,
+                        uid: e.uid,
                         owners: Vec::new(),
                     }));
                     break;
@@ -404,15 +416,18 @@ mod tests {
             vec![
                 TableEntry {
                     local: sa("127.0.0.1:4446"),
-                    inode: 19564
+                    inode: 19564,
+                    uid: 0
                 },
                 TableEntry {
                     local: sa("0.0.0.0:4444"),
-                    inode: 19563
+                    inode: 19563,
+                    uid: 0
                 },
                 TableEntry {
                     local: sa("0.0.0.0:2024"),
-                    inode: 550
+                    inode: 550,
+                    uid: 0
                 },
             ]
         );
@@ -427,15 +442,18 @@ mod tests {
             vec![
                 TableEntry {
                     local: sa("[::1]:4447"),
-                    inode: 19565
+                    inode: 19565,
+                    uid: 0
                 },
                 TableEntry {
                     local: sa("[::ffff:127.0.0.1]:4449"),
-                    inode: 19567
+                    inode: 19567,
+                    uid: 0
                 },
                 TableEntry {
                     local: sa("[::]:4448"),
-                    inode: 19566
+                    inode: 19566,
+                    uid: 0
                 },
             ]
         );
@@ -448,15 +466,35 @@ mod tests {
             parse_tcp_table(NS_TCP, false).expect("parse"),
             vec![TableEntry {
                 local: sa("10.1.2.3:4451"),
-                inode: 19621
+                inode: 19621,
+                uid: 0
             }]
         );
         assert_eq!(
             parse_tcp_table(NS_TCP6, true).expect("parse"),
             vec![TableEntry {
                 local: sa("[2001:db8:1:2::1234]:4452"),
-                inode: 19622
+                inode: 19622,
+                uid: 0
             }]
+        );
+    }
+
+    #[test]
+    fn reads_the_creator_uid() {
+        // www-data (33) listening on 0.0.0.0:8000; a uid column that is not a number is an error.
+        let line = "0: 00000000:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000    33        0 4242 1 0";
+        assert_eq!(
+            parse_tcp_line(line, false),
+            Ok(Some(TableEntry {
+                local: sa("0.0.0.0:8000"),
+                inode: 4242,
+                uid: 33
+            }))
+        );
+        assert_eq!(
+            parse_tcp_line(&line.replace("   33 ", "  x33 "), false),
+            Err(RowError("uid is not a decimal number"))
         );
     }
 
@@ -592,6 +630,7 @@ mod tests {
             netns,
             local: sa(local),
             family_v6,
+            uid: 0,
             owners: owners.to_vec(),
         };
         assert_eq!(

@@ -348,13 +348,17 @@ impl<W: Write> Pipeline<W> {
         };
         let time = clock::now_rfc3339();
         for s in &sockets {
-            let Some(owner) = main_owner(&s.owners, &self.table) else {
-                debug!(
-                    "listening socket {} (inode {}) has no owner we can see",
-                    s.local, s.inode
+            // A listener no visible process owns (a process in another PID namespace, or one
+            // whose /proc entries we may not read) is still judged: an open port nobody can
+            // account for is exactly what the start-up baseline is for. It is reported with pid 0
+            // and the socket creator's uid from the table.
+            let owner = main_owner(&s.owners, &self.table);
+            if owner.is_none() {
+                info!(
+                    "listening socket {} (inode {}, uid {}) has no owner we can see: reported with pid 0",
+                    s.local, s.inode, s.uid
                 );
-                continue;
-            };
+            }
             let family = if s.family_v6 {
                 Family::Ipv6
             } else {
@@ -368,8 +372,8 @@ impl<W: Write> Pipeline<W> {
                 },
                 None,
             );
-            let process = match self.table.lookup(owner) {
-                Some(e) => ProcessInfo {
+            let process = match owner.and_then(|pid| Some((pid, self.table.lookup(pid)?))) {
+                Some((owner, e)) => ProcessInfo {
                     pid: owner,
                     ppid: e.ppid,
                     uid: e.uid,
@@ -382,7 +386,8 @@ impl<W: Write> Pipeline<W> {
                     cgroup_id: e.cgroup_id.unwrap_or(0),
                 },
                 None => ProcessInfo {
-                    pid: owner,
+                    pid: owner.unwrap_or(0),
+                    uid: s.uid,
                     ..ProcessInfo::default()
                 },
             };
@@ -398,7 +403,9 @@ impl<W: Write> Pipeline<W> {
                 filename: None,
                 exit_code: None,
                 socket: Some(socket),
-                ancestry: self.table.ancestry(owner),
+                ancestry: owner
+                    .map(|pid| self.table.ancestry(pid))
+                    .unwrap_or_default(),
                 pre_existing: true,
             };
             self.emit(&record)?;
