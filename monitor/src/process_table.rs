@@ -60,6 +60,10 @@ pub struct ProcessEntry {
     pub exe: Option<String>,
     pub argv: Vec<String>,
     pub argv_truncated: bool,
+    /// `argv` was copied from the parent at fork and not read since: a forked server child often
+    /// rewrites its title (`php-fpm: pool www`, `nginx: worker process`), so the first lookup
+    /// re-reads `/proc/<pid>/cmdline` once.
+    pub argv_inherited: bool,
     /// cgroup v2 id, when an event reported it (`None` for processes only seen in `/proc`).
     pub cgroup_id: Option<u64>,
     /// Start time, CLOCK_BOOTTIME ns (fork event time, or `/proc/<pid>/stat` starttime).
@@ -173,6 +177,16 @@ impl ProcessTable {
         let tick = self.tick;
         let e = self.entries.get_mut(&pid)?;
         e.last_used = tick;
+        if e.argv_inherited {
+            e.argv_inherited = false;
+            // Only while it runs: a pid whose exit we saw may already belong to someone else.
+            if e.exited_ns.is_none()
+                && let Some((argv, truncated)) = self.proc.argv(pid)
+            {
+                e.argv = argv;
+                e.argv_truncated = truncated;
+            }
+        }
         Some(e)
     }
 
@@ -190,6 +204,7 @@ impl ProcessTable {
                 exe: None,
                 argv: Vec::new(),
                 argv_truncated: false,
+                argv_inherited: false,
                 cgroup_id: None,
                 start_ns: None,
                 exited_ns: None,
@@ -245,6 +260,7 @@ impl ProcessTable {
             exe,
             argv,
             argv_truncated,
+            argv_inherited: true,
             cgroup_id: Some(parent.cgroup_id),
             start_ns: Some(parent.ktime_ns),
             exited_ns: None,
@@ -275,6 +291,7 @@ impl ProcessTable {
             exe,
             argv: ev.argv.clone(),
             argv_truncated: ev.argv_truncated,
+            argv_inherited: false,
             cgroup_id: Some(h.cgroup_id),
             start_ns,
             exited_ns: None,
@@ -414,6 +431,15 @@ impl ProcFs {
             .map(|p| p.to_string_lossy().into_owned())
     }
 
+    /// `/proc/<pid>/cmdline` as arguments. A process that rewrote its title (php-fpm, nginx,
+    /// postgres) pads the old argument area with NULs: trailing NULs are padding, not empty
+    /// arguments.
+    pub fn argv(&self, pid: u32) -> Option<(Vec<String>, bool)> {
+        let raw = fs::read(self.path(pid, "cmdline")).ok()?;
+        let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        Some(decode::split_args(&raw[..end]))
+    }
+
     pub fn tgid_of(&self, tid: u32) -> Option<u32> {
         let text = fs::read_to_string(self.path(tid, "status")).ok()?;
         parse_status(&text).tgid
@@ -449,11 +475,7 @@ impl ProcFs {
                 what: "a thread, not a thread-group leader",
             });
         }
-        // A process that rewrote its title (php-fpm, nginx, postgres) pads the old argument area
-        // with NULs: trailing NULs are padding, not empty arguments.
-        let raw = read("cmdline").unwrap_or_default();
-        let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        let (argv, argv_truncated) = decode::split_args(&raw[..end]);
+        let (argv, argv_truncated) = self.argv(pid).unwrap_or_default();
         Ok(ProcessEntry {
             pid,
             ppid: stat.ppid,
@@ -463,6 +485,7 @@ impl ProcFs {
             exe: self.exe(pid),
             argv,
             argv_truncated,
+            argv_inherited: false,
             cgroup_id: None,
             start_ns: stat
                 .starttime_ticks
@@ -798,6 +821,54 @@ mod tests {
         assert_eq!(pids(&a), [500, 1]);
         assert_eq!(a[0].argv, ["nginx: master process /usr/sbin/nginx"]);
         assert_eq!(a[1].exe.as_deref(), Some("/usr/lib/systemd/systemd"));
+    }
+
+    #[test]
+    fn forked_child_title_is_read_once_from_proc() {
+        let dir = TempDir::new();
+        fake_proc(
+            &dir.0,
+            900,
+            1,
+            "php-fpm8.2",
+            Some("/usr/sbin/php-fpm8.2"),
+            &["php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)"],
+            5,
+        );
+        fs::create_dir_all(dir.0.join("self")).unwrap();
+        let mut t = ProcessTable::new(10, &dir.0);
+        t.seed().unwrap();
+        // Worker 901 forks after the monitor started and renames itself; 902 forks and is gone
+        // from /proc by the time anyone asks.
+        t.on_fork(&hdr(900, 1, "php-fpm8.2", 10), 901, 901);
+        t.on_fork(&hdr(900, 1, "php-fpm8.2", 11), 902, 902);
+        fake_proc(
+            &dir.0,
+            901,
+            900,
+            "php-fpm8.2",
+            Some("/usr/sbin/php-fpm8.2"),
+            &[],
+            10,
+        );
+        let mut cmdline = b"php-fpm: pool www".to_vec();
+        cmdline.extend_from_slice(&[0; 20]);
+        fs::write(dir.0.join("901/cmdline"), cmdline).unwrap();
+        assert_eq!(
+            t.get(901).unwrap().argv,
+            t.get(900).unwrap().argv,
+            "inherited at fork"
+        );
+        assert_eq!(t.lookup(901).unwrap().argv, ["php-fpm: pool www"]);
+        assert_eq!(
+            t.lookup(902).unwrap().argv,
+            ["php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)"],
+            "no /proc entry: the inherited argv stays"
+        );
+        // Read once: a later title change is not chased on every lookup.
+        fs::write(dir.0.join("901/cmdline"), b"php-fpm: pool other\0").unwrap();
+        assert_eq!(t.lookup(901).unwrap().argv, ["php-fpm: pool www"]);
+        assert_eq!(t.ancestry(901)[0].pid, 900);
     }
 
     #[test]

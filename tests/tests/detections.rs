@@ -353,8 +353,9 @@ fn webserver_egress_from_nginx_proxy() {
         a["dedup"],
         format!("webserver_egress:{nginx_exe}:{nginx_exe}:127.0.0.1:24121")
     );
-    // The worker was forked (not exec'd) by the master: it carries the master's exec argv.
-    assert_eq!(a["process"]["argv"], json!(nginx.argv));
+    // The worker was forked (not exec'd) by the master and set its own title, which the table
+    // reads once from /proc; the master keeps the argv it was exec'd with.
+    assert_eq!(a["process"]["argv"], json!(["nginx: worker process"]));
     assert_eq!(ancestry_pids(&a)[..2], [nginx.master, std::process::id()]);
     assert_eq!(a["ancestry"][0]["exe"], nginx_exe);
     assert_eq!(a["ancestry"][0]["argv"], json!(nginx.argv));
@@ -409,6 +410,9 @@ fn webserver_shell_and_grandchild_egress_from_php_fpm() {
     });
     assert_shell_alert(&a, &fpm, "id");
     assert_eq!(a["ancestry"][2]["pid"], std::process::id());
+    // The worker was forked after the monitor started, and renamed itself: the table re-reads
+    // a forked child's title once instead of keeping the master's argv.
+    assert_eq!(a["ancestry"][0]["argv"], json!(["php-fpm: pool www"]));
 
     // The web shell's command connects out: socat is a grandchild of the php-fpm worker.
     let body = http_get(24130, "/egress.php?port=24131");
@@ -446,6 +450,7 @@ fn webserver_shell_and_grandchild_egress_from_php_fpm() {
     assert_sh_c_argv(&a["ancestry"][0]["argv"], cmd);
     assert_eq!(pids[1..4], [fpm.worker, fpm.master, std::process::id()]);
     assert_eq!(a["ancestry"][1]["exe"], fpm.exe);
+    assert_eq!(a["ancestry"][1]["argv"], json!(["php-fpm: pool www"]));
     assert_eq!(a["ancestry"][2]["exe"], fpm.exe);
     let socat = exe_of("socat");
     let fpm_exe = &fpm.exe;
