@@ -823,6 +823,14 @@ mod tests {
         assert_eq!(a[1].exe.as_deref(), Some("/usr/lib/systemd/systemd"));
     }
 
+    /// What a server that rewrote its title leaves in cmdline: the title, then NUL padding over
+    /// the rest of the old argument area.
+    fn set_title(root: &Path, pid: u32, title: &str) {
+        let mut cmdline = title.as_bytes().to_vec();
+        cmdline.extend_from_slice(&[0; 40]);
+        fs::write(root.join(pid.to_string()).join("cmdline"), cmdline).unwrap();
+    }
+
     #[test]
     fn forked_child_title_is_read_once_from_proc() {
         let dir = TempDir::new();
@@ -851,9 +859,7 @@ mod tests {
             &[],
             10,
         );
-        let mut cmdline = b"php-fpm: pool www".to_vec();
-        cmdline.extend_from_slice(&[0; 20]);
-        fs::write(dir.0.join("901/cmdline"), cmdline).unwrap();
+        set_title(&dir.0, 901, "php-fpm: pool www");
         assert_eq!(
             t.get(901).unwrap().argv,
             t.get(900).unwrap().argv,
@@ -884,9 +890,7 @@ mod tests {
             &[],
             5,
         );
-        let mut cmdline = b"php-fpm: pool www".to_vec();
-        cmdline.extend_from_slice(&[0; 40]);
-        fs::write(dir.0.join("900/cmdline"), cmdline).unwrap();
+        set_title(&dir.0, 900, "php-fpm: pool www");
         fs::create_dir_all(dir.0.join("self")).unwrap();
         let mut t = ProcessTable::new(10, &dir.0);
         t.seed().unwrap();
