@@ -27,6 +27,16 @@ pub const MAP_CONNECT_SOCKS: &str = "CONNECT_SOCKS";
 /// fallback reports connects without their source port.
 pub const CONNECT_TRACKED_THREADS: u32 = 8192;
 
+/// `pid_tgid` → mark: threads inside listen(2) (LRU hash, [`LISTEN_TRACKED_THREADS`] entries).
+pub const MAP_LISTEN_IN_SYSCALL: &str = "LISTEN_IN_SYSCALL";
+/// `pid_tgid` → listen record parked at `TCP_LISTEN` until listen(2) returns: sent only when it
+/// returns 0, with the port `get_port()` bound (hash, [`LISTEN_TRACKED_THREADS`] entries).
+/// Kernel-side only.
+pub const MAP_LISTEN_PENDING: &str = "LISTEN_PENDING";
+/// Capacity of the listen maps: threads that can be inside listen(2) at once before the fallback
+/// reports listens at once (port 0 for an unbound socket, failed listens included).
+pub const LISTEN_TRACKED_THREADS: u32 = 1024;
+
 /// Global (set by the loader before load): the daemon's own thread-group id, ignored by every hook.
 pub const GLOBAL_MONITOR_TGID: &str = "MONITOR_TGID";
 
@@ -36,6 +46,10 @@ pub const GLOBAL_KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
 /// Program names, `<area>_<hook>`, shared by the eBPF object and the loader's probe table.
 pub const PROG_LISTEN_INET_LISTEN: &str = "listen_inet_listen";
 pub const PROG_LISTEN_INET_SOCK_SET_STATE: &str = "listen_inet_sock_set_state";
+/// Helpers of the listen fallback: they bracket listen(2) so that the TCP_LISTEN record (set
+/// before `get_port()` binds the port and before the listen can still fail) waits for the result.
+pub const PROG_LISTEN_SYS_ENTER_LISTEN: &str = "listen_sys_enter_listen";
+pub const PROG_LISTEN_SYS_EXIT_LISTEN: &str = "listen_sys_exit_listen";
 pub const PROG_CONNECT_TCP_CONNECT: &str = "connect_tcp_connect";
 pub const PROG_CONNECT_INET_SOCK_SET_STATE: &str = "connect_inet_sock_set_state";
 /// Helpers of the connect fallback: they bracket connect(2) so that the SYN_SENT record can wait
@@ -305,8 +319,15 @@ pub struct KernelOffsets {
     /// `sched:sched_process_exit`: offset of `group_dead`, [`OFFSET_ABSENT`] on kernels whose
     /// tracepoint lacks it (every task exit is then reported when `tid == tgid`).
     pub tp_exit_group_dead: u32,
+
+    /// `sock_common.skc_state` (part of the `sock_valid` group): the fentry `inet_listen`
+    /// program skips sockets that are not in `TCP_CLOSE` (re-listen, which only sets the backlog).
+    pub skc_state: u32,
+    /// `dentry.d_hash` (an `hlist_bl_node`; part of the `valid` group): `d_hash.pprev == NULL`
+    /// means the dentry is unhashed, i.e. the file was deleted.
+    pub dentry_d_hash: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 37 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
 
 impl KernelOffsets {
     /// Nothing known: `valid` and `sock_valid` are 0; tracepoint fields have their Linux 6.18
@@ -349,6 +370,8 @@ impl KernelOffsets {
         sk_protocol_bits: 0,
         tp_fork_child_pid: 20,
         tp_exit_group_dead: 32,
+        skc_state: 0,
+        dentry_d_hash: 0,
     };
 }
 

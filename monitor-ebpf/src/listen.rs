@@ -1,20 +1,65 @@
 //! `listen`: a TCP socket starts listening.
 //!
-//! Preferred: fentry on `inet_listen(struct socket *sock, int backlog)`; it fires on entry, so a
-//! socket that was never bound shows port 0 (autobind happens later, in
-//! `inet_csk_listen_start`). Fallback: `sock:inet_sock_set_state` with newstate `TCP_LISTEN`,
-//! fired from `inet_csk_listen_start` once the port is bound.
+//! Preferred: fentry on `inet_listen(struct socket *sock, int backlog)`. It fires on entry, before
+//! `inet_csk_listen_start()` has bound a port (a never-bound socket shows port 0) and before the
+//! listen can fail (`EADDRINUSE`): sockets not in `TCP_CLOSE` (a second listen(2) on a listening
+//! socket only sets the backlog) are skipped, but the other two flaws would need a matching fexit,
+//! which is refused on the kernels this was written on (EPERM), so they stay.
+//!
+//! Fallback: `sock:inet_sock_set_state` with newstate `TCP_LISTEN`. `inet_csk_listen_start()`
+//! sets that state BEFORE `get_port()`: autobind has not picked the port yet, and when
+//! `get_port()` or `hash()` fails the socket goes back to `TCP_CLOSE` and listen(2) returns the
+//! error. So when the state change happens inside listen(2) (marked by
+//! `syscalls:sys_enter_listen`) and the socket offsets are known, the record is parked per thread
+//! with the `struct sock *`, and `syscalls:sys_exit_listen` sends it only when listen(2) returned
+//! 0, with the port read from `skc_num` then. The bound address needs no re-read: `get_port()`
+//! binds the port to the address the socket already has (`0.0.0.0` / `::` when unbound). A failed
+//! listen sends nothing and counts nothing (it is not an error of ours). Every other `TCP_LISTEN`
+//! (io_uring's `IORING_OP_LISTEN`, no offsets, full maps) is sent at once, as the tracepoint has it.
 
 use aya_ebpf::{
-    macros::{fentry, tracepoint},
+    helpers::bpf_get_current_pid_tgid,
+    macros::{fentry, map, tracepoint},
+    maps::{HashMap, LruHashMap},
     programs::{FEntryContext, TracePointContext},
 };
-use monitor_common::{ErrorSlot, EventKind, Hook};
+use monitor_common::{ErrorSlot, EventKind, Hook, LISTEN_TRACKED_THREADS, SockEvent};
 
 use crate::{
-    shared::{Res, count_error},
-    sock::{TCP_LISTEN, socket_sk, try_sock_fentry, try_sock_tracepoint},
+    EVENTS,
+    shared::{Res, count_drop, count_error, is_monitor, off, read_kernel},
+    sock::{
+        TCP_CLOSE, TCP_LISTEN, emit_from_tracepoint, fill_from_tracepoint, local_port, socket_sk,
+        tracepoint_family, tracepoint_sk, try_sock_fentry,
+    },
 };
+
+/// Threads inside listen(2), by `pid_tgid` (value unused). LRU because losing a mark is cheap:
+/// that listen is then reported at once, as by the plain tracepoint.
+#[map(name = "LISTEN_IN_SYSCALL")]
+static LISTEN_IN_SYSCALL: LruHashMap<u64, u8> =
+    LruHashMap::with_max_entries(LISTEN_TRACKED_THREADS, 0);
+
+/// Listen records parked at `TCP_LISTEN`, by `pid_tgid`. A plain hash, not an LRU: a full hash
+/// refuses the insert and the record is sent at once instead of being evicted without a trace.
+/// Only the owning thread touches its key (at `TCP_LISTEN` and at sys_exit_listen).
+#[map(name = "LISTEN_PENDING")]
+static LISTEN_PENDING: HashMap<u64, PendingListen> =
+    HashMap::with_max_entries(LISTEN_TRACKED_THREADS, 0);
+
+/// A listen record seen at `TCP_LISTEN`, and the socket to read the bound port from later.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PendingListen {
+    event: SockEvent,
+    /// `struct sock *` from the tracepoint's `skaddr`.
+    sk: u64,
+}
+const _: () = assert!(core::mem::size_of::<PendingListen>() == 112);
+
+/// `ret` of `syscalls:sys_exit_listen` (a `long` after the common fields and `__syscall_nr`;
+/// the layout every `sys_exit_*` tracepoint shares).
+const TP_SYS_EXIT_RET: usize = 16;
 
 #[fentry(function = "inet_listen")]
 pub fn listen_inet_listen(ctx: FEntryContext) -> u32 {
@@ -26,8 +71,17 @@ pub fn listen_inet_listen(ctx: FEntryContext) -> u32 {
 
 fn try_listen_inet_listen(ctx: &FEntryContext) -> Res<()> {
     let sock: *const u8 = ctx.arg(0);
+    if off!(sock_valid) != 1 {
+        return Ok(());
+    }
     unsafe {
         let sk = socket_sk(sock)?;
+        // inet_listen() only starts listening from TCP_CLOSE; from TCP_LISTEN it just changes
+        // the backlog, and from any other state it fails with EINVAL.
+        let state: u8 = read_kernel(sk, off!(skc_state))?;
+        if i32::from(state) != TCP_CLOSE {
+            return Ok(());
+        }
         try_sock_fentry(sk, EventKind::Listen, Hook::FentryInetListen, true)
     }
 }
@@ -41,5 +95,87 @@ pub fn listen_inet_sock_set_state(ctx: TracePointContext) -> u32 {
 }
 
 fn try_listen_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
-    try_sock_tracepoint(ctx, TCP_LISTEN, EventKind::Listen)
+    let Some(family) = tracepoint_family(ctx, TCP_LISTEN)? else {
+        return Ok(());
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if off!(sock_valid) != 1 || LISTEN_IN_SYSCALL.get_ptr(pid_tgid).is_none() {
+        return emit_from_tracepoint(ctx, family, EventKind::Listen);
+    }
+    // SAFETY: every byte of PendingListen is an integer; zero is a valid value.
+    let mut pending: PendingListen = unsafe { core::mem::zeroed() };
+    unsafe { fill_from_tracepoint(ctx, &raw mut pending.event, family, EventKind::Listen)? };
+    pending.sk = tracepoint_sk(ctx)? as u64;
+    // One listen(2) sets TCP_LISTEN at most once, and sys_exit_listen (attached before
+    // sys_enter_listen) always clears the key: an existing entry cannot be pending.
+    if LISTEN_PENDING.insert(pid_tgid, pending, 0).is_err() {
+        // Map full: send now, as the plain tracepoint would, rather than lose the listen.
+        return send(&raw const pending, None);
+    }
+    Ok(())
+}
+
+#[tracepoint]
+pub fn listen_sys_enter_listen(_ctx: TracePointContext) -> u32 {
+    if try_listen_sys_enter_listen().is_err() {
+        count_error(ErrorSlot::Listen);
+    }
+    0
+}
+
+fn try_listen_sys_enter_listen() -> Res<()> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_monitor((pid_tgid >> 32) as u32) {
+        return Ok(());
+    }
+    LISTEN_IN_SYSCALL.insert(pid_tgid, 1, 0)
+}
+
+#[tracepoint]
+pub fn listen_sys_exit_listen(ctx: TracePointContext) -> u32 {
+    if try_listen_sys_exit_listen(&ctx).is_err() {
+        count_error(ErrorSlot::Listen);
+    }
+    0
+}
+
+fn try_listen_sys_exit_listen(ctx: &TracePointContext) -> Res<()> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // -ENOENT for the monitor's own listens and evicted marks: nothing to clear.
+    let _ = LISTEN_IN_SYSCALL.remove(pid_tgid);
+    let Some(p) = LISTEN_PENDING.get_ptr(pid_tgid) else {
+        // Not a TCP socket, already listening, failed before TCP_LISTEN, or sent at once.
+        return Ok(());
+    };
+    let ret: i64 = unsafe { ctx.read_at(TP_SYS_EXIT_RET) }.unwrap_or(-1);
+    let sent = if ret == 0 {
+        // get_port() has bound the port by now (autobind included).
+        match unsafe { local_port((*p).sk as *const u8) } {
+            Ok(port) => send(p, Some(port)),
+            Err(e) => send(p, None).and(Err(e)),
+        }
+    } else {
+        // get_port() or hash() failed: the socket is back in TCP_CLOSE and nothing listens.
+        Ok(())
+    };
+    let _ = LISTEN_PENDING.remove(pid_tgid);
+    sent
+}
+
+/// Copies the record at `p` into the ring buffer, with `sport` when it is known and not 0.
+#[inline(always)]
+fn send(p: *const PendingListen, sport: Option<u16>) -> Res<()> {
+    let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
+        count_drop();
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        core::ptr::copy_nonoverlapping(&raw const (*p).event, ev, 1);
+        if let Some(port) = sport.filter(|&port| port != 0) {
+            (*ev).sport = port;
+        }
+    }
+    entry.submit(0);
+    Ok(())
 }

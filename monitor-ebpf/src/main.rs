@@ -5,6 +5,13 @@
 //! silently.
 #![no_std]
 #![no_main]
+// For `core::intrinsics::atomic_xadd`: the bpf target has no `AtomicU64::fetch_add` (see
+// `shared::bump`).
+#![feature(core_intrinsics)]
+#![expect(
+    internal_features,
+    reason = "atomic add on the bpf target, see shared::bump"
+)]
 
 mod connect;
 mod exec;

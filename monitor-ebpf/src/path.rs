@@ -17,6 +17,8 @@ const NAME_MASK: usize = 255;
 const SCRATCH_LEN: usize = PATH_BUF + NAME_MASK + 1;
 /// What the kernel appends to the name of a pseudo file (memfd, anon inode) in `d_path()`.
 const DELETED: &[u8; 10] = b" (deleted)";
+/// `struct hlist_bl_node { next, pprev }`: where `pprev` sits in `dentry.d_hash`.
+const HLIST_BL_NODE_PPREV: u32 = 8;
 /// Dentries plus mount crossings visited at most; deeper paths are reported truncated.
 const MAX_STEPS: u32 = 64;
 
@@ -42,7 +44,7 @@ pub struct PathLen {
 
 /// Writes the absolute path of `file` (a `struct file *`) into `dst[..len]`, `len <= DST_MAX`,
 /// not NUL-terminated. A path longer than `DST_MAX`, or deeper than the walk goes, is reported
-/// `truncated`.
+/// `truncated` and keeps its last `len` bytes (it then starts mid-path, not at `/`).
 #[inline(always)]
 pub unsafe fn file_path<const DST_MAX: usize>(file: *const u8, dst: *mut u8) -> Res<PathLen> {
     let scratch = PATH_SCRATCH.get_ptr_mut(0).ok_or(EFAULT)?;
@@ -57,6 +59,7 @@ pub unsafe fn file_path<const DST_MAX: usize>(file: *const u8, dst: *mut u8) -> 
     unsafe { write_volatile(pos_slot, PATH_BUF as u64) };
     let mut complete = false;
     let mut pseudo = false;
+    let file_dentry = dentry;
 
     for _ in 0..MAX_STEPS {
         let mnt_root = unsafe { read_ptr(vfsmnt, off!(vfsmount_mnt_root))? };
@@ -114,26 +117,42 @@ pub unsafe fn file_path<const DST_MAX: usize>(file: *const u8, dst: *mut u8) -> 
         unsafe { *buf.add(pos & (PATH_BUF - 1)) = b'/' };
     }
     let mut total = PATH_BUF - pos;
-    if pseudo {
-        // Pseudo files get their name from `simple_dname()`, which appends " (deleted)"; the
-        // slack after PATH_BUF holds the suffix so the path stays one contiguous run.
+    // d_path() appends " (deleted)" when the file's own dentry is unlinked (`d_unlinked()`:
+    // unhashed and not its own parent): an executable removed after exec, one exec'd through an
+    // fd after unlink, an O_TMPFILE. `d_unhashed()` is `!dentry->d_hash.pprev`. Checked after
+    // the walk, not before: a known boolean carried through the loop would split every verifier
+    // state in two (see `Scratch`).
+    let deleted = !pseudo
+        && unsafe {
+            let pprev: u64 = read_kernel(file_dentry, off!(dentry_d_hash) + HLIST_BL_NODE_PPREV)?;
+            pprev == 0 && read_ptr(file_dentry, off!(dentry_d_parent))? != file_dentry
+        };
+    if pseudo || deleted {
+        // Pseudo files get their name from `simple_dname()`, which appends " (deleted)", and
+        // d_path() appends it to unlinked files; the slack after PATH_BUF holds the suffix so
+        // the path stays one contiguous run.
         for (i, &b) in DELETED.iter().enumerate() {
             unsafe { *buf.add(PATH_BUF + i) = b };
         }
         total += DELETED.len();
     }
+    // Keep the TAIL of a long path: the binary's name and the directories nearest to it say what
+    // ran; the head is what gets cut (the walk itself, writing back to front, also keeps the
+    // tail when the path outgrows PATH_BUF or MAX_STEPS). The flag tells userspace the path is
+    // not a complete absolute one, so it never passes for one.
     let mut len = total;
+    let mut start = pos;
     let mut truncated = !complete;
     if len > DST_MAX {
+        start = pos + (len - DST_MAX);
         len = DST_MAX;
         truncated = true;
     }
+    // The source of a probe read is not bounds-checked by the verifier (only `dst` and `len`
+    // are), but keep it inside the scratch buffer anyway: start + len <= SCRATCH_LEN.
+    let start = start.min(SCRATCH_LEN - len);
     let ret = unsafe {
-        bpf_probe_read_kernel(
-            dst.cast(),
-            len as u32,
-            buf.add(pos & (PATH_BUF - 1)).cast_const().cast(),
-        )
+        bpf_probe_read_kernel(dst.cast(), len as u32, buf.add(start).cast_const().cast())
     };
     if ret != 0 {
         return Err(ret as i32);

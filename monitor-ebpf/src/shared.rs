@@ -50,16 +50,34 @@ pub fn current_tgid() -> u32 {
 #[inline(always)]
 pub fn count_error(slot: ErrorSlot) {
     if let Some(p) = ERRORS.get_ptr_mut(slot as u32) {
-        // Per-CPU slot: no other CPU writes it, so a plain add is race-free.
-        unsafe { *p += 1 };
+        unsafe { bump(p) };
     }
 }
 
 #[inline(always)]
 pub fn count_drop() {
     if let Some(p) = DROPS.get_ptr_mut(0) {
-        unsafe { *p += 1 };
+        unsafe { bump(p) };
     }
+}
+
+/// Adds 1 to a per-CPU counter. Per-CPU is not enough for a plain `+= 1`: a softirq program
+/// (a socket leaving SYN_SENT) can interrupt a syscall program on the same CPU between its load
+/// and its store, and one increment would be lost. The atomic add (`lock *(u64 *)(r + 0) += r`,
+/// without fetch since the result is unused) is one instruction that every eBPF kernel accepts.
+/// `AtomicU64::fetch_add` is not offered on the bpf target (it declares only atomic loads and
+/// stores), hence the intrinsic, which LLVM lowers to that instruction.
+///
+/// # Safety
+/// `p` must point to a live, 8-byte aligned map value.
+#[inline(always)]
+unsafe fn bump(p: *mut u64) {
+    // SAFETY: the caller guarantees a valid, aligned u64 that lives as long as the map.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            p, 1,
+        )
+    };
 }
 
 /// Reserves a `T` in the ring buffer, lets `fill` write it in place (records are too big for the

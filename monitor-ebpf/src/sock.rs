@@ -6,8 +6,9 @@ use monitor_common::{AF_INET, AF_INET6, EventKind, Hook, IPPROTO_TCP, SockEvent}
 
 use crate::shared::{Res, current_tgid, emit, fill_header, is_monitor, off, read_kernel, read_ptr};
 
-/// `TCP_SYN_SENT` and `TCP_LISTEN` from `include/net/tcp_states.h`.
+/// `TCP_SYN_SENT`, `TCP_CLOSE` and `TCP_LISTEN` from `include/net/tcp_states.h`.
 pub const TCP_SYN_SENT: i32 = 2;
+pub const TCP_CLOSE: i32 = 7;
 pub const TCP_LISTEN: i32 = 10;
 
 // Field offsets of `sock:inet_sock_set_state` (include/trace/events/sock.h). Its layout has been
@@ -24,16 +25,8 @@ const TP_DADDR: usize = 36;
 const TP_SADDR_V6: usize = 40;
 const TP_DADDR_V6: usize = 56;
 
-/// Emits a record when the tracepoint reports a TCP/IPv4-or-IPv6 socket entering `want_state`.
 /// The tracepoint already converts ports to host byte order (`ntohs(inet->inet_sport)`).
-#[inline(always)]
-pub fn try_sock_tracepoint(ctx: &TracePointContext, want_state: i32, kind: EventKind) -> Res<()> {
-    match tracepoint_family(ctx, want_state)? {
-        Some(family) => emit_from_tracepoint(ctx, family, kind),
-        None => Ok(()),
-    }
-}
-
+///
 /// The socket family when the tracepoint reports a TCP/IPv4-or-IPv6 socket of another task than
 /// the monitor entering `want_state`; `None` when the record is not for us.
 #[inline(always)]

@@ -435,6 +435,7 @@ pub fn kernel_offsets(btf: &Btf) -> OffsetsReport {
         o.path_dentry = btf.member_offset("path", "dentry")?;
         o.dentry_d_parent = btf.member_offset("dentry", "d_parent")?;
         o.dentry_d_name = btf.member_offset("dentry", "d_name")?;
+        o.dentry_d_hash = btf.member_offset("dentry", "d_hash")?;
         o.qstr_len = btf.member_offset("qstr", "len")?;
         o.qstr_name = btf.member_offset("qstr", "name")?;
         o.mount_mnt = btf.member_offset("mount", "mnt")?;
@@ -470,6 +471,7 @@ pub fn kernel_offsets(btf: &Btf) -> OffsetsReport {
         };
         o.skc_family = skc("skc_family")?;
         o.skc_num = skc("skc_num")?;
+        o.skc_state = skc("skc_state")?;
         o.skc_dport = skc("skc_dport")?;
         o.skc_rcv_saddr = skc("skc_rcv_saddr")?;
         o.skc_daddr = skc("skc_daddr")?;
@@ -757,6 +759,9 @@ mod tests {
         assert!(report.missing.is_empty(), "missing: {:?}", report.missing);
         let o = report.offsets;
         assert_eq!((o.valid, o.sock_valid, o.threads_valid), (1, 1, 1));
+        // skc_state follows skc_family (u16 at 16); d_hash follows d_flags and d_seq.
+        assert_eq!(o.skc_state, 18);
+        assert_eq!(o.dentry_d_hash, 8);
         assert_eq!(
             o.sk_protocol_bits, 16,
             "sk_protocol is a u16 since Linux 5.6"

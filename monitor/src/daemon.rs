@@ -19,7 +19,7 @@ use crate::{
     baseline,
     clock::{self, Clock},
     decode::{self, ExecRaw, Header, RawEvent},
-    detect::Detector,
+    detect::{Detector, lineage},
     output::{Output, OutputError},
     policy::Policy,
     probes::{AttachReport, Counters, ProbeOptions, Probes},
@@ -133,6 +133,8 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         .context("cannot register the ring buffer with tokio")?;
 
     let mut table = ProcessTable::new(process_table::DEFAULT_CAPACITY, "/proc");
+    // Before seeding: the table hands down the nearest web server from the first entry on.
+    table.set_web_server_classifier(Box::new(lineage::web_server_classifier(&policy)));
     match table.seed() {
         Ok(n) => info!("process table seeded with {n} processes from /proc"),
         Err(e) => warn!("process table not seeded: {e}"),
@@ -156,9 +158,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     p.refresh_counters(&probes);
 
     let result: anyhow::Result<()> = async {
-        let listeners = p.baseline()?;
-        p.out.write(&p.status("started", &hooks, Some(listeners)))?;
-        p.out.flush()?;
+        p.start(&hooks, &baseline_scan())?;
 
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::now() + status_interval,
@@ -307,6 +307,7 @@ impl<W: Write> Pipeline<W> {
             cgroup_id: h.cgroup_id,
         };
         let ancestry = self.table.ancestry(h.tgid);
+        let web_server = self.table.web_server(h.tgid);
         EventRecord {
             record_type: "event".into(),
             event,
@@ -320,6 +321,7 @@ impl<W: Write> Pipeline<W> {
             exit_code: None,
             socket,
             ancestry,
+            web_server,
             pre_existing: false,
         }
     }
@@ -336,18 +338,25 @@ impl<W: Write> Pipeline<W> {
         Ok(())
     }
 
-    /// Start-up scan: a `listen` record with `pre_existing` for every socket that was already
-    /// listening, judged like a live one. Returns how many were found.
-    fn baseline(&mut self) -> Result<usize, OutputError> {
-        let sockets = match baseline::scan_listeners() {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("start-up scan of listening sockets failed: {e}");
-                return Ok(0);
-            }
-        };
+    /// The `started` status record, then the start-up baseline's records: `started` first, so a
+    /// reader knows the daemon is up (and how many pre-existing listeners follow) before any
+    /// record it produced.
+    fn start(
+        &mut self,
+        hooks: &AttachReport,
+        listeners: &[baseline::ListeningSocket],
+    ) -> Result<(), OutputError> {
+        self.out
+            .write(&self.status("started", hooks, Some(listeners.len())))?;
+        self.baseline(listeners)?;
+        self.out.flush()
+    }
+
+    /// The start-up baseline: a `listen` record with `pre_existing` for every socket of
+    /// [`baseline_scan`], judged like a live one.
+    fn baseline(&mut self, sockets: &[baseline::ListeningSocket]) -> Result<(), OutputError> {
         let time = clock::now_rfc3339();
-        for s in &sockets {
+        for s in sockets {
             // A listener no visible process owns (a process in another PID namespace, or one
             // whose /proc entries we may not read) is still judged: an open port nobody can
             // account for is exactly what the start-up baseline is for. It is reported with pid 0
@@ -406,11 +415,12 @@ impl<W: Write> Pipeline<W> {
                 ancestry: owner
                     .map(|pid| self.table.ancestry(pid))
                     .unwrap_or_default(),
+                web_server: owner.and_then(|pid| self.table.web_server(pid)),
                 pre_existing: true,
             };
             self.emit(&record)?;
         }
-        Ok(sockets.len())
+        Ok(())
     }
 
     fn status(
@@ -446,6 +456,14 @@ impl<W: Write> Pipeline<W> {
             pre_existing_listeners,
         }
     }
+}
+
+/// The sockets that were listening at start-up; none (with a warning) when the scan fails.
+fn baseline_scan() -> Vec<baseline::ListeningSocket> {
+    baseline::scan_listeners().unwrap_or_else(|e| {
+        warn!("start-up scan of listening sockets failed: {e}");
+        Vec::new()
+    })
 }
 
 /// The owner to report for a socket shared by several processes (a master and its forked
@@ -576,6 +594,9 @@ mod tests {
         )
         .unwrap();
         let mut table = ProcessTable::new(1000, dir.join("proc"));
+        table.set_web_server_classifier(Box::new(lineage::web_server_classifier(
+            &Policy::embedded_default(),
+        )));
         table.seed().unwrap();
         let p = Pipeline {
             print_events,
@@ -653,7 +674,8 @@ mod tests {
         assert_eq!(
             ev[0],
             json!({"type":"event","event":"exec","time":"2026-11-23T05:00:02.000000000Z","host":"web1",
-                   "process":sh,"filename":"/bin/sh","socket":null,"ancestry":[nginx, init]})
+                   "process":sh,"filename":"/bin/sh","socket":null,"ancestry":[nginx, init],
+                   "web_server":nginx})
         );
         assert_eq!(
             ev[1],
@@ -661,7 +683,7 @@ mod tests {
                    "process":sh,"socket":{"protocol":"tcp","family":"ipv6",
                         "local":{"ip":"127.0.0.1","port":40000},"remote":{"ip":"127.0.0.1","port":4444},
                         "mapped_ipv4":true},
-                   "ancestry":[nginx, init]})
+                   "ancestry":[nginx, init],"web_server":nginx})
         );
         assert_eq!(ev[2]["exit_code"], 256);
         assert_eq!(ev[2]["process"], sh);
@@ -748,5 +770,93 @@ mod tests {
         assert_eq!(main_owner(&[202, 100, 201], &f.p.table), Some(100));
         assert_eq!(main_owner(&[202, 201], &f.p.table), Some(201));
         assert_eq!(main_owner(&[], &f.p.table), None);
+    }
+
+    fn records(p: &mut Pipeline<Vec<u8>>) -> Vec<Value> {
+        p.out.flush().unwrap();
+        String::from_utf8(p.out.get_ref().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn started_comes_before_the_baseline_records() {
+        let mut f = fixture("start", true);
+        let sockets = [baseline::ListeningSocket {
+            inode: 1,
+            netns: 1,
+            local: "0.0.0.0:4444".parse().unwrap(),
+            family_v6: false,
+            uid: 33,
+            owners: vec![100],
+        }];
+        f.p.start(&AttachReport::new(), &sockets).unwrap();
+        let out = records(&mut f.p);
+        let kinds: Vec<(&str, &str)> = out
+            .iter()
+            .map(|v| {
+                (
+                    v["type"].as_str().unwrap(),
+                    v["status"].as_str().or(v["event"].as_str()).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("status", "started"),
+                ("event", "listen"),
+                ("alert", "listen")
+            ]
+        );
+        assert_eq!(out[0]["pre_existing_listeners"], 1);
+        assert_eq!(out[1]["pre_existing"], true);
+        // nginx is itself the web server of its own records.
+        assert_eq!(out[1]["web_server"]["pid"], 100);
+    }
+
+    #[test]
+    fn double_forked_shell_keeps_its_web_server() {
+        let mut f = fixture("dfork", true);
+        let p = &mut f.p;
+        let fork = |parent: u32, ppid: u32, comm: &str, child: u32, t: u64| {
+            bytes_of(&ForkEvent {
+                header: header(EventKind::Fork, parent, ppid, comm, t),
+                child_tid: child,
+                child_tgid: child,
+            })
+        };
+        // nginx → 200 → 300; 200 exits; 300 (reparented: header ppid 1) execs sh.
+        p.handle(&fork(100, 1, "nginx", 200, 1_000_000_000))
+            .unwrap();
+        p.handle(&fork(200, 100, "nginx", 300, 1_100_000_000))
+            .unwrap();
+        p.handle(&bytes_of(&ExitEvent {
+            header: header(EventKind::Exit, 200, 100, "nginx", 1_200_000_000),
+            exit_code: 0,
+            _pad0: 0,
+        }))
+        .unwrap();
+        p.handle(&exec_bytes(
+            300,
+            1,
+            "sh",
+            Some("/usr/bin/dash"),
+            "/bin/sh",
+            &["sh", "-i"],
+        ))
+        .unwrap();
+        let out = records(p);
+        let exec = out
+            .iter()
+            .find(|v| v["type"] == "event" && v["event"] == "exec")
+            .unwrap();
+        assert_eq!(exec["ancestry"][0]["pid"], 200);
+        assert_eq!(exec["web_server"]["pid"], 200);
+        let alert = out.iter().find(|v| v["type"] == "alert").unwrap();
+        assert_eq!(alert["rule"], "webserver_shell");
+        assert_eq!(alert["web_server"]["exe"], "/usr/sbin/nginx");
     }
 }

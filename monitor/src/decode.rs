@@ -69,7 +69,8 @@ pub struct ExecRaw {
     /// The path the kernel executed (`bprm->filename`).
     pub filename: String,
     pub filename_truncated: bool,
-    /// `mm->exe_file` when the kernel side resolved it.
+    /// `mm->exe_file` when the kernel side resolved it; when `exe_truncated`, the end of the path
+    /// after [`TRUNCATED_MARK`] (never a complete absolute path).
     pub exe: Option<String>,
     pub exe_truncated: bool,
     /// First [`record::ARGV_MAX`] arguments.
@@ -258,10 +259,25 @@ fn ipv4(addr: &[u8; 16]) -> Ipv4Addr {
     Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])
 }
 
+/// Put before an exe path the kernel side could not give whole (`ExecRaw::exe_truncated`).
+pub const TRUNCATED_MARK: &str = "…";
+
 fn decode_exec(ev: &ExecEvent, header: Header) -> ExecRaw {
     let filename = cstr_lossy(clamp(&ev.filename, ev.filename_len, FILENAME_LEN));
+    let exe_truncated = ev.flags & monitor_common::EXEC_EXE_TRUNCATED != 0;
     let exe = if ev.flags & EXEC_EXE_RESOLVED != 0 {
-        Some(cstr_lossy(clamp(&ev.exe, ev.exe_len, EXE_LEN))).filter(|s| !s.is_empty())
+        Some(cstr_lossy(clamp(&ev.exe, ev.exe_len, EXE_LEN)))
+            .filter(|s| !s.is_empty())
+            // A cut path is the TAIL of the real one (the kernel side keeps the binary's name),
+            // or a walk that gave up before the root: the mark keeps it from ever passing for a
+            // complete absolute path. The process table prefers /proc/<pid>/exe for it.
+            .map(|s| {
+                if exe_truncated {
+                    format!("{TRUNCATED_MARK}{s}")
+                } else {
+                    s
+                }
+            })
     } else {
         None
     };
@@ -272,7 +288,7 @@ fn decode_exec(ev: &ExecEvent, header: Header) -> ExecRaw {
         filename,
         filename_truncated: ev.flags & EXEC_FILENAME_TRUNCATED != 0,
         exe,
-        exe_truncated: ev.flags & monitor_common::EXEC_EXE_TRUNCATED != 0,
+        exe_truncated,
         argv,
         argv_truncated: cut || ev.flags & EXEC_ARGS_TRUNCATED != 0,
     }
@@ -638,6 +654,26 @@ mod tests {
         };
         assert_eq!(e.exe, None);
         assert!(e.exe_truncated);
+    }
+
+    #[test]
+    fn truncated_exe_is_marked_and_never_absolute() {
+        let mut ev = exec_event(b"x\0", EXEC_EXE_RESOLVED | EXEC_EXE_TRUNCATED);
+        let tail = b"/d/e/f/binary";
+        ev.exe = [0; EXE_LEN];
+        ev.exe[..tail.len()].copy_from_slice(tail);
+        ev.exe_len = tail.len() as u32;
+        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.exe.as_deref(), Some("…/d/e/f/binary"));
+        assert!(e.exe_truncated);
+        // A cut in the middle of a UTF-8 sequence decodes lossily, still marked.
+        ev.exe[0] = 0x80;
+        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.exe.as_deref(), Some("…\u{fffd}d/e/f/binary"));
     }
 
     #[test]

@@ -116,6 +116,10 @@ fn main() -> ExitCode {
                     }
                 },
             };
+            if let Err(e) = in_host_pid_namespace() {
+                eprintln!("monitor: {e}");
+                return ExitCode::FAILURE;
+            }
             report(daemon::run(daemon::Options {
                 events: cli.events,
                 ring_buffer_bytes: cli.ring_buffer_bytes,
@@ -127,6 +131,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// `PROC_PID_INIT_INO` (include/linux/proc_ns.h): the inode of the initial PID namespace, the
+/// same on every kernel.
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
+/// The kernel side names processes by their pid in the initial (host) PID namespace, and the
+/// process table, the lineage and the start-up scan read the host's `/proc`. From inside another
+/// PID namespace (a container without the host's) all of that would be wrong, and the filter
+/// that keeps the monitor from watching itself would hide an unrelated host process that happens
+/// to have our namespaced pid. Refuse rather than report lies.
+fn in_host_pid_namespace() -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    match std::fs::metadata("/proc/self/ns/pid") {
+        Ok(m) => check_pid_namespace(m.ino()),
+        Err(e) => {
+            log::warn!("cannot tell which PID namespace this is (/proc/self/ns/pid: {e})");
+            Ok(())
+        }
+    }
+}
+
+fn check_pid_namespace(ino: u64) -> Result<(), String> {
+    if ino == INIT_PID_NS_INO {
+        return Ok(());
+    }
+    Err(format!(
+        "runs in a PID namespace other than the host's (pid:[{ino}]); \
+         eBPF reports host pids, so the monitor must run in the host PID namespace \
+         (for a container: --pid=host)"
+    ))
+}
+
 fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,5 +169,20 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
             eprintln!("monitor: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_initial_pid_namespace_is_accepted() {
+        assert_eq!(check_pid_namespace(4_026_531_836), Ok(()));
+        let err = check_pid_namespace(4_026_532_290).unwrap_err();
+        assert!(
+            err.contains("pid:[4026532290]") && err.contains("--pid=host"),
+            "{err}"
+        );
     }
 }

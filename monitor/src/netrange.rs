@@ -50,9 +50,10 @@
 //! | fe80::/10 | link-local unicast | RFC 4291 |
 //! | ff00::/8 | multicast | RFC 4291 |
 //!
-//! Note that 64:ff9b::/96 and 2002::/16 embed IPv4 addresses that may be public: on a NAT64 host
-//! a web server's connection to a public IPv4 destination through the translator is excluded by
-//! default. Remove those blocks from `excluded_networks` on such hosts.
+//! A destination in the NAT64 well-known prefix 64:ff9b::/96 is judged as the IPv4 address it
+//! embeds (see [`canonical`]), so egress through a NAT64 translator to a public IPv4 address is
+//! not hidden by the 64:ff9b::/96 block. 2002::/16 (6to4) and Teredo also embed IPv4 addresses but
+//! are judged as IPv6: remove 2002::/16 from `excluded_networks` on a host that still uses 6to4.
 
 use std::{
     fmt,
@@ -100,18 +101,40 @@ pub const SPECIAL_PURPOSE: &[(&str, &str)] = &[
     ("ff00::/8", "RFC 4291"),
 ];
 
-/// An IPv4-mapped IPv6 address becomes the IPv4 address it carries; anything else is unchanged.
-/// (Only `::ffff:0:0/96`: the deprecated "IPv4-compatible" `::a.b.c.d` form stays IPv6.)
+/// The address a destination is judged as: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) becomes
+/// the IPv4 address it carries, and so does an address in the NAT64 well-known prefix
+/// `64:ff9b::/96` (RFC 6052 §2.1: the IPv4 address is the last 32 bits), because a DNS64/NAT64
+/// host reaches every IPv4 destination through it: judged as IPv6 it would sit inside an excluded
+/// block and hide public IPv4 egress. Anything else is unchanged (the deprecated
+/// "IPv4-compatible" `::a.b.c.d` form, the local-use prefix `64:ff9b:1::/48` whose embedding
+/// depends on the operator's prefix length, 6to4 and Teredo stay IPv6).
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let o = v6.octets();
+            if o[..12] == NAT64_WELL_KNOWN_PREFIX {
+                return IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            ip
+        }
         IpAddr::V4(_) => ip,
     }
 }
 
-/// 127.0.0.0/8, ::1, or an IPv4-mapped 127.x address.
+/// `64:ff9b::/96`, the first 12 bytes.
+const NAT64_WELL_KNOWN_PREFIX: [u8; 12] = [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// 127.0.0.0/8, ::1, or an IPv4-mapped 127.x address (a bound address, so no NAT64 unwrapping).
 pub fn is_loopback(ip: IpAddr) -> bool {
-    canonical(ip).is_loopback()
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        IpAddr::V4(v4) => v4.is_loopback(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -605,6 +628,14 @@ mod tests {
     #[test]
     fn canonical_and_loopback() {
         assert_eq!(canonical(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        // NAT64 well-known prefix: the embedded IPv4 address is what is reached.
+        assert_eq!(canonical(ip("64:ff9b::5db8:d822")), ip("93.184.216.34"));
+        assert_eq!(canonical(ip("64:ff9b::a00:1")), ip("10.0.0.1"));
+        assert_eq!(canonical(ip("64:ff9b:1::a00:1")), ip("64:ff9b:1::a00:1"));
+        assert_eq!(canonical(ip("2002:5db8:d822::1")), ip("2002:5db8:d822::1"));
+        assert!(!is_loopback(ip("64:ff9b::7f00:1")));
+        assert!(is_loopback(ip("::ffff:127.0.0.2")));
+        assert!(is_loopback(ip("::1")));
         assert_eq!(canonical(ip("::1")), ip("::1"));
         assert_eq!(canonical(ip("2001:db8::1")), ip("2001:db8::1"));
         assert!(is_loopback(ip("127.0.0.53")));
@@ -676,6 +707,7 @@ mod tests {
             "::ffff:8.8.8.8",
             "2606:4700::1111",
             "2a00:1450::1",
+            "64:ff9b::808:808",
         ] {
             let addr = canonical(ip(public));
             assert!(
@@ -689,6 +721,7 @@ mod tests {
             "::ffff:169.254.169.254",
             "fd00::1",
             "ff02::1",
+            "64:ff9b::a00:1",
         ] {
             let addr = canonical(ip(special));
             assert!(

@@ -139,8 +139,11 @@ impl ExeGlob {
         &self.source
     }
 
-    /// Whether an executable path matches.
+    /// Whether an executable path matches. The kernel writes an executable that was unlinked
+    /// while it runs as `<path> (deleted)` (`d_path()`): an nginx still running after the package
+    /// upgrade that replaced its binary is still nginx, so the suffix is not part of the match.
     pub fn matches(&self, exe: &str) -> bool {
+        let exe = exe.strip_suffix(" (deleted)").unwrap_or(exe);
         let options = glob::MatchOptions {
             case_sensitive: true,
             require_literal_separator: true,
@@ -1099,7 +1102,7 @@ mod tests {
                 "openresty",
                 "php-fpm*",
                 "php-cgi*",
-                "uwsgi",
+                "uwsgi*",
                 "gunicorn*",
                 "hypercorn",
                 "uvicorn",
@@ -1114,9 +1117,58 @@ mod tests {
         assert_eq!(
             shells,
             [
-                "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "tcsh", "csh"
+                "sh", "bash", "rbash", "dash", "zsh", "ksh", "ksh93", "rksh*", "mksh*", "lksh",
+                "ash", "fish", "tcsh", "csh", "bsd-csh"
             ]
         );
+    }
+
+    #[test]
+    fn a_deleted_executable_still_matches_its_pattern() {
+        let nginx = ExeGlob::new("nginx").unwrap();
+        let postgres = ExeGlob::new("/usr/lib/postgresql/*/bin/postgres").unwrap();
+        assert!(nginx.matches("/usr/sbin/nginx (deleted)"));
+        assert!(postgres.matches("/usr/lib/postgresql/15/bin/postgres (deleted)"));
+        assert!(!nginx.matches("/usr/sbin/nginx-debug (deleted)"));
+    }
+
+    #[test]
+    fn default_shell_exceptions_allow_exactly_php_mail() {
+        let p = Policy::embedded_default();
+        let fpm = Ancestor {
+            pid: 900,
+            exe: Some("/usr/sbin/php-fpm8.2".into()),
+            comm: "php-fpm8.2".into(),
+            argv: vec!["php-fpm: pool www".into()],
+        };
+        let excepted = |argv: &[&str], ancestry: &[Ancestor]| {
+            let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            let subject = Subject {
+                exe: Some("/usr/bin/dash"),
+                argv: &argv,
+                ancestry,
+                destination: None,
+                port: None,
+            };
+            p.webserver_shell
+                .settings
+                .exceptions
+                .iter()
+                .any(|e| e.matches(&subject))
+        };
+        let ours = std::slice::from_ref(&fpm);
+        assert!(excepted(&["sh", "-c", "/usr/sbin/sendmail -t -i"], ours));
+        assert!(excepted(
+            &["sh", "-c", "--", "/usr/sbin/sendmail -t -i"],
+            ours
+        ));
+        // Anything riding along, another command, or another parent is not mail().
+        assert!(!excepted(
+            &["sh", "-c", "/usr/sbin/sendmail -t -i; id"],
+            ours
+        ));
+        assert!(!excepted(&["sh", "-c", "id"], ours));
+        assert!(!excepted(&["sh", "-c", "/usr/sbin/sendmail -t -i"], &[]));
     }
 
     #[test]

@@ -20,7 +20,8 @@ use monitor_common::{
     MAP_EVENTS, OFFSET_ABSENT, PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_ENTER_CONNECT,
     PROG_CONNECT_SYS_EXIT_CONNECT, PROG_CONNECT_TCP_CONNECT, PROG_CONNECT_TCP_RETRANSMIT_SKB,
     PROG_EXEC_SCHED_PROCESS_EXEC, PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE,
-    PROG_PROCESS_SCHED_PROCESS_EXIT, PROG_PROCESS_SCHED_PROCESS_FORK,
+    PROG_LISTEN_SYS_ENTER_LISTEN, PROG_LISTEN_SYS_EXIT_LISTEN, PROG_PROCESS_SCHED_PROCESS_EXIT,
+    PROG_PROCESS_SCHED_PROCESS_FORK,
 };
 use serde::Serialize;
 
@@ -183,6 +184,19 @@ const PROBE_TABLE: &[(&str, &[Attach])] = &[
                 program: PROG_LISTEN_INET_LISTEN,
                 function: "inet_listen",
             },
+            // TCP_LISTEN comes before get_port() binds the port and before the listen can still
+            // fail: the record waits for listen(2) to return and goes out only if it returned 0.
+            Attach::TracePointInSyscall {
+                program: PROG_LISTEN_INET_SOCK_SET_STATE,
+                category: "sock",
+                name: "inet_sock_set_state",
+                syscall: "listen",
+                enter: PROG_LISTEN_SYS_ENTER_LISTEN,
+                exit: PROG_LISTEN_SYS_EXIT_LISTEN,
+                hasten: None,
+            },
+            // Same program without the brackets: every TCP_LISTEN is sent at once (port 0 for an
+            // unbound socket, failed listens included).
             Attach::TracePoint {
                 program: PROG_LISTEN_INET_SOCK_SET_STATE,
                 category: "sock",
@@ -282,25 +296,36 @@ impl Probes {
                 offsets,
             }),
             // The programs that follow kernel pointers are the big ones; if a verifier refuses
-            // them, load again with the offsets marked invalid (the verifier then prunes those
-            // paths as dead code, `KERNEL_OFFSETS` being read-only data) rather than run blind.
-            Err(ProbeError::NoAttachment { hook, refused }) if offsets.valid == 1 => {
+            // them, load again with every offset group marked invalid (the verifier then prunes
+            // those paths as dead code, `KERNEL_OFFSETS` being read-only data) rather than run
+            // blind. The socket group goes too: a refusal caused by a socket read would otherwise
+            // come back on the second load.
+            Err(ProbeError::NoAttachment { hook, refused })
+                if offsets.valid == 1 || offsets.sock_valid == 1 =>
+            {
                 warn!(
                     "{hook}: refused with kernel-memory reads ({refused}); loading again without \
-                     them: exe, argv and ppid will come from /proc"
+                     them: exe, argv and ppid will come from /proc, socket hooks fall back to the \
+                     plain tracepoint"
                 );
                 let degraded = KernelOffsets {
                     valid: 0,
                     threads_valid: 0,
+                    sock_valid: 0,
                     ..offsets
                 };
                 let (ebpf, mut report) = attach_all(opts, btf.as_ref(), &degraded)?;
+                // `refused` lists every attachment of the first load (they all failed); what took
+                // now may be a different one (without offsets the socket hooks take the plain
+                // tracepoint), so the entry names the first load, not this attachment.
                 if let Some(status) = report.get_mut(hook) {
-                    let label = status.attached.clone().unwrap_or_default();
-                    status.refused.push(Refusal {
-                        hook: format!("{label} (with kernel struct offsets)"),
-                        error: refused,
-                    });
+                    status.refused.insert(
+                        0,
+                        Refusal {
+                            hook: format!("every {hook} attachment, with kernel struct offsets"),
+                            error: refused,
+                        },
+                    );
                 }
                 Ok(Self {
                     ebpf,
@@ -423,7 +448,7 @@ fn try_attach(
         Attach::FEntry { program, function } => {
             let btf = btf.ok_or("kernel BTF unavailable")?;
             if offsets.sock_valid != 1 {
-                return Err("struct sock offsets not found in BTF".to_owned());
+                return Err(sock_offsets_unavailable(offsets, ""));
             }
             let prog: &mut FEntry = ebpf
                 .program_mut(program)
@@ -448,11 +473,10 @@ fn try_attach(
             hasten,
         } => {
             if offsets.sock_valid != 1 {
-                return Err(
-                    "struct sock offsets not found in BTF (needed to read the port \
-                            when the syscall returns)"
-                        .to_owned(),
-                );
+                return Err(sock_offsets_unavailable(
+                    offsets,
+                    " (needed to read the port when the syscall returns)",
+                ));
             }
             let enter_tp = format!("sys_enter_{syscall}");
             let exit_tp = format!("sys_exit_{syscall}");
@@ -500,6 +524,17 @@ fn try_attach(
         }
     }
     Ok(took)
+}
+
+/// Why an attachment that reads `struct sock` is skipped: the offsets were not found, or they
+/// were found and then switched off by the degraded reload (`skc_family` is never 0 once found:
+/// `sock_common` starts with the addresses).
+fn sock_offsets_unavailable(offsets: &KernelOffsets, needed_for: &str) -> String {
+    if offsets.skc_family != 0 {
+        format!("struct sock offsets switched off after a verifier refusal{needed_for}")
+    } else {
+        format!("struct sock offsets not found in BTF{needed_for}")
+    }
 }
 
 /// Loads one tracepoint program and attaches it to `category:name`.
@@ -731,6 +766,47 @@ mod tests {
     }
 
     #[test]
+    fn listen_falls_back_to_the_bracketed_tracepoint_then_the_plain_one() {
+        let (_, attaches) = PROBE_TABLE
+            .iter()
+            .find(|(hook, _)| *hook == "listen")
+            .expect("listen is in the probe table");
+        let labels: Vec<String> = attaches.iter().map(|a| a.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "fentry:inet_listen",
+                "tracepoint:sock:inet_sock_set_state+syscalls:sys_exit_listen",
+                "tracepoint:sock:inet_sock_set_state",
+            ]
+        );
+        assert_eq!(attaches[1].program(), attaches[2].program());
+        let programs: Vec<&str> = attaches[1].programs().collect();
+        assert_eq!(
+            programs,
+            [
+                PROG_LISTEN_INET_SOCK_SET_STATE,
+                PROG_LISTEN_SYS_ENTER_LISTEN,
+                PROG_LISTEN_SYS_EXIT_LISTEN
+            ]
+        );
+    }
+
+    #[test]
+    fn sock_offsets_refusal_says_whether_they_were_found() {
+        let missing = sock_offsets_unavailable(&KernelOffsets::UNKNOWN, "");
+        assert_eq!(missing, "struct sock offsets not found in BTF");
+        let switched_off = KernelOffsets {
+            skc_family: 16,
+            ..KernelOffsets::UNKNOWN
+        };
+        assert!(
+            sock_offsets_unavailable(&switched_off, " (x)")
+                .starts_with("struct sock offsets switched off after a verifier refusal"),
+        );
+    }
+
+    #[test]
     fn bad_ring_buffer_sizes_are_refused_before_touching_the_kernel() {
         for size in [0, 3000, 4096 * 3] {
             let opts = ProbeOptions {
@@ -816,5 +892,208 @@ mod tests {
         assert_eq!(&ev.args[..ev.args_len as usize], expected.as_bytes());
         assert_eq!(&ev.header.comm[..5], b"true\0");
         assert_eq!(probes.counters().expect("counters").drops, 0);
+    }
+
+    /// Loads the probes, runs `program` with `marker` as its only argument and returns the exec
+    /// record carrying that marker (root only: callers check first).
+    fn exec_record_of(program: &std::path::Path, marker: &str) -> monitor_common::ExecEvent {
+        use monitor_common::{EventHeader, EventKind, ExecEvent};
+
+        let mut probes = Probes::load(&ProbeOptions {
+            ring_buffer_bytes: 1 << 20,
+            monitor_tgid: std::process::id(),
+        })
+        .expect("load probes as root");
+        let mut ring = probes.take_ring_buf().expect("ring buffer");
+        let status = std::process::Command::new(program)
+            .arg(marker)
+            .status()
+            .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            while let Some(item) = ring.next() {
+                let bytes: &[u8] = &item;
+                if bytes.len() < size_of::<ExecEvent>() {
+                    continue;
+                }
+                // SAFETY: length checked; EventHeader is plain integers.
+                let header: EventHeader =
+                    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                if header.kind != EventKind::Exec as u32 {
+                    continue;
+                }
+                // SAFETY: length checked; ExecEvent is plain integers and byte arrays.
+                let ev: ExecEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                let args = &ev.args[..(ev.args_len as usize).min(ev.args.len())];
+                if args.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                    return ev;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("exec of {} not seen within 5 s", program.display());
+    }
+
+    fn skip_unless_root(test: &str) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return false;
+        }
+        assert!(
+            std::env::var("MONITOR_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+            "MONITOR_REQUIRE_PRIVILEGED=1 but not root: cannot load eBPF programs"
+        );
+        eprintln!("SKIPPED {test}: needs root");
+        true
+    }
+
+    /// A copy of /usr/bin/true at `dir/name` (directories created), removed with `root`.
+    struct TrueCopy {
+        root: std::path::PathBuf,
+        path: std::path::PathBuf,
+    }
+
+    impl TrueCopy {
+        fn create(root: std::path::PathBuf, dirs: &std::path::Path, name: &str) -> Self {
+            let dir = root.join(dirs);
+            std::fs::create_dir_all(&dir).expect("create the directories");
+            let path = dir.join(name);
+            std::fs::copy("/usr/bin/true", &path).expect("copy /usr/bin/true");
+            Self { root, path }
+        }
+    }
+
+    impl Drop for TrueCopy {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    /// Root only: a path longer than the record's `exe` keeps its TAIL (the binary's name), not
+    /// its head, and is flagged truncated.
+    #[test]
+    fn privileged_long_exe_path_keeps_its_tail() {
+        if skip_unless_root("privileged_long_exe_path_keeps_its_tail") {
+            return;
+        }
+        use monitor_common::{EXE_LEN, EXEC_EXE_RESOLVED, EXEC_EXE_TRUNCATED};
+
+        let root = std::env::temp_dir().join(format!("monitor-long-{}", std::process::id()));
+        let dirs: std::path::PathBuf = (0..6).map(|i| format!("{i}{}", "x".repeat(99))).collect();
+        let copy = TrueCopy::create(root, &dirs, "long-true");
+        let full = copy.path.to_str().expect("utf-8 path").as_bytes().to_vec();
+        assert!(full.len() >= 600 && full.len() < 1024, "{}", full.len());
+        let ev = exec_record_of(&copy.path, &format!("long-{}", std::process::id()));
+        assert_ne!(ev.flags & EXEC_EXE_RESOLVED, 0, "flags {:#x}", ev.flags);
+        assert_ne!(ev.flags & EXEC_EXE_TRUNCATED, 0, "flags {:#x}", ev.flags);
+        assert_eq!(ev.exe_len as usize, EXE_LEN);
+        assert_eq!(
+            String::from_utf8_lossy(&ev.exe),
+            String::from_utf8_lossy(&full[full.len() - EXE_LEN..])
+        );
+    }
+
+    /// Root only: a path deeper than the walk goes (80 directories) is flagged truncated and what
+    /// it has is the end of the real path, the binary's name included.
+    #[test]
+    fn privileged_deep_exe_path_is_flagged_and_keeps_its_tail() {
+        if skip_unless_root("privileged_deep_exe_path_is_flagged_and_keeps_its_tail") {
+            return;
+        }
+        use monitor_common::{EXEC_EXE_RESOLVED, EXEC_EXE_TRUNCATED};
+
+        let root = std::env::temp_dir().join(format!("monitor-deep-{}", std::process::id()));
+        let dirs: std::path::PathBuf = std::iter::repeat_n("d", 80).collect();
+        let copy = TrueCopy::create(root, &dirs, "deep-true");
+        let full = copy.path.to_str().expect("utf-8 path").to_owned();
+        let ev = exec_record_of(&copy.path, &format!("deep-{}", std::process::id()));
+        assert_ne!(ev.flags & EXEC_EXE_RESOLVED, 0, "flags {:#x}", ev.flags);
+        assert_ne!(ev.flags & EXEC_EXE_TRUNCATED, 0, "flags {:#x}", ev.flags);
+        let exe = String::from_utf8_lossy(&ev.exe[..ev.exe_len as usize]).into_owned();
+        assert!(exe.ends_with("/d/deep-true"), "{exe}");
+        assert!(full.ends_with(&exe), "{exe} is not the end of {full}");
+        assert!(exe.len() < full.len(), "{exe}");
+    }
+
+    /// Opens `path` read-only WITHOUT close-on-exec, so that a child can exec it through
+    /// `/proc/self/fd/<fd>`.
+    fn open_inheritable(path: &std::path::Path, flags: libc::c_int) -> std::os::fd::OwnedFd {
+        use std::os::{fd::FromRawFd, unix::ffi::OsStrExt};
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in path");
+        // SAFETY: c is a valid C string; the mode is only read with O_CREAT/O_TMPFILE.
+        let fd = unsafe { libc::open(c.as_ptr(), flags, 0o755) };
+        assert!(
+            fd >= 0,
+            "open {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: fd was just returned by open(2) and nothing else owns it.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    }
+
+    /// Root only: an executable unlinked before it runs (exec through its fd) and an O_TMPFILE
+    /// one are reported as /proc/<pid>/exe shows them: path + " (deleted)".
+    #[test]
+    fn privileged_deleted_exe_is_marked_deleted() {
+        if skip_unless_root("privileged_deleted_exe_is_marked_deleted") {
+            return;
+        }
+        use std::os::fd::AsRawFd;
+
+        use monitor_common::{EXEC_EXE_RESOLVED, EXEC_EXE_TRUNCATED};
+
+        let root = std::env::temp_dir().join(format!("monitor-deleted-{}", std::process::id()));
+        let copy = TrueCopy::create(root.clone(), std::path::Path::new("bin"), "gone-true");
+        let unlinked = open_inheritable(&copy.path, libc::O_RDONLY);
+        std::fs::remove_file(&copy.path).expect("unlink the copy");
+
+        // O_TMPFILE: written through one fd, exec'd through a read-only reopen (exec refuses a
+        // file open for writing: ETXTBSY).
+        let tmp_dir = root.join("bin");
+        let tmpfile = open_inheritable(&tmp_dir, libc::O_TMPFILE | libc::O_RDWR);
+        let bytes = std::fs::read("/usr/bin/true").expect("read /usr/bin/true");
+        // SAFETY: bytes is a valid buffer of that length.
+        let n = unsafe { libc::write(tmpfile.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        assert_eq!(
+            usize::try_from(n).ok(),
+            Some(bytes.len()),
+            "write the O_TMPFILE"
+        );
+        let tmp_ro = open_inheritable(
+            std::path::Path::new(&format!("/proc/self/fd/{}", tmpfile.as_raw_fd())),
+            libc::O_RDONLY,
+        );
+        drop(tmpfile);
+
+        for (what, fd) in [("unlinked", &unlinked), ("O_TMPFILE", &tmp_ro)] {
+            let link = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            let expected = std::fs::read_link(&link).expect("readlink the fd");
+            let expected = expected.to_str().expect("utf-8 path").to_owned();
+            assert!(expected.ends_with(" (deleted)"), "{what}: {expected}");
+            let ev = exec_record_of(&link, &format!("deleted-{}-{what}", std::process::id()));
+            assert_ne!(
+                ev.flags & EXEC_EXE_RESOLVED,
+                0,
+                "{what}: flags {:#x}",
+                ev.flags
+            );
+            assert_eq!(
+                ev.flags & EXEC_EXE_TRUNCATED,
+                0,
+                "{what}: flags {:#x}",
+                ev.flags
+            );
+            let exe = String::from_utf8_lossy(&ev.exe[..ev.exe_len as usize]).into_owned();
+            assert_eq!(exe, expected, "{what}");
+        }
+        // A file that still exists gets no suffix.
+        let kept = TrueCopy::create(root.join("kept"), std::path::Path::new("bin"), "kept-true");
+        let ev = exec_record_of(&kept.path, &format!("kept-{}", std::process::id()));
+        assert_eq!(
+            &ev.exe[..ev.exe_len as usize],
+            kept.path.to_str().expect("utf-8 path").as_bytes()
+        );
     }
 }

@@ -9,13 +9,21 @@
 //! parent already exited (a shell that ran `nohup x &`, a double-forking daemon) must still show
 //! that parent in its ancestry when its own events are processed.
 //!
+//! Every entry also carries the nearest web server of its lineage ([`ProcessEntry::web_server`]),
+//! handed down at fork and kept across exec and exits, so "under a web server" holds at any depth,
+//! after the intermediate processes are gone, after reparenting to init, and for a web server
+//! that replaced itself with another program. What counts as a web server is the policy's call:
+//! [`ProcessTable::set_web_server_classifier`].
+//!
 //! Time inside the table is the kernel's CLOCK_BOOTTIME (event `ktime_ns`; `/proc/<pid>/stat`
 //! start times use the same base), which makes expiry deterministic and testable.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     fs,
+    io::Read as _,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -23,8 +31,11 @@ use serde::Serialize;
 
 use crate::{
     decode::{self, ExecRaw, Header},
-    record::{ANCESTRY_MAX, Ancestor},
+    record::{ANCESTRY_MAX, Ancestor, WebServerInfo},
 };
+
+/// Whether a program is a web server: `(executable path, exec filename when known)`.
+pub type WebServerClassifier = Box<dyn Fn(Option<&str>, Option<&str>) -> bool + Send>;
 
 /// Default bound on the number of entries.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -35,6 +46,9 @@ pub const EXIT_GRACE_NS: u64 = 30_000_000_000;
 const START_SLACK_NS: u64 = 50_000_000;
 /// Negative lookups remembered before the set is reset.
 const FAILED_LOOKUPS_MAX: usize = 4096;
+/// Longest argument kept from `/proc/<pid>/cmdline`; longer ones are cut and set
+/// `argv_truncated` (any user can run a process with megabytes of arguments).
+pub const PROC_ARG_MAX: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
@@ -60,6 +74,17 @@ pub struct ProcessEntry {
     pub exe: Option<String>,
     pub argv: Vec<String>,
     pub argv_truncated: bool,
+    /// The path the last exec ran (`/usr/bin/gunicorn` for a script whose exe is the
+    /// interpreter); copied at fork; `None` when no exec was seen.
+    pub filename: Option<String>,
+    /// The nearest web server among the programs this process ran before its current one
+    /// (depth 0) and its ancestors, at any depth; the current program is not included (see
+    /// [`ProcessTable::web_server`]). Meaningful once resolved. Shared: every process under
+    /// one web server holds the same value.
+    pub web_server: Option<Arc<WebServerInfo>>,
+    /// `web_server` is known: set from the parent at fork / the previous program at exec, or
+    /// computed by walking the parent chain (entries read from `/proc`).
+    lineage_resolved: bool,
     /// `argv` was copied from the parent at fork and not read since: a forked server child often
     /// rewrites its title (`php-fpm: pool www`, `nginx: worker process`), so the first lookup
     /// re-reads `/proc/<pid>/cmdline` once.
@@ -83,6 +108,17 @@ impl ProcessEntry {
             argv: self.argv.clone(),
         }
     }
+
+    /// This process as a `web_server` value.
+    pub fn web_server_info(&self) -> WebServerInfo {
+        WebServerInfo {
+            pid: self.pid,
+            exe: self.exe.clone(),
+            filename: self.filename.clone(),
+            comm: self.comm.clone(),
+            argv: self.argv.clone(),
+        }
+    }
 }
 
 /// For the status record.
@@ -102,6 +138,8 @@ pub struct ProcessTable {
     tick: u64,
     proc: ProcFs,
     failed: HashSet<u32>,
+    /// `None`: no program is a web server.
+    classifier: Option<WebServerClassifier>,
 }
 
 impl ProcessTable {
@@ -115,6 +153,78 @@ impl ProcessTable {
             tick: 0,
             proc: ProcFs::new(proc_root),
             failed: HashSet::new(),
+            classifier: None,
+        }
+    }
+
+    /// Decides which programs are web servers (the daemon builds it from the policy with
+    /// `detect::lineage::web_server_classifier`). Set it before [`ProcessTable::seed`] and the
+    /// first events: values already handed down are not recomputed.
+    pub fn set_web_server_classifier(&mut self, classifier: WebServerClassifier) {
+        self.classifier = Some(classifier);
+        for e in self.entries.values_mut() {
+            e.lineage_resolved = false;
+            e.web_server = None;
+        }
+    }
+
+    fn is_web_server(&self, e: &ProcessEntry) -> bool {
+        self.classifier
+            .as_ref()
+            .is_some_and(|f| f(e.exe.as_deref(), e.filename.as_deref()))
+    }
+
+    /// The nearest web server of `pid`'s lineage, for the event record: the process itself when
+    /// its current program is one, else [`ProcessEntry::web_server`].
+    pub fn web_server(&mut self, pid: u32) -> Option<WebServerInfo> {
+        self.lookup(pid)?;
+        self.resolve_web_server(pid);
+        let e = self.entries.get(&pid)?;
+        if self.is_web_server(e) {
+            return Some(e.web_server_info());
+        }
+        e.web_server.as_deref().cloned()
+    }
+
+    /// Computes `web_server` of an entry not resolved yet by walking its parent chain, uncapped
+    /// and loop-safe: the first ancestor that is a web server, or the value of the first
+    /// resolved one.
+    fn resolve_web_server(&mut self, pid: u32) {
+        let Some(e) = self.entries.get(&pid) else {
+            return;
+        };
+        if e.lineage_resolved {
+            return;
+        }
+        let mut cur = (e.ppid, e.start_ns);
+        let mut seen = HashSet::from([pid]);
+        let mut found = None;
+        loop {
+            let (ppid, child_start) = cur;
+            if ppid == 0 || !seen.insert(ppid) || self.lookup(ppid).is_none() {
+                break;
+            }
+            let Some(p) = self.entries.get(&ppid) else {
+                break;
+            };
+            if let (Some(ps), Some(cs)) = (p.start_ns, child_start)
+                && ps > cs.saturating_add(START_SLACK_NS)
+            {
+                break;
+            }
+            if self.is_web_server(p) {
+                found = Some(Arc::new(p.web_server_info()));
+                break;
+            }
+            if p.lineage_resolved {
+                found = p.web_server.clone();
+                break;
+            }
+            cur = (p.ppid, p.start_ns);
+        }
+        if let Some(e) = self.entries.get_mut(&pid) {
+            e.web_server = found;
+            e.lineage_resolved = true;
         }
     }
 
@@ -123,11 +233,17 @@ impl ProcessTable {
     pub fn seed(&mut self) -> Result<usize, ProcError> {
         let pids = self.proc.pids()?;
         let mut n = 0;
+        let mut seeded = Vec::new();
         for pid in pids {
             if let Some(entry) = self.proc.read(pid) {
                 self.insert(entry);
+                seeded.push(pid);
                 n += 1;
             }
+        }
+        // After all are in: a walk finds every ancestor without reading /proc again.
+        for pid in seeded {
+            self.resolve_web_server(pid);
         }
         Ok(n)
     }
@@ -204,6 +320,9 @@ impl ProcessTable {
                 exe: None,
                 argv: Vec::new(),
                 argv_truncated: false,
+                filename: None,
+                web_server: None,
+                lineage_resolved: false,
                 argv_inherited: false,
                 cgroup_id: None,
                 start_ns: None,
@@ -245,9 +364,23 @@ impl ProcessTable {
         if child == parent.tgid {
             return;
         }
-        let (exe, argv, argv_truncated) = match self.lookup(parent.tgid) {
-            Some(p) => (p.exe.clone(), p.argv.clone(), p.argv_truncated),
-            None => (None, Vec::new(), false),
+        if self.lookup(parent.tgid).is_some() {
+            self.resolve_web_server(parent.tgid);
+        }
+        let (exe, argv, argv_truncated, filename, web_server) = match self.get(parent.tgid) {
+            Some(p) => (
+                p.exe.clone(),
+                p.argv.clone(),
+                p.argv_truncated,
+                p.filename.clone(),
+                p.web_server.clone(),
+            ),
+            None => (None, Vec::new(), false, None, None),
+        };
+        // A web server's child has it as its nearest one; anyone else's child inherits theirs.
+        let web_server = match self.get(parent.tgid) {
+            Some(p) if self.is_web_server(p) => Some(Arc::new(p.web_server_info())),
+            _ => web_server,
         };
         self.failed.remove(&child);
         self.insert(ProcessEntry {
@@ -260,6 +393,9 @@ impl ProcessTable {
             exe,
             argv,
             argv_truncated,
+            filename,
+            web_server,
+            lineage_resolved: true,
             argv_inherited: true,
             cgroup_id: Some(parent.cgroup_id),
             start_ns: Some(parent.ktime_ns),
@@ -273,12 +409,35 @@ impl ProcessTable {
         let h = &ev.header;
         // The kernel side resolves mm->exe_file; without it /proc/<pid>/exe is the next best
         // source (never comm, which any process can set).
-        let exe = ev.exe.clone().or_else(|| self.proc.exe(h.tgid));
-        let start_ns = self.get(h.tgid).and_then(|e| e.start_ns);
-        let ppid = if h.ppid != 0 {
-            h.ppid
+        // A truncated kernel path is only the end of the real one ("…" + tail): /proc has it
+        // whole while the process lives.
+        let exe = if ev.exe_truncated {
+            self.proc.exe(h.tgid).or_else(|| ev.exe.clone())
         } else {
-            self.get(h.tgid).map_or(0, |e| e.ppid)
+            ev.exe.clone().or_else(|| self.proc.exe(h.tgid))
+        };
+        let start_ns = self.get(h.tgid).and_then(|e| e.start_ns);
+        let live = self.get(h.tgid).is_some_and(|e| e.exited_ns.is_none());
+        if live {
+            self.resolve_web_server(h.tgid);
+        }
+        // A live entry keeps its fork-time parent: the header reports the current one, which is
+        // init (or a subreaper) after a double fork or setsid, and would cut the lineage.
+        let (ppid, web_server, lineage_resolved) = match self.get(h.tgid) {
+            Some(old) if live => (
+                if old.ppid != 0 { old.ppid } else { h.ppid },
+                self.web_server_before_exec(old),
+                true,
+            ),
+            old => (
+                if h.ppid != 0 {
+                    h.ppid
+                } else {
+                    old.map_or(0, |e| e.ppid)
+                },
+                None,
+                false,
+            ),
         };
         let start_ns = start_ns.or_else(|| self.proc.read(h.tgid).and_then(|e| e.start_ns));
         self.failed.remove(&h.tgid);
@@ -291,12 +450,31 @@ impl ProcessTable {
             exe,
             argv: ev.argv.clone(),
             argv_truncated: ev.argv_truncated,
+            filename: Some(ev.filename.clone()),
+            web_server,
+            lineage_resolved,
             argv_inherited: false,
             cgroup_id: Some(h.cgroup_id),
             start_ns,
             exited_ns: None,
             last_used: 0,
         });
+    }
+
+    /// The nearest web server of a process once it execs: the program being replaced when that
+    /// is one (a server that runs `execv("/bin/sh")` in place: depth 0), unless that program is
+    /// only the copy of its web server parent's that fork handed down (php-fpm's `system()`
+    /// child before it execs sh), where the parent stays the nearest, as a title says "parent".
+    fn web_server_before_exec(&self, old: &ProcessEntry) -> Option<Arc<WebServerInfo>> {
+        if !self.is_web_server(old) {
+            return old.web_server.clone();
+        }
+        match &old.web_server {
+            Some(w) if w.pid == old.ppid && w.exe == old.exe && w.filename == old.filename => {
+                Some(Arc::clone(w))
+            }
+            _ => Some(Arc::new(old.web_server_info())),
+        }
     }
 
     /// `sched_process_exit` of a whole thread group: kept for [`EXIT_GRACE_NS`], then removed.
@@ -434,10 +612,34 @@ impl ProcFs {
     /// `/proc/<pid>/cmdline` as arguments. A process that rewrote its title (php-fpm, nginx,
     /// postgres) pads the old argument area with NULs: trailing NULs are padding, not empty
     /// arguments.
+    ///
+    /// Bounded like the kernel side's exec record: at most [`monitor_common::ARGS_LEN`] bytes
+    /// are read and each argument is cut at [`PROC_ARG_MAX`] bytes (both set the truncated flag),
+    /// since any user can start a process with megabytes of arguments.
     pub fn argv(&self, pid: u32) -> Option<(Vec<String>, bool)> {
-        let raw = fs::read(self.path(pid, "cmdline")).ok()?;
+        let file = fs::File::open(self.path(pid, "cmdline")).ok()?;
+        let mut raw = Vec::new();
+        // One byte more than kept tells whether there was more.
+        file.take(monitor_common::ARGS_LEN as u64 + 1)
+            .read_to_end(&mut raw)
+            .ok()?;
+        // A non-NUL byte past the cap is a cut argument; NULs there are title padding.
+        let mut truncated = raw.get(monitor_common::ARGS_LEN).is_some_and(|&b| b != 0);
+        raw.truncate(monitor_common::ARGS_LEN);
         let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        Some(decode::split_args(&raw[..end]))
+        let (mut argv, split_truncated) = decode::split_args(&raw[..end]);
+        truncated |= split_truncated;
+        for arg in &mut argv {
+            if arg.len() > PROC_ARG_MAX {
+                let cut = (0..=PROC_ARG_MAX)
+                    .rev()
+                    .find(|&i| arg.is_char_boundary(i))
+                    .unwrap_or(0);
+                arg.truncate(cut);
+                truncated = true;
+            }
+        }
+        Some((argv, truncated))
     }
 
     pub fn tgid_of(&self, tid: u32) -> Option<u32> {
@@ -485,6 +687,9 @@ impl ProcFs {
             exe: self.exe(pid),
             argv,
             argv_truncated,
+            filename: None,
+            web_server: None,
+            lineage_resolved: false,
             argv_inherited: false,
             cgroup_id: None,
             start_ns: stat
@@ -1003,7 +1208,8 @@ mod tests {
         t.expire(3_000 + EXIT_GRACE_NS);
         assert!(t.get(20).is_none());
         assert_eq!(pids(&t.ancestry(30)), Vec::<u32>::new());
-        // An exec reports the current parent, which replaces the recorded one.
+        // An exec reports the current parent (init after reparenting): the fork-time parent
+        // stays, so the lineage is not rewritten to start at init.
         t.on_exec(&exec(
             30,
             1,
@@ -1012,7 +1218,17 @@ mod tests {
             &["nc"],
             4_000 + EXIT_GRACE_NS,
         ));
-        assert_eq!(pids(&t.ancestry(30)), [1]);
+        assert_eq!(t.get(30).unwrap().ppid, 20);
+        // Without a live entry the header's parent is all there is.
+        t.on_exec(&exec(
+            31,
+            1,
+            "nc",
+            "/usr/bin/nc",
+            &["nc"],
+            5_000 + EXIT_GRACE_NS,
+        ));
+        assert_eq!(pids(&t.ancestry(31)), [1]);
     }
 
     #[test]
@@ -1169,5 +1385,278 @@ mod tests {
         let args: Vec<String> = std::env::args().take(32).collect();
         assert_eq!(e.argv, args);
         assert!(!hostname().is_empty());
+    }
+
+    /// A table that knows php-fpm (pid 100, master, seeded from /proc under init) and classifies
+    /// web servers with the embedded default policy.
+    fn fpm_table(dir: &TempDir) -> ProcessTable {
+        fake_proc(&dir.0, 1, 0, "init", Some("/sbin/init"), &["init"], 1);
+        fake_proc(
+            &dir.0,
+            100,
+            1,
+            "php-fpm8.2",
+            Some("/usr/sbin/php-fpm8.2"),
+            &["php-fpm: master process"],
+            10,
+        );
+        classified_table(dir)
+    }
+
+    /// A seeded table over `dir` that classifies with the embedded default policy.
+    fn classified_table(dir: &TempDir) -> ProcessTable {
+        let mut t = ProcessTable::new(1000, &dir.0);
+        t.set_web_server_classifier(Box::new(crate::detect::lineage::web_server_classifier(
+            &crate::policy::Policy::embedded_default(),
+        )));
+        t.seed().unwrap();
+        t
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    fn exit(t: &mut ProcessTable, pid: u32, ktime_ns: u64) {
+        let mut h = hdr(pid, 1, "x", ktime_ns);
+        h.kind = EventKind::Exit;
+        t.on_exit(&h);
+    }
+
+    fn ws_pid(t: &mut ProcessTable, pid: u32) -> Option<(u32, Option<String>)> {
+        t.web_server(pid).map(|w| (w.pid, w.exe))
+    }
+
+    #[test]
+    fn double_fork_then_exec_after_reparenting_keeps_lineage() {
+        let dir = TempDir::new();
+        let mut t = fpm_table(&dir);
+        // php-fpm → 200 (fork, setsid) → 300 (fork); 200 exits; 300 is reparented to init and
+        // execs sh: the exec's header says ppid 1.
+        t.on_fork(&hdr(100, 1, "php-fpm8.2", S), 200, 200);
+        t.on_fork(&hdr(200, 100, "php-fpm8.2", 2 * S), 300, 300);
+        exit(&mut t, 200, 3 * S);
+        t.on_exec(&exec(300, 1, "sh", "/usr/bin/dash", &["sh", "-i"], 4 * S));
+        assert_eq!(t.get(300).unwrap().ppid, 200);
+        assert_eq!(pids(&t.ancestry(300)), [200, 100, 1]);
+        let ws = t.web_server(300).unwrap();
+        assert_eq!(
+            (ws.pid, ws.exe.as_deref()),
+            (200, Some("/usr/sbin/php-fpm8.2"))
+        );
+        // The process itself stays a shell, not a web server.
+        assert_eq!(t.get(300).unwrap().exe.as_deref(), Some("/usr/bin/dash"));
+    }
+
+    #[test]
+    fn web_server_survives_intermediate_exit_and_grace_period() {
+        let dir = TempDir::new();
+        let mut t = fpm_table(&dir);
+        // php-fpm worker 200 runs sh (300) which runs python (400); the worker is recycled and sh
+        // exits; python connects out 36 s later.
+        t.on_fork(&hdr(100, 1, "php-fpm8.2", S), 200, 200);
+        t.on_fork(&hdr(200, 100, "php-fpm8.2", 2 * S), 300, 300);
+        t.on_exec(&exec(
+            300,
+            200,
+            "sh",
+            "/usr/bin/dash",
+            &["sh", "-c", "x"],
+            2 * S,
+        ));
+        t.on_fork(&hdr(300, 200, "sh", 3 * S), 400, 400);
+        t.on_exec(&exec(
+            400,
+            300,
+            "python3",
+            "/usr/bin/python3.11",
+            &["python3"],
+            3 * S,
+        ));
+        exit(&mut t, 300, 4 * S);
+        exit(&mut t, 200, 5 * S);
+        let e = t.for_event(&hdr(400, 1, "python3", 41 * S));
+        assert_eq!(e.pid, 400);
+        assert!(t.get(200).is_none() && t.get(300).is_none(), "expired");
+        assert_eq!(pids(&t.ancestry(400)), Vec::<u32>::new());
+        assert_eq!(
+            ws_pid(&mut t, 400),
+            Some((200, Some("/usr/sbin/php-fpm8.2".into())))
+        );
+    }
+
+    #[test]
+    fn web_server_at_any_depth_beyond_the_ancestry_cap() {
+        let dir = TempDir::new();
+        let mut t = fpm_table(&dir);
+        // 18 generations of python under php-fpm.
+        let mut parent = 100;
+        for (i, pid) in (1000..1018).enumerate() {
+            let at = (i as u64 + 1) * S;
+            t.on_fork(&hdr(parent, 1, "x", at), pid, pid);
+            t.on_exec(&exec(
+                pid,
+                parent,
+                "python3",
+                "/usr/bin/python3.11",
+                &["python3"],
+                at,
+            ));
+            parent = pid;
+        }
+        assert_eq!(
+            t.ancestry(1017).len(),
+            ANCESTRY_MAX,
+            "printed ancestry stays capped"
+        );
+        assert_eq!(
+            ws_pid(&mut t, 1017),
+            Some((100, Some("/usr/sbin/php-fpm8.2".into())))
+        );
+        // The same chain known only from /proc (seeded): the walk is uncapped too.
+        let dir = TempDir::new();
+        let mut t2 = fpm_table(&dir);
+        let mut parent = 100;
+        for pid in 2000..2018 {
+            fake_proc(
+                &dir.0,
+                pid,
+                parent,
+                "python3",
+                Some("/usr/bin/python3.11"),
+                &["p"],
+                20,
+            );
+            parent = pid;
+        }
+        // Lazily read, ancestors included.
+        assert_eq!(ws_pid(&mut t2, 2017).map(|w| w.0), Some(100));
+        let t3 = classified_table(&dir);
+        assert_eq!(
+            t3.get(2017).unwrap().web_server.as_ref().map(|w| w.pid),
+            Some(100),
+            "seeded"
+        );
+    }
+
+    #[test]
+    fn script_server_is_named_by_exec_filename() {
+        let dir = TempDir::new();
+        let mut t = fpm_table(&dir);
+        // gunicorn: a python script; exe is the interpreter, the exec filename names it.
+        t.on_fork(&hdr(1, 0, "bash", S), 500, 500);
+        let mut ev = exec(
+            500,
+            1,
+            "gunicorn",
+            "/usr/bin/python3.11",
+            &["/usr/bin/python3", "./bin/gunicorn"],
+            S,
+        );
+        ev.filename = "./bin/gunicorn".into();
+        t.on_exec(&ev);
+        let ws = t.web_server(500).unwrap();
+        assert_eq!(
+            (ws.pid, ws.filename.as_deref()),
+            (500, Some("./bin/gunicorn"))
+        );
+        // Its worker is one too (same program); the worker's shell child has the worker as its
+        // nearest web server, even after renaming argv and comm.
+        t.on_fork(&hdr(500, 1, "gunicorn", 2 * S), 501, 501);
+        assert_eq!(ws_pid(&mut t, 501).map(|w| w.0), Some(501));
+        t.on_fork(&hdr(501, 500, "x", 3 * S), 502, 502);
+        t.on_exec(&exec(502, 501, "sh", "/usr/bin/dash", &["sh"], 3 * S));
+        let ws = t.web_server(502).unwrap();
+        assert_eq!(
+            (ws.pid, ws.filename.as_deref()),
+            (501, Some("./bin/gunicorn"))
+        );
+        // A plain python script is no web server.
+        t.on_fork(&hdr(1, 0, "bash", 4 * S), 600, 600);
+        let mut ev = exec(
+            600,
+            1,
+            "python3",
+            "/usr/bin/python3.11",
+            &["python3", "app.py"],
+            4 * S,
+        );
+        ev.filename = "/usr/bin/python3".into();
+        t.on_exec(&ev);
+        assert_eq!(t.web_server(600), None);
+    }
+
+    #[test]
+    fn web_server_that_execs_in_place_stays_the_web_server() {
+        let dir = TempDir::new();
+        let mut t = fpm_table(&dir);
+        // A web server started by a shell (200) replaces itself with a shell (os.execv); the
+        // shell forks nc.
+        t.on_fork(&hdr(1, 0, "bash", S), 200, 200);
+        t.on_exec(&exec(
+            200,
+            1,
+            "php-fpm8.2",
+            "/usr/sbin/php-fpm8.2",
+            &["php-fpm"],
+            S,
+        ));
+        assert_eq!(t.get(200).unwrap().web_server, None);
+        t.on_exec(&exec(200, 1, "sh", "/usr/bin/dash", &["sh", "-i"], 2 * S));
+        let ws = t.web_server(200).unwrap();
+        assert_eq!(
+            (ws.pid, ws.exe.as_deref()),
+            (200, Some("/usr/sbin/php-fpm8.2")),
+            "the replaced program, depth 0"
+        );
+        t.on_fork(&hdr(200, 100, "sh", 3 * S), 300, 300);
+        t.on_exec(&exec(300, 200, "nc", "/usr/bin/nc", &["nc"], 3 * S));
+        assert_eq!(
+            ws_pid(&mut t, 300),
+            Some((200, Some("/usr/sbin/php-fpm8.2".into())))
+        );
+        // A forked worker doing the same: its master, which forked it, is the nearest (the
+        // worker's program was the master's copy), so titles keep saying "parent".
+        t.on_fork(&hdr(100, 1, "php-fpm8.2", 4 * S), 210, 210);
+        t.on_exec(&exec(210, 100, "sh", "/usr/bin/dash", &["sh"], 5 * S));
+        assert_eq!(ws_pid(&mut t, 210).map(|w| w.0), Some(100));
+        // Without a classifier nothing is a web server.
+        let dir = TempDir::new();
+        let mut plain = ProcessTable::new(10, &dir.0);
+        plain.on_fork(&hdr(1, 0, "nginx", S), 5, 5);
+        plain.on_exec(&exec(5, 1, "nginx", "/usr/sbin/nginx", &["nginx"], S));
+        assert_eq!(plain.web_server(5), None);
+    }
+
+    #[test]
+    fn proc_argv_is_bounded() {
+        let dir = TempDir::new();
+        let long = "A".repeat(5000);
+        let many: Vec<String> = (0..20).map(|_| "B".repeat(300_000 / 20)).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        fake_proc(&dir.0, 10, 1, "x", Some("/x"), &["x", &long, "y"], 1);
+        fake_proc(&dir.0, 11, 1, "x", Some("/x"), &many, 1);
+        let fs = ProcFs::new(&dir.0);
+        let (argv, truncated) = fs.argv(10).unwrap();
+        assert!(truncated);
+        assert_eq!(argv[0], "x");
+        assert_eq!(argv[1].len(), PROC_ARG_MAX);
+        let (argv, truncated) = fs.argv(11).unwrap();
+        assert!(truncated);
+        assert_eq!(argv.len(), 1, "only the first 2048 bytes are read");
+        assert_eq!(argv[0].len(), PROC_ARG_MAX);
+        // Multi-byte characters are cut on a character boundary.
+        let wide = "é".repeat(700);
+        fake_proc(&dir.0, 12, 1, "x", Some("/x"), &[&wide], 1);
+        let (argv, truncated) = fs.argv(12).unwrap();
+        assert!(truncated);
+        assert_eq!(argv[0], "é".repeat(PROC_ARG_MAX / 2));
+        // A short title with a long NUL padding is not truncated.
+        fs::create_dir_all(dir.0.join("13")).unwrap();
+        let mut padded = b"php-fpm: pool www".to_vec();
+        padded.extend_from_slice(&[0; 4000]);
+        fs::write(dir.0.join("13/cmdline"), padded).unwrap();
+        assert_eq!(
+            fs.argv(13).unwrap(),
+            (vec!["php-fpm: pool www".to_owned()], false)
+        );
     }
 }

@@ -56,6 +56,13 @@ pub struct EventRecord {
     /// replay judges lineage exactly as the live daemon did.
     #[serde(default)]
     pub ancestry: Vec<Ancestor>,
+    /// The nearest web server in the process's lineage, at any depth (not capped like
+    /// `ancestry`): the process itself when its program is one, else a program it replaced by
+    /// exec (php-fpm running `os.execv("/bin/sh")`), else the nearest ancestor that was one —
+    /// even when intermediate processes exited long ago or the process was reparented.
+    /// Absent when there is none (and in recordings older than the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_server: Option<WebServerInfo>,
     /// listen only: the socket was already listening when the monitor started (start-up scan).
     #[serde(default, skip_serializing_if = "is_false")]
     pub pre_existing: bool,
@@ -86,6 +93,19 @@ pub struct ProcessInfo {
 pub struct Ancestor {
     pub pid: u32,
     pub exe: Option<String>,
+    pub comm: String,
+    pub argv: Vec<String>,
+}
+
+/// `web_server`: an [`Ancestor`] plus the path the kernel executed, which names script-based
+/// servers (`/usr/bin/gunicorn` runs as `/usr/bin/python3.11`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebServerInfo {
+    pub pid: u32,
+    pub exe: Option<String>,
+    /// The exec's `filename`, when the monitor saw that exec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
     pub comm: String,
     pub argv: Vec<String>,
 }

@@ -42,6 +42,8 @@ struct Expected {
     exe: Option<String>,
     argv: Option<Vec<String>>,
     ancestor_exe: Option<String>,
+    /// `web_server.exe`.
+    web_server_exe: Option<String>,
 }
 
 fn fixtures() -> PathBuf {
@@ -116,6 +118,13 @@ fn check_alert(file: &str, index: usize, got: &AlertRecord, want: &Expected) {
         assert!(
             got.ancestry.iter().any(|a| a.exe.as_ref() == Some(v)),
             "{at}: no ancestor with exe {v}"
+        );
+    }
+    if let Some(v) = &want.web_server_exe {
+        assert_eq!(
+            got.web_server.as_ref().and_then(|w| w.exe.as_ref()),
+            Some(v),
+            "{at}: web_server.exe"
         );
     }
 }

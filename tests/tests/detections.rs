@@ -1344,3 +1344,94 @@ fn record(daemon_pid: u32, scenario: &str) {
     fs::write(&path, kept).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     // The raw file stays for inspection; tests/scenarios/record.sh removes it.
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lineage that `ancestry` alone loses: the nearest web server is tracked per process.
+// ---------------------------------------------------------------------------------------------
+
+/// A web shell that double-forks: the command's shell starts a background subshell and exits, so
+/// the subshell is reparented before it execs sh (whose exec then reports init as the parent),
+/// and that sh runs socat, which connects out. The process table keeps the fork-time parent and
+/// the nearest web server (the php-fpm worker) through the reparenting.
+#[test]
+fn double_forked_web_shell_keeps_its_web_server() {
+    if !privileged("double_forked_web_shell_keeps_its_web_server") {
+        return;
+    }
+    let scratch = Scratch::new("dfork");
+    let policy = egress_test_policy(&scratch);
+    let mut target = socat_listener(
+        &scratch,
+        "egress-target",
+        "TCP4-LISTEN:24133,bind=127.0.0.1,reuseaddr,fork",
+    );
+    assert_eq!(
+        wait_listening(&scratch, &mut target, 24133),
+        vec![target.pid()]
+    );
+
+    let mut m = Monitor::start(&["--events", "--policy", path_str(&policy)]);
+    let fpm = PhpFpm::start(&scratch);
+    let _nginx = Nginx::start(&scratch, "127.0.0.1:24130", "127.0.0.1:9");
+    // `( ... ) &` forks the subshell and the command's sh exits at once; after a second the
+    // orphaned subshell execs sh, whose trailing `:` keeps socat its child.
+    scratch.write(
+        "www/dfork.php",
+        "<?php\n$port = intval($_GET[\"port\"] ?? \"0\");\n\
+         system(\"( sleep 1; exec sh -c 'socat -u OPEN:/dev/null TCP4:127.0.0.1:$port,connect-timeout=2; :' ) >/dev/null 2>&1 &\");\n\
+         echo \"started\";\n",
+    );
+    let body = http_get(24130, "/dfork.php?port=24133");
+    assert!(body.contains("started"), "dfork.php failed: {body}");
+
+    let a = m.wait_for(
+        "webserver_egress from a double-forked web shell",
+        ALERT_TIMEOUT,
+        |v| is_alert(v, "webserver_egress") && v["socket"]["remote"]["port"] == 24133,
+    );
+    assert_alert_shape(&a);
+    let socat = exe_of("socat");
+    assert_eq!(a["process"]["exe"], socat);
+    assert_eq!(a["web_server"]["pid"], fpm.worker);
+    assert_eq!(a["web_server"]["exe"], fpm.exe);
+    assert_eq!(
+        a["title"],
+        format!(
+            "Web server egress: {socat} -> 127.0.0.1:24133 (descendant of {})",
+            fpm.comm()
+        )
+    );
+    assert_eq!(
+        a["dedup"],
+        format!("webserver_egress:{}:{socat}:127.0.0.1:24133", fpm.exe)
+    );
+    // The orphan's exec: its header names init (or a subreaper) as the parent, its ancestry
+    // still runs through the exited shell to the php-fpm worker.
+    let exec = m
+        .seen
+        .iter()
+        .find(|v| {
+            is_event(v, "exec")
+                && v["process"]["argv"][0] == "sh"
+                && v["process"]["argv"][2]
+                    .as_str()
+                    .is_some_and(|c| c.contains("24133") && !c.starts_with('('))
+        })
+        .unwrap_or_else(|| panic!("no exec event of the orphaned sh in {:#?}", m.seen))
+        .clone();
+    let pids = ancestry_pids(&exec);
+    assert!(
+        pids.contains(&fpm.worker),
+        "ancestry {pids:?} of the orphan's exec lost the php-fpm worker {}",
+        fpm.worker
+    );
+    assert_ne!(exec["process"]["ppid"], pids[0], "reparented");
+    assert_eq!(exec["web_server"]["pid"], fpm.worker);
+    let shell = m
+        .seen
+        .iter()
+        .find(|v| is_alert(v, "webserver_shell") && ours(v))
+        .expect("the web shell's sh raised webserver_shell");
+    assert_eq!(shell["web_server"]["exe"], fpm.exe);
+    m.stop();
+}

@@ -366,8 +366,8 @@ fn pre_existing_listener_and_lineage() {
         "{rec}"
     );
     assert!(
-        started_index(&m) > m.seen.iter().position(|v| v == &rec).expect("seen"),
-        "pre-existing listeners come before the started record"
+        started_index(&m) < m.seen.iter().position(|v| v == &rec).expect("seen"),
+        "the started record comes first, then the pre-existing listeners"
     );
 
     // A shell that forks a child: the child's exec names the shell and this test as ancestors.
@@ -560,4 +560,163 @@ fn blocking_connect_to_silent_peer_is_reported_before_it_returns() {
         .count();
     assert_eq!(n, 1, "one record per connect");
     expect_status(&m.stop());
+}
+
+/// A new IPv4 TCP socket, optionally with `SO_REUSEADDR` (panics on failure: test set-up).
+fn tcp4_socket(reuse_addr: bool) -> OwnedFd {
+    // SAFETY: plain syscall; the fd is owned from here on.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd was just returned by socket(2) and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if reuse_addr {
+        let one: libc::c_int = 1;
+        // SAFETY: `one` outlives the call and the length matches its type.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&raw const one).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_REUSEADDR: {}", std::io::Error::last_os_error());
+    }
+    fd
+}
+
+/// The local IPv4 port of `fd` (getsockname).
+fn local_port4(fd: &OwnedFd) -> u16 {
+    // SAFETY: sockaddr_in is plain integers; zero is valid.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: sa and len are valid for writes of the given size.
+    let rc = unsafe { libc::getsockname(fd.as_raw_fd(), (&raw mut sa).cast(), &mut len) };
+    assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+    u16::from_be(sa.sin_port)
+}
+
+/// Binds `fd` to 127.0.0.1:`port` (0: any port).
+fn bind_loopback4(fd: &OwnedFd, port: u16) -> std::io::Result<()> {
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sa is a valid sockaddr_in for the duration of the call.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const sa).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn listen_fd(fd: &OwnedFd) -> std::io::Result<()> {
+    // SAFETY: plain syscall on a socket we own.
+    if unsafe { libc::listen(fd.as_raw_fd(), 8) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn own_listens_on(m: &Monitor, port: u16) -> Vec<Value> {
+    m.seen
+        .iter()
+        .filter(|v| {
+            is_event(v, "listen")
+                && v["process"]["pid"] == std::process::id()
+                && v["socket"]["local"]["port"] == port
+        })
+        .cloned()
+        .collect()
+}
+
+/// listen(2) on a socket that was never bound picks its port in `inet_csk_listen_start()`, after
+/// the `TCP_LISTEN` state change: the record must carry that port (as getsockname sees it), not 0.
+#[test]
+fn autobind_listen_reports_the_bound_port() {
+    if !privileged("autobind_listen_reports_the_bound_port") {
+        return;
+    }
+    let mut m = Monitor::start(&["--events"]);
+    let fd = tcp4_socket(false);
+    listen_fd(&fd).expect("listen without bind");
+    let port = local_port4(&fd);
+    assert_ne!(port, 0, "autobind picked a port");
+    let rec = m.wait_for("autobind listen", WAIT, |v| {
+        is_event(v, "listen")
+            && v["process"]["pid"] == std::process::id()
+            && v["socket"]["local"]["port"] == port
+    });
+    assert_eq!(
+        rec["socket"],
+        json!({"protocol":"tcp","family":"ipv4","local":{"ip":"0.0.0.0","port":port},"remote":null}),
+        "{rec}"
+    );
+    // A marker listen after it: everything about the first one has been read by then.
+    let marker = TcpListener::bind("127.0.0.1:0").expect("marker listener");
+    let marker_port = marker.local_addr().expect("addr").port();
+    m.wait_for("marker listen", WAIT, |v| {
+        is_event(v, "listen") && v["socket"]["local"]["port"] == marker_port
+    });
+    assert_eq!(own_listens_on(&m, port).len(), 1, "one record per listen");
+    assert!(
+        own_listens_on(&m, 0).is_empty(),
+        "no listen record with port 0: {:?}",
+        own_listens_on(&m, 0)
+    );
+    expect_status(&m.stop());
+}
+
+/// Two `SO_REUSEADDR` sockets (no `SO_REUSEPORT`) may bind the same port, but only the first can
+/// listen on it: the second listen(2) fails with EADDRINUSE in `get_port()`, after the socket
+/// already passed through `TCP_LISTEN`. That failed listen must not be reported (a false alert
+/// for a port nobody listens on).
+#[test]
+fn failed_listen_is_not_reported() {
+    if !privileged("failed_listen_is_not_reported") {
+        return;
+    }
+    let mut m = Monitor::start(&["--events"]);
+    let first = tcp4_socket(true);
+    bind_loopback4(&first, 0).expect("bind first");
+    let port = local_port4(&first);
+    let second = tcp4_socket(true);
+    bind_loopback4(&second, port).expect("SO_REUSEADDR lets a second socket bind the port");
+    listen_fd(&first).expect("first listen");
+    let err = listen_fd(&second).expect_err("second listen on the same port must fail");
+    assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE), "{err}");
+    // A successful listen after the failed one: once its record is here, any record of the
+    // failed listen would be too (one ring buffer, records in order).
+    let marker = TcpListener::bind("127.0.0.1:0").expect("marker listener");
+    let marker_port = marker.local_addr().expect("addr").port();
+    m.wait_for("marker listen", WAIT, |v| {
+        is_event(v, "listen") && v["socket"]["local"]["port"] == marker_port
+    });
+    let listens = own_listens_on(&m, port);
+    assert_eq!(
+        listens.len(),
+        1,
+        "only the first, successful listen on {port} is reported: {listens:?}"
+    );
+    let status = m.stop();
+    expect_status(&status);
+    assert!(
+        status["hooks"]["listen"]["attached"]
+            .as_str()
+            .is_some_and(|h| h.ends_with("+syscalls:sys_exit_listen")),
+        "listen attached through the bracketed tracepoint: {status}"
+    );
 }

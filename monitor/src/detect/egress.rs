@@ -1,6 +1,7 @@
-//! `webserver_egress`: a web server, or any process descending from one, opens a TCP connection
-//! to a port outside the allowed egress ports and an address outside the excluded networks. A web
-//! shell connects out from a child (php-fpm → sh → nc), so the whole lineage counts.
+//! `webserver_egress`: a web server, or any process descending from one (at any depth, or
+//! running in place of one after an exec), opens a TCP connection to a port outside the allowed
+//! egress ports and an address outside the excluded networks. A web shell connects out from a
+//! child (php-fpm → sh → nc), so the whole lineage counts.
 
 use std::net::SocketAddr;
 
@@ -39,8 +40,14 @@ pub fn judge(policy: &Policy, event: &EventRecord) -> Option<Finding> {
         return None;
     }
     let destination = SocketAddr::new(ip, port);
-    let title = if web_server.depth == 0 {
+    let title = if web_server.depth == 0 && !web_server.replaced {
         format!("Web server egress: {} -> {destination}", exe_key(exe))
+    } else if web_server.depth == 0 {
+        format!(
+            "Web server egress: {} -> {destination} (in place of {})",
+            exe_key(exe),
+            web_server.name()
+        )
     } else {
         format!(
             "Web server egress: {} -> {destination} (descendant of {})",

@@ -10,9 +10,14 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WebServer<'a> {
     pub pid: u32,
+    /// The path that matched the policy: the executable, or the exec's filename for a script
+    /// server whose executable is the interpreter (`/usr/bin/gunicorn` run by python).
     pub exe: &'a str,
-    /// 0: the process itself; 1: its parent; 2: its grandparent; …
+    /// 0: the process itself (or a program it replaced by exec); 1: its parent; 2: its
+    /// grandparent; …
     pub depth: usize,
+    /// Depth 0 by a program the process replaced by exec, not the one it runs now.
+    pub replaced: bool,
 }
 
 impl WebServer<'_> {
@@ -26,31 +31,99 @@ fn matches_any(list: &[ExeGlob], exe: &str) -> bool {
     list.iter().any(|g| g.matches(exe))
 }
 
-/// The nearest web server among the process itself (when `include_self`) and its ancestors, at
-/// any depth the record carries. `ancestry` is parent first, so the first match is the nearest.
+/// The path by which a program is a web server under `list`: its executable, else the path the
+/// kernel executed (which a script server cannot change later, unlike comm or argv).
+fn server_path<'a>(
+    list: &[ExeGlob],
+    exe: Option<&'a str>,
+    filename: Option<&'a str>,
+) -> Option<&'a str> {
+    exe.into_iter()
+        .chain(filename)
+        .find(|path| matches_any(list, path))
+}
+
+/// Whether a program (executable path, exec filename when known) is a web server under
+/// `policy`, for [`crate::process_table::ProcessTable::set_web_server_classifier`], which tracks
+/// the nearest web server of every process with it. Owns a copy of the policy's patterns.
+pub fn web_server_classifier(
+    policy: &Policy,
+) -> impl Fn(Option<&str>, Option<&str>) -> bool + Send + 'static {
+    let list = policy.web_servers.clone();
+    move |exe, filename| server_path(&list, exe, filename).is_some()
+}
+
+/// The nearest web server among the process itself (when `include_self`), the record's
+/// `web_server` (which the daemon tracks at any depth, through exits, reparenting and exec) and
+/// its `ancestry` (parent first; all older recordings have). Each is judged against `policy` as
+/// it is now, so a replay under another policy decides by its own web server list.
+///
+/// `web_server` may be the process's own previous program (depth 0, php-fpm that exec'd a shell
+/// in place): that counts even without `include_self`, which only leaves out the program the
+/// process runs now.
 pub fn web_server<'a>(
     policy: &Policy,
     event: &'a EventRecord,
     include_self: bool,
 ) -> Option<WebServer<'a>> {
+    let list = &policy.web_servers;
+    let process = &event.process;
     let own = include_self
-        .then_some(
+        .then(|| server_path(list, process.exe.as_deref(), event.filename.as_deref()))
+        .flatten()
+        .map(|exe| WebServer {
+            pid: process.pid,
+            exe,
+            depth: 0,
+            replaced: false,
+        });
+    if own.is_some() {
+        return own;
+    }
+    let tracked = event.web_server.as_ref().and_then(|ws| {
+        let mut replaced = false;
+        let depth = if ws.pid == process.pid {
+            // The daemon records the current program itself when it is a web server (same exe
+            // and argv; an exec record also names the filename); only a previous program counts
+            // when self is left out.
+            let current = ws.exe == process.exe
+                && ws.argv == process.argv
+                && (event.filename.is_none() || ws.filename == event.filename);
+            if current && !include_self {
+                return None;
+            }
+            replaced = !current;
+            0
+        } else {
+            // Beyond the recorded ancestry when it is not listed there.
             event
-                .process
-                .exe
-                .as_deref()
-                .map(|exe| (event.process.pid, exe, 0)),
-        )
-        .flatten();
-    let ancestors = event
-        .ancestry
-        .iter()
-        .enumerate()
-        .filter_map(|(i, a)| a.exe.as_deref().map(|exe| (a.pid, exe, i + 1)));
-    own.into_iter()
-        .chain(ancestors)
-        .find(|(_, exe, _)| matches_any(&policy.web_servers, exe))
-        .map(|(pid, exe, depth)| WebServer { pid, exe, depth })
+                .ancestry
+                .iter()
+                .position(|a| a.pid == ws.pid)
+                .map_or(event.ancestry.len() + 1, |i| i + 1)
+        };
+        let exe = server_path(list, ws.exe.as_deref(), ws.filename.as_deref())?;
+        Some(WebServer {
+            pid: ws.pid,
+            exe,
+            depth,
+            replaced,
+        })
+    });
+    let listed = event.ancestry.iter().enumerate().find_map(|(i, a)| {
+        let exe = a.exe.as_deref().filter(|exe| matches_any(list, exe))?;
+        Some(WebServer {
+            pid: a.pid,
+            exe,
+            depth: i + 1,
+            replaced: false,
+        })
+    });
+    match (tracked, listed) {
+        (Some(t), Some(l)) if l.depth < t.depth => Some(l),
+        (Some(t), _) => Some(t),
+        (None, l) => l,
+    }
 }
 
 /// A shell that an exec started.
@@ -79,6 +152,8 @@ pub fn shell<'a>(
     // busybox picks the applet from argv[0]'s basename, or from argv[1] when argv[0] is busybox
     // itself. Only busybox gets this: for any other binary argv[0] is just a claim.
     let first = basename(process.argv.first()?);
+    // A login shell's argv[0] starts with '-' ("-sh"); busybox strips it to pick the applet.
+    let first = first.strip_prefix('-').unwrap_or(first);
     let applet = if first == "busybox" {
         process.argv.get(1).map(|a| basename(a))?
     } else {
@@ -127,6 +202,7 @@ mod tests {
             exit_code: None,
             socket: None,
             ancestry,
+            web_server: None,
             pre_existing: false,
         }
     }
@@ -216,6 +292,13 @@ mod tests {
             "/bin/sh",
             "/usr/bin/fish",
             "/bin/tcsh",
+            // Debian installs these under other names behind /etc/alternatives, and exe is the
+            // resolved path.
+            "/usr/bin/ksh93",
+            "/usr/bin/rksh93",
+            "/usr/bin/bsd-csh",
+            "/usr/bin/mksh-static",
+            "/usr/bin/lksh",
         ] {
             assert!(shell(&p, &proc_of(exe, &["x"]), None).is_some(), "{exe}");
         }
@@ -232,6 +315,9 @@ mod tests {
             );
         }
         let bb = proc_of("/usr/bin/busybox", &["sh", "-c", "id"]);
+        assert_eq!(shell(&p, &bb, None).and_then(|s| s.applet), Some("sh"));
+        // The login form: busybox strips the leading '-'.
+        let bb = proc_of("/usr/bin/busybox", &["-sh", "-c", "id"]);
         assert_eq!(shell(&p, &bb, None).and_then(|s| s.applet), Some("sh"));
         let bb = proc_of("/bin/busybox", &["/bin/ash"]);
         assert_eq!(shell(&p, &bb, None).and_then(|s| s.applet), Some("ash"));

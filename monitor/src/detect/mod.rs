@@ -8,7 +8,8 @@
 //! - `webserver_shell:<web server exe>:<shell exe>`
 //!
 //! `<exe>` is the executable path, or `?` when it is unknown; the web server is the nearest one
-//! in the lineage.
+//! in the lineage (the process, a program it replaced by exec, its recorded `web_server`, or its
+//! `ancestry`), by the path that matched the policy.
 
 pub mod dedup;
 pub mod egress;
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::policy::Severity;
 use crate::{
     policy::Policy,
-    record::{Ancestor, EventRecord, EventType, ProcessInfo, SocketInfo},
+    record::{Ancestor, EventRecord, EventType, ProcessInfo, SocketInfo, WebServerInfo},
 };
 
 /// The rule ids: part of the output contract.
@@ -80,6 +81,9 @@ pub struct AlertRecord {
     pub filename: Option<String>,
     /// Parent first, up to pid 1.
     pub ancestry: Vec<Ancestor>,
+    /// The event's `web_server`: the nearest web server in the lineage, at any depth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_server: Option<WebServerInfo>,
     pub socket: Option<SocketInfo>,
     pub pre_existing: bool,
     /// Repeats of this dedup key held back since the previous alert with it.
@@ -148,6 +152,7 @@ impl Detector {
             process: event.process.clone(),
             filename: event.filename.clone(),
             ancestry: event.ancestry.clone(),
+            web_server: event.web_server.clone(),
             socket: event.socket.clone(),
             pre_existing: event.pre_existing,
             suppressed,
@@ -253,6 +258,7 @@ mod tests {
             exit_code: None,
             socket: None,
             ancestry,
+            web_server: None,
             pre_existing: false,
         }
     }
@@ -694,6 +700,188 @@ exceptions = [{ argv_prefix = ["sh", "-c", "--", "/usr/bin/convert"] }]
         assert!(
             d.on_event(&listen("not a time", python(), "0.0.0.0", 4444), 0)
                 .is_empty()
+        );
+    }
+
+    fn tracked(pid: u32, exe: &str, filename: Option<&str>, argv: &[&str]) -> WebServerInfo {
+        WebServerInfo {
+            pid,
+            exe: Some(exe.to_owned()),
+            filename: filename.map(str::to_owned),
+            comm: "x".to_owned(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn tracked_web_server_beyond_the_recorded_ancestry() {
+        let mut d = detector();
+        // Double fork: the shell's recorded ancestry is only init, the table kept php-fpm.
+        let mut ev = event(
+            EventType::Exec,
+            T0,
+            process(300, "/usr/bin/dash", "sh", &["sh", "-i"]),
+            vec![systemd()],
+        );
+        ev.web_server = Some(tracked(
+            200,
+            "/usr/sbin/php-fpm8.2",
+            None,
+            &["php-fpm: pool www"],
+        ));
+        let alerts = d.on_event(&ev, 0);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            alerts[0].title,
+            "Shell spawned by web server: /usr/bin/dash (ancestor php-fpm8.2)"
+        );
+        assert_eq!(
+            alerts[0].web_server.as_ref().map(|w| w.pid),
+            Some(200),
+            "carried onto the alert"
+        );
+        // Its connection out, 36 s later, 18 generations down: same verdict.
+        let mut ev = connect(
+            T0,
+            process(400, "/usr/bin/nc.openbsd", "nc", &["nc"]),
+            vec![systemd()],
+            "93.184.216.34",
+            4444,
+        );
+        ev.web_server = Some(tracked(200, "/usr/sbin/php-fpm8.2", None, &[]));
+        let alerts = d.on_event(&ev, 0);
+        assert_eq!(
+            alerts[0].title,
+            "Web server egress: /usr/bin/nc.openbsd -> 93.184.216.34:4444 (descendant of php-fpm8.2)"
+        );
+        assert_eq!(
+            alerts[0].dedup,
+            "webserver_egress:/usr/sbin/php-fpm8.2:/usr/bin/nc.openbsd:93.184.216.34:4444"
+        );
+    }
+
+    #[test]
+    fn web_server_replaced_by_exec_in_place() {
+        let mut d = detector();
+        let mut ev = event(
+            EventType::Exec,
+            T0,
+            process(200, "/usr/bin/dash", "sh", &["sh", "-i"]),
+            vec![systemd()],
+        );
+        ev.filename = Some("/bin/sh".to_owned());
+        ev.web_server = Some(tracked(
+            200,
+            "/usr/sbin/php-fpm8.2",
+            Some("/usr/sbin/php-fpm8.2"),
+            &["php-fpm8.2"],
+        ));
+        let alerts = d.on_event(&ev, 0);
+        assert_eq!(
+            alerts[0].title,
+            "Shell spawned by web server: /usr/bin/dash (in place of php-fpm8.2)"
+        );
+        let mut ev = connect(
+            T0,
+            process(200, "/usr/bin/dash", "sh", &["sh", "-i"]),
+            vec![systemd()],
+            "93.184.216.34",
+            4444,
+        );
+        ev.web_server = Some(tracked(200, "/usr/sbin/php-fpm8.2", None, &["php-fpm8.2"]));
+        assert_eq!(
+            d.on_event(&ev, 0)[0].title,
+            "Web server egress: /usr/bin/dash -> 93.184.216.34:4444 (in place of php-fpm8.2)"
+        );
+        // A shell the policy itself calls a web server is not "under" itself.
+        let mut d = with_policy("web_servers = [\"dash\"]\n");
+        let mut ev = event(
+            EventType::Exec,
+            T0,
+            process(210, "/usr/bin/dash", "sh", &["sh"]),
+            vec![systemd()],
+        );
+        ev.filename = Some("/bin/sh".to_owned());
+        ev.web_server = Some(tracked(210, "/usr/bin/dash", Some("/bin/sh"), &["sh"]));
+        assert!(d.on_event(&ev, 0).is_empty());
+    }
+
+    #[test]
+    fn script_server_by_filename_and_replay_policy() {
+        let mut d = detector();
+        // A gunicorn worker's child connects out: gunicorn runs as python.
+        let gunicorn = tracked(
+            500,
+            "/usr/bin/python3.11",
+            Some("/usr/bin/gunicorn"),
+            &["/usr/bin/python3", "/usr/bin/gunicorn", "app:app"],
+        );
+        let mut ev = connect(
+            T0,
+            process(502, "/usr/bin/curl", "curl", &["curl"]),
+            vec![ancestor(
+                500,
+                "/usr/bin/python3.11",
+                "gunicorn",
+                &["/usr/bin/python3", "/usr/bin/gunicorn"],
+            )],
+            "93.184.216.34",
+            4444,
+        );
+        ev.web_server = Some(gunicorn.clone());
+        let alerts = d.on_event(&ev, 0);
+        assert_eq!(
+            alerts[0].title,
+            "Web server egress: /usr/bin/curl -> 93.184.216.34:4444 (descendant of gunicorn)"
+        );
+        assert_eq!(
+            alerts[0].dedup,
+            "webserver_egress:/usr/bin/gunicorn:/usr/bin/curl:93.184.216.34:4444"
+        );
+        // gunicorn itself connecting out: named by the filename of its recorded self.
+        let mut own = event(
+            EventType::Connect,
+            T0,
+            process(500, "/usr/bin/python3.11", "gunicorn", &["gunicorn"]),
+            vec![systemd()],
+        );
+        own.socket = ev.socket.clone();
+        own.web_server = Some(WebServerInfo {
+            argv: vec!["gunicorn".to_owned()],
+            ..gunicorn.clone()
+        });
+        assert_eq!(
+            d.on_event(&own, 0)[0].title,
+            "Web server egress: /usr/bin/python3.11 -> 93.184.216.34:4444"
+        );
+        // The same pid after exec'ing another python program: the recorded gunicorn is the
+        // program it replaced.
+        own.process.argv = vec!["python3".to_owned(), "-c".to_owned(), "x".to_owned()];
+        own.socket.as_mut().unwrap().remote.as_mut().unwrap().port = 4445;
+        assert_eq!(
+            d.on_event(&own, 0)[0].title,
+            "Web server egress: /usr/bin/python3.11 -> 93.184.216.34:4445 (in place of gunicorn)"
+        );
+        // Replayed under a policy without gunicorn the recorded value does not count.
+        let mut d = with_policy("web_servers = [\"nginx\"]\n");
+        assert!(d.on_event(&ev, 0).is_empty());
+        // The nearest wins: an nginx parent listed in ancestry is nearer than a tracked
+        // web server beyond it.
+        let mut d = detector();
+        let mut ev = connect(
+            T0,
+            process(700, "/usr/bin/curl", "curl", &["curl"]),
+            vec![
+                ancestor(699, "/usr/sbin/nginx", "nginx", &["nginx"]),
+                systemd(),
+            ],
+            "93.184.216.34",
+            4444,
+        );
+        ev.web_server = Some(tracked(10, "/usr/sbin/php-fpm8.2", None, &[]));
+        assert_eq!(
+            d.on_event(&ev, 0)[0].dedup,
+            "webserver_egress:/usr/sbin/nginx:/usr/bin/curl:93.184.216.34:4444"
         );
     }
 }

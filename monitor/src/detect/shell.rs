@@ -1,4 +1,5 @@
-//! `webserver_shell`: an exec of a shell whose ancestry contains a web server. php-fpm's
+//! `webserver_shell`: an exec of a shell under a web server: a descendant of one at any depth,
+//! or a web server that replaced itself with the shell (`execv("/bin/sh")`). php-fpm's
 //! `system()` runs `sh -c -- <cmd>`; the alert carries that argv as executed.
 
 use super::{Finding, RuleId, lineage};
@@ -13,7 +14,8 @@ pub fn judge(policy: &Policy, event: &EventRecord) -> Option<Finding> {
         return None;
     }
     let shell = lineage::shell(policy, &event.process, event.filename.as_deref())?;
-    // Ancestors only: at exec time the process already is the shell.
+    // Not the current program (at exec time the process already is the shell), but a program it
+    // replaced, or an ancestor.
     let web_server = lineage::web_server(policy, event, false)?;
     let subject = Subject {
         exe: Some(shell.exe),
@@ -29,10 +31,10 @@ pub fn judge(policy: &Policy, event: &EventRecord) -> Option<Finding> {
         Some(applet) => format!("{} ({applet})", shell.exe),
         None => shell.exe.to_owned(),
     };
-    let relation = if web_server.depth == 1 {
-        "parent"
-    } else {
-        "ancestor"
+    let relation = match web_server.depth {
+        0 => "in place of",
+        1 => "parent",
+        _ => "ancestor",
     };
     Some(Finding {
         rule: RuleId::WebserverShell,
