@@ -33,7 +33,7 @@ use monitor_common::{CONNECT_TRACKED_THREADS, ErrorSlot, EventKind, Hook, SockEv
 
 use crate::{
     EVENTS,
-    shared::{Res, count_drop, count_error, is_monitor, off},
+    shared::{Res, SyscallMarks, count_drop, count_error, mark_syscall_entry, off},
     sock::{
         TCP_SYN_SENT, emit_from_tracepoint, fill_from_tracepoint, local_port, tracepoint_family,
         tracepoint_oldstate, tracepoint_sk, tracepoint_sport, try_sock_fentry,
@@ -43,8 +43,7 @@ use crate::{
 /// Threads inside connect(2), by `pid_tgid` (value unused). LRU because losing a mark is cheap:
 /// that connect is then reported at SYN_SENT, with port 0.
 #[map(name = "CONNECT_IN_SYSCALL")]
-static CONNECT_IN_SYSCALL: LruHashMap<u64, u8> =
-    LruHashMap::with_max_entries(CONNECT_TRACKED_THREADS, 0);
+static CONNECT_IN_SYSCALL: SyscallMarks = LruHashMap::with_max_entries(CONNECT_TRACKED_THREADS, 0);
 
 /// Connect records parked at SYN_SENT, by `pid_tgid`. A plain hash, not an LRU: an LRU would
 /// evict a waiting record without a trace, whereas a full hash refuses the insert and the record
@@ -191,11 +190,7 @@ pub fn connect_sys_enter_connect(_ctx: TracePointContext) -> u32 {
 }
 
 fn try_connect_sys_enter_connect() -> Res<()> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if is_monitor((pid_tgid >> 32) as u32) {
-        return Ok(());
-    }
-    CONNECT_IN_SYSCALL.insert(pid_tgid, 1, 0)
+    mark_syscall_entry(&CONNECT_IN_SYSCALL)
 }
 
 #[tracepoint]

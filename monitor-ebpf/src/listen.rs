@@ -27,7 +27,7 @@ use monitor_common::{ErrorSlot, EventKind, Hook, LISTEN_TRACKED_THREADS, SockEve
 
 use crate::{
     EVENTS,
-    shared::{Res, count_drop, count_error, is_monitor, off, read_kernel},
+    shared::{Res, SyscallMarks, count_drop, count_error, mark_syscall_entry, off, read_kernel},
     sock::{
         TCP_CLOSE, TCP_LISTEN, emit_from_tracepoint, fill_from_tracepoint, local_port, socket_sk,
         tracepoint_family, tracepoint_sk, try_sock_fentry,
@@ -37,8 +37,7 @@ use crate::{
 /// Threads inside listen(2), by `pid_tgid` (value unused). LRU because losing a mark is cheap:
 /// that listen is then reported at once, as by the plain tracepoint.
 #[map(name = "LISTEN_IN_SYSCALL")]
-static LISTEN_IN_SYSCALL: LruHashMap<u64, u8> =
-    LruHashMap::with_max_entries(LISTEN_TRACKED_THREADS, 0);
+static LISTEN_IN_SYSCALL: SyscallMarks = LruHashMap::with_max_entries(LISTEN_TRACKED_THREADS, 0);
 
 /// Listen records parked at `TCP_LISTEN`, by `pid_tgid`. A plain hash, not an LRU: a full hash
 /// refuses the insert and the record is sent at once instead of being evicted without a trace.
@@ -124,11 +123,7 @@ pub fn listen_sys_enter_listen(_ctx: TracePointContext) -> u32 {
 }
 
 fn try_listen_sys_enter_listen() -> Res<()> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if is_monitor((pid_tgid >> 32) as u32) {
-        return Ok(());
-    }
-    LISTEN_IN_SYSCALL.insert(pid_tgid, 1, 0)
+    mark_syscall_entry(&LISTEN_IN_SYSCALL)
 }
 
 #[tracepoint]

@@ -262,6 +262,12 @@ impl<W: Write> Pipeline<W> {
             }
             RawEvent::Exit(x) => {
                 self.counts.exit += 1;
+                if !self.print_events {
+                    // No rule judges exits: without --events nobody reads the record, so skip
+                    // building it (lookups and ancestry clones on every process exit).
+                    self.table.on_exit(&x.header);
+                    return Ok(());
+                }
                 // Built before the table marks the process exited, with its last identity.
                 let mut rec = self.record(EventType::Exit, &x.header, None);
                 rec.exit_code = Some(x.exit_code);

@@ -85,6 +85,9 @@ pub struct ProcessEntry {
     /// `web_server` is known: set from the parent at fork / the previous program at exec, or
     /// computed by walking the parent chain (entries read from `/proc`).
     lineage_resolved: bool,
+    /// The classifier's verdict on the current program (exe, exec filename), taken when the
+    /// entry is stored: events ask for it on every record, and the program only changes at exec.
+    runs_web_server: bool,
     /// `argv` was copied from the parent at fork and not read since: a forked server child often
     /// rewrites its title (`php-fpm: pool www`, `nginx: worker process`), so the first lookup
     /// re-reads `/proc/<pid>/cmdline` once.
@@ -162,13 +165,21 @@ impl ProcessTable {
     /// first events: values already handed down are not recomputed.
     pub fn set_web_server_classifier(&mut self, classifier: WebServerClassifier) {
         self.classifier = Some(classifier);
-        for e in self.entries.values_mut() {
-            e.lineage_resolved = false;
-            e.web_server = None;
+        let verdicts: Vec<(u32, bool)> = self
+            .entries
+            .values()
+            .map(|e| (e.pid, self.classify(e)))
+            .collect();
+        for (pid, runs_web_server) in verdicts {
+            if let Some(e) = self.entries.get_mut(&pid) {
+                e.runs_web_server = runs_web_server;
+                e.lineage_resolved = false;
+                e.web_server = None;
+            }
         }
     }
 
-    fn is_web_server(&self, e: &ProcessEntry) -> bool {
+    fn classify(&self, e: &ProcessEntry) -> bool {
         self.classifier
             .as_ref()
             .is_some_and(|f| f(e.exe.as_deref(), e.filename.as_deref()))
@@ -180,7 +191,7 @@ impl ProcessTable {
         self.lookup(pid)?;
         self.resolve_web_server(pid);
         let e = self.entries.get(&pid)?;
-        if self.is_web_server(e) {
+        if e.runs_web_server {
             return Some(e.web_server_info());
         }
         e.web_server.as_deref().cloned()
@@ -212,7 +223,7 @@ impl ProcessTable {
             {
                 break;
             }
-            if self.is_web_server(p) {
+            if p.runs_web_server {
                 found = Some(Arc::new(p.web_server_info()));
                 break;
             }
@@ -323,6 +334,7 @@ impl ProcessTable {
                 filename: None,
                 web_server: None,
                 lineage_resolved: false,
+                runs_web_server: false,
                 argv_inherited: false,
                 cgroup_id: None,
                 start_ns: None,
@@ -379,7 +391,7 @@ impl ProcessTable {
         };
         // A web server's child has it as its nearest one; anyone else's child inherits theirs.
         let web_server = match self.get(parent.tgid) {
-            Some(p) if self.is_web_server(p) => Some(Arc::new(p.web_server_info())),
+            Some(p) if p.runs_web_server => Some(Arc::new(p.web_server_info())),
             _ => web_server,
         };
         self.failed.remove(&child);
@@ -396,6 +408,7 @@ impl ProcessTable {
             filename,
             web_server,
             lineage_resolved: true,
+            runs_web_server: false,
             argv_inherited: true,
             cgroup_id: Some(parent.cgroup_id),
             start_ns: Some(parent.ktime_ns),
@@ -453,6 +466,7 @@ impl ProcessTable {
             filename: Some(ev.filename.clone()),
             web_server,
             lineage_resolved,
+            runs_web_server: false,
             argv_inherited: false,
             cgroup_id: Some(h.cgroup_id),
             start_ns,
@@ -466,7 +480,7 @@ impl ProcessTable {
     /// only the copy of its web server parent's that fork handed down (php-fpm's `system()`
     /// child before it execs sh), where the parent stays the nearest, as a title says "parent".
     fn web_server_before_exec(&self, old: &ProcessEntry) -> Option<Arc<WebServerInfo>> {
-        if !self.is_web_server(old) {
+        if !old.runs_web_server {
             return old.web_server.clone();
         }
         match &old.web_server {
@@ -533,6 +547,7 @@ impl ProcessTable {
         }
         self.tick += 1;
         entry.last_used = self.tick;
+        entry.runs_web_server = self.classify(&entry);
         self.entries.insert(entry.pid, entry);
     }
 
@@ -690,6 +705,7 @@ impl ProcFs {
             filename: None,
             web_server: None,
             lineage_resolved: false,
+            runs_web_server: false,
             argv_inherited: false,
             cgroup_id: None,
             start_ns: stat

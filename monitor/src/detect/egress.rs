@@ -21,13 +21,15 @@ pub fn judge(policy: &Policy, event: &EventRecord) -> Option<Finding> {
     // An IPv6 socket reaching ::ffff:a.b.c.d talks to a.b.c.d: judge that.
     let ip = netrange::canonical(remote.ip);
     let port = remote.port;
-    let web_server = lineage::web_server(policy, event, true)?;
+    // Every connect on the host passes here: the cheap destination checks first, lineage (glob
+    // matching over the process, its web server and its ancestry) only for what is left.
     if rule.allowed_ports.iter().any(|r| r.contains(port)) {
         return None;
     }
     if rule.excluded_networks.iter().any(|net| net.contains(ip)) {
         return None;
     }
+    let web_server = lineage::web_server(policy, event, true)?;
     let exe = event.process.exe.as_deref();
     let subject = Subject {
         exe,
