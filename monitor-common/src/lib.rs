@@ -148,6 +148,28 @@ pub enum ErrorSlot {
 }
 pub const ERROR_SLOTS: u32 = 5;
 
+impl ErrorSlot {
+    /// Every slot, in index order.
+    pub const ALL: [Self; ERROR_SLOTS as usize] = [
+        Self::Listen,
+        Self::Connect,
+        Self::Exec,
+        Self::Fork,
+        Self::Exit,
+    ];
+
+    /// The area's name, as the status record's `errors` object keys it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Listen => "listen",
+            Self::Connect => "connect",
+            Self::Exec => "exec",
+            Self::Fork => "fork",
+            Self::Exit => "exit",
+        }
+    }
+}
+
 /// Common prefix of every ring-buffer record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -15,6 +15,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::procfs::{self, vanished};
+
 /// A TCP socket found in LISTEN state at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListeningSocket {
@@ -188,7 +190,10 @@ pub fn scan_listeners() -> Result<Vec<ListeningSocket>, BaselineError> {
 
 /// [`scan_listeners`] over a procfs mounted at `proc_root` (tests point it at a fake tree).
 pub fn scan_listeners_in(proc_root: &Path) -> Result<Vec<ListeningSocket>, BaselineError> {
-    let pids = list_pids(proc_root)?;
+    let pids = procfs::pids(proc_root).map_err(|source| BaselineError::Io {
+        path: proc_root.display().to_string(),
+        source,
+    })?;
 
     // Group processes by network namespace; a namespace's tables are then read once, through the
     // first of its processes that is still there.
@@ -334,27 +339,6 @@ fn find_owners(proc_root: &Path, pids: &[u32], wanted: &HashSet<u64>) -> HashMap
         list.sort_unstable();
     }
     owners
-}
-
-fn list_pids(proc_root: &Path) -> Result<Vec<u32>, BaselineError> {
-    let io = |source| BaselineError::Io {
-        path: proc_root.display().to_string(),
-        source,
-    };
-    let mut pids: Vec<u32> = Vec::new();
-    for entry in fs::read_dir(proc_root).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
-            pids.push(pid);
-        }
-    }
-    pids.sort_unstable();
-    Ok(pids)
-}
-
-/// The process (or one of its descriptors) went away between listing and reading.
-fn vanished(e: &std::io::Error) -> bool {
-    e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
 }
 
 /// Vanished processes are normal; anything else is remembered (the first permission error is

@@ -31,9 +31,9 @@ pub enum DecodeError {
     UnknownProtocol(u16),
 }
 
-/// The common header, decoded.
+/// Who caused an event and when: the wire [`EventHeader`], decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
+pub struct Origin {
     pub kind: EventKind,
     /// `None` when the kernel side wrote a hook number this daemon does not know.
     pub hook: Option<Hook>,
@@ -56,15 +56,15 @@ pub enum SockKind {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct SockRaw {
-    pub header: Header,
+pub struct Sock {
+    pub origin: Origin,
     pub kind: SockKind,
     pub socket: SocketInfo,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExecRaw {
-    pub header: Header,
+pub struct Exec {
+    pub origin: Origin,
     pub old_tid: u32,
     /// The path the kernel executed (`bprm->filename`).
     pub filename: String,
@@ -79,35 +79,35 @@ pub struct ExecRaw {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ForkRaw {
+pub struct Fork {
     /// Describes the parent.
-    pub header: Header,
+    pub origin: Origin,
     pub child_tid: u32,
     /// 0 when the kernel side could not read it.
     pub child_tgid: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExitRaw {
-    pub header: Header,
+pub struct Exit {
+    pub origin: Origin,
     pub exit_code: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum RawEvent {
-    Sock(SockRaw),
-    Exec(ExecRaw),
-    Fork(ForkRaw),
-    Exit(ExitRaw),
+pub enum KernelEvent {
+    Sock(Sock),
+    Exec(Exec),
+    Fork(Fork),
+    Exit(Exit),
 }
 
-impl RawEvent {
-    pub fn header(&self) -> &Header {
+impl KernelEvent {
+    pub fn origin(&self) -> &Origin {
         match self {
-            Self::Sock(e) => &e.header,
-            Self::Exec(e) => &e.header,
-            Self::Fork(e) => &e.header,
-            Self::Exit(e) => &e.header,
+            Self::Sock(e) => &e.origin,
+            Self::Exec(e) => &e.origin,
+            Self::Fork(e) => &e.origin,
+            Self::Exit(e) => &e.origin,
         }
     }
 }
@@ -129,10 +129,10 @@ fn read<T: Copy>(buf: &[u8], what: &'static str) -> Result<T, DecodeError> {
 }
 
 /// Decodes one ring-buffer item.
-pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
+pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
     let raw: EventHeader = read(buf, "event header")?;
     let kind = EventKind::try_from(raw.kind).map_err(DecodeError::UnknownKind)?;
-    let header = decode_header(&raw, kind);
+    let origin = decode_origin(&raw, kind);
     Ok(match kind {
         EventKind::Listen | EventKind::Connect => {
             let ev: SockEvent = read(buf, "socket event")?;
@@ -141,36 +141,36 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
             } else {
                 SockKind::Connect
             };
-            RawEvent::Sock(SockRaw {
-                header,
+            KernelEvent::Sock(Sock {
+                origin,
                 kind: sock_kind,
                 socket: decode_socket(&ev, sock_kind)?,
             })
         }
         EventKind::Exec => {
             let ev: ExecEvent = read(buf, "exec event")?;
-            RawEvent::Exec(decode_exec(&ev, header))
+            KernelEvent::Exec(decode_exec(&ev, origin))
         }
         EventKind::Fork => {
             let ev: ForkEvent = read(buf, "fork event")?;
-            RawEvent::Fork(ForkRaw {
-                header,
+            KernelEvent::Fork(Fork {
+                origin,
                 child_tid: ev.child_tid,
                 child_tgid: ev.child_tgid,
             })
         }
         EventKind::Exit => {
             let ev: ExitEvent = read(buf, "exit event")?;
-            RawEvent::Exit(ExitRaw {
-                header,
+            KernelEvent::Exit(Exit {
+                origin,
                 exit_code: ev.exit_code,
             })
         }
     })
 }
 
-fn decode_header(raw: &EventHeader, kind: EventKind) -> Header {
-    Header {
+fn decode_origin(raw: &EventHeader, kind: EventKind) -> Origin {
+    Origin {
         kind,
         hook: Hook::try_from(raw.hook).ok(),
         ktime_ns: raw.ktime_ns,
@@ -259,10 +259,10 @@ fn ipv4(addr: &[u8; 16]) -> Ipv4Addr {
     Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])
 }
 
-/// Put before an exe path the kernel side could not give whole (`ExecRaw::exe_truncated`).
+/// Put before an exe path the kernel side could not give whole (`Exec::exe_truncated`).
 pub const TRUNCATED_MARK: &str = "…";
 
-fn decode_exec(ev: &ExecEvent, header: Header) -> ExecRaw {
+fn decode_exec(ev: &ExecEvent, origin: Origin) -> Exec {
     let filename = cstr_lossy(clamp(&ev.filename, ev.filename_len, FILENAME_LEN));
     let exe_truncated = ev.flags & monitor_common::EXEC_EXE_TRUNCATED != 0;
     let exe = if ev.flags & EXEC_EXE_RESOLVED != 0 {
@@ -282,8 +282,8 @@ fn decode_exec(ev: &ExecEvent, header: Header) -> ExecRaw {
         None
     };
     let (argv, cut) = split_args(clamp(&ev.args, ev.args_len, ARGS_LEN));
-    ExecRaw {
-        header,
+    Exec {
+        origin,
         old_tid: ev.old_tid,
         filename,
         filename_truncated: ev.flags & EXEC_FILENAME_TRUNCATED != 0,
@@ -416,8 +416,8 @@ mod tests {
         let got = decode(&bytes_of(&ev)).expect("decodes");
         assert_eq!(
             got,
-            RawEvent::Fork(ForkRaw {
-                header: Header {
+            KernelEvent::Fork(Fork {
+                origin: Origin {
                     kind: EventKind::Fork,
                     hook: Some(Hook::TracepointInetSockSetState),
                     ktime_ns: 123_456_789_012,
@@ -444,10 +444,10 @@ mod tests {
             exit_code: 256,
             _pad0: 0,
         };
-        let RawEvent::Exit(e) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Exit(e) = decode(&bytes_of(&ev)).unwrap() else {
             panic!("not an exit")
         };
-        assert_eq!(e.header.comm, "abcdefghijklmnop");
+        assert_eq!(e.origin.comm, "abcdefghijklmnop");
         assert_eq!(e.exit_code, 256);
     }
 
@@ -505,10 +505,10 @@ mod tests {
     fn unknown_hook_is_not_fatal() {
         let mut ev = sock(EventKind::Listen, AF_INET, v4([0, 0, 0, 0]), [0; 16]);
         ev.header.hook = 99;
-        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
-        assert_eq!(s.header.hook, None);
+        assert_eq!(s.origin.hook, None);
     }
 
     #[test]
@@ -531,7 +531,7 @@ mod tests {
             v4([127, 0, 0, 1]),
             v4([9, 9, 9, 9]),
         );
-        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(s.kind, SockKind::Listen);
@@ -564,7 +564,7 @@ mod tests {
             v4([10, 0, 0, 2]),
             v4([192, 168, 1, 20]),
         );
-        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(s.kind, SockKind::Connect);
@@ -584,7 +584,7 @@ mod tests {
         let src: Ipv6Addr = "fe80::1".parse().unwrap();
         let dst: Ipv6Addr = "2001:db8::5".parse().unwrap();
         let ev = sock(EventKind::Connect, AF_INET6, src.octets(), dst.octets());
-        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(s.socket.family, Family::Ipv6);
@@ -598,7 +598,7 @@ mod tests {
         let src: Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
         let dst: Ipv6Addr = "::ffff:127.0.0.2".parse().unwrap();
         let ev = sock(EventKind::Connect, AF_INET6, src.octets(), dst.octets());
-        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(
@@ -612,7 +612,7 @@ mod tests {
     #[test]
     fn ipv6_any_listen_is_not_mapped() {
         let ev = sock(EventKind::Listen, AF_INET6, [0; 16], [0; 16]);
-        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(s.socket.local.ip, "::".parse::<IpAddr>().unwrap());
@@ -625,7 +625,7 @@ mod tests {
     fn ipv4_mapped_listen() {
         let src: Ipv6Addr = "::ffff:10.1.2.3".parse().unwrap();
         let ev = sock(EventKind::Listen, AF_INET6, src.octets(), [0; 16]);
-        let RawEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(s.socket.local.ip, "10.1.2.3".parse::<IpAddr>().unwrap());
@@ -636,7 +636,7 @@ mod tests {
     #[test]
     fn exec_fields_decode_exactly() {
         let ev = exec_event(b"python3\0-m\0http.server\0\x004444\0", EXEC_EXE_RESOLVED);
-        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(e.filename, "/usr/bin/python3");
@@ -649,7 +649,7 @@ mod tests {
     #[test]
     fn exec_exe_only_when_resolved() {
         let ev = exec_event(b"x\0", EXEC_EXE_TRUNCATED);
-        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(e.exe, None);
@@ -663,14 +663,14 @@ mod tests {
         ev.exe = [0; EXE_LEN];
         ev.exe[..tail.len()].copy_from_slice(tail);
         ev.exe_len = tail.len() as u32;
-        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(e.exe.as_deref(), Some("…/d/e/f/binary"));
         assert!(e.exe_truncated);
         // A cut in the middle of a UTF-8 sequence decodes lossily, still marked.
         ev.exe[0] = 0x80;
-        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(e.exe.as_deref(), Some("…\u{fffd}d/e/f/binary"));
@@ -683,7 +683,7 @@ mod tests {
         ev.exe_len = 100_000;
         ev.args_len = 5;
         ev.flags = EXEC_EXE_RESOLVED;
-        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(e.filename, "/usr/bin/python3");
@@ -692,7 +692,7 @@ mod tests {
         // args_len beyond the array reads the whole array and nothing more.
         ev.args = [b'z'; ARGS_LEN];
         ev.args_len = 9999;
-        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
             panic!()
         };
         assert_eq!(e.argv, ["z".repeat(ARGS_LEN)]);
@@ -704,7 +704,7 @@ mod tests {
         for i in 0..40 {
             args.extend_from_slice(format!("a{i}\0").as_bytes());
         }
-        let RawEvent::Exec(e) = decode(&bytes_of(&exec_event(&args, 0))).unwrap() else {
+        let KernelEvent::Exec(e) = decode(&bytes_of(&exec_event(&args, 0))).unwrap() else {
             panic!()
         };
         assert_eq!(e.argv.len(), record::ARGV_MAX);
@@ -715,7 +715,7 @@ mod tests {
         let args: Vec<u8> = (0..32)
             .flat_map(|i| format!("b{i}\0").into_bytes())
             .collect();
-        let RawEvent::Exec(e) = decode(&bytes_of(&exec_event(&args, 0))).unwrap() else {
+        let KernelEvent::Exec(e) = decode(&bytes_of(&exec_event(&args, 0))).unwrap() else {
             panic!()
         };
         assert_eq!(e.argv.len(), 32);
@@ -724,7 +724,7 @@ mod tests {
 
     #[test]
     fn argv_truncated_when_kernel_says_so() {
-        let RawEvent::Exec(e) =
+        let KernelEvent::Exec(e) =
             decode(&bytes_of(&exec_event(b"sh\0-c\0ech", EXEC_ARGS_TRUNCATED))).unwrap()
         else {
             panic!()

@@ -1,22 +1,35 @@
 //! monitor: an eBPF host-security daemon.
 //!
-//! Modules follow the data's trip: [`probes`] loads and attaches the eBPF programs (with
-//! [`btf`] supplying kernel struct offsets) → [`decode`] turns ring-buffer bytes into typed
-//! events → [`clock`] and [`process_table`] add wall time, exe, argv and ancestry →
-//! [`record`] is the JSON contract → [`policy`] + [`detect`] (with [`baseline`] for sockets that
-//! were listening before start-up) raise alerts → [`output`] writes JSON lines. [`daemon`] runs the
-//! live loop; [`replay`] runs recorded events through the same detection code.
+//! Modules follow the data's trip (docs/architecture.md draws it): [`probes`] loads and attaches
+//! the eBPF programs → [`decode`] turns ring-buffer bytes into typed kernel events →
+//! [`process_table`] keeps who is who (seeded through [`procfs`]) → [`enrich`] builds each
+//! event record's context → [`detect`] runs the [`rules`] → [`output`] writes the [`record`]s.
+//! [`pipeline`] chains those stages for one record, [`daemon`] runs the live loop around it, and
+//! [`replay`] feeds recorded events through the same detector. [`baseline`] finds the sockets
+//! that were listening before start-up; [`status`] counts for the status records.
+//!
+//! The policy: [`policy`] loads it; its pieces are [`matcher`] values built by [`validate`], and
+//! each rule declares its own section.
 
 pub mod baseline;
-pub mod btf;
 pub mod clock;
 pub mod daemon;
 pub mod decode;
 pub mod detect;
+pub mod enrich;
+pub mod host;
+pub mod matcher;
 pub mod netrange;
 pub mod output;
+pub mod pipeline;
 pub mod policy;
 pub mod probes;
 pub mod process_table;
+pub mod procfs;
 pub mod record;
 pub mod replay;
+pub mod rules;
+pub mod status;
+#[cfg(test)]
+mod testing;
+pub mod validate;

@@ -121,7 +121,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             report(daemon::run(daemon::Options {
-                events: cli.events,
+                print_events: cli.events,
                 ring_buffer_bytes: cli.ring_buffer_bytes,
                 status_interval: Duration::from_secs(cli.status_interval),
                 policy,

@@ -12,30 +12,26 @@
 //! Every entry also carries the nearest web server of its lineage ([`ProcessEntry::web_server`]),
 //! handed down at fork and kept across exec and exits, so "under a web server" holds at any depth,
 //! after the intermediate processes are gone, after reparenting to init, and for a web server
-//! that replaced itself with another program. What counts as a web server is the policy's call:
-//! [`ProcessTable::set_web_server_classifier`].
+//! that replaced itself with another program. What counts as a web server is the policy's
+//! `web_servers` list ([`ProcessTable::set_web_servers`]), matched by
+//! [`crate::matcher::program_path`] like everywhere else; which web server an event is under is
+//! then the enrich stage's call ([`crate::enrich::lineage`]), from the record this table fills.
 //!
 //! Time inside the table is the kernel's CLOCK_BOOTTIME (event `ktime_ns`; `/proc/<pid>/stat`
 //! start times use the same base), which makes expiry deterministic and testable.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    fs,
-    io::Read as _,
     path::PathBuf,
     sync::Arc,
-    time::{Duration, Instant},
 };
-
-use serde::Serialize;
 
 use crate::{
-    decode::{self, ExecRaw, Header},
-    record::{ANCESTRY_MAX, Ancestor, WebServerInfo},
+    decode::{Exec, Origin},
+    matcher::{ExeGlob, program_path},
+    procfs::{ProcError, ProcFs, ProcProcess},
+    record::{ANCESTRY_MAX, Ancestor, TableStats, WebServerInfo},
 };
-
-/// Whether a program is a web server: `(executable path, exec filename when known)`.
-pub type WebServerClassifier = Box<dyn Fn(Option<&str>, Option<&str>) -> bool + Send>;
 
 /// Default bound on the number of entries.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -46,20 +42,6 @@ pub const EXIT_GRACE_NS: u64 = 30_000_000_000;
 const START_SLACK_NS: u64 = 50_000_000;
 /// Negative lookups remembered before the set is reset.
 const FAILED_LOOKUPS_MAX: usize = 4096;
-/// Longest argument kept from `/proc/<pid>/cmdline`; longer ones are cut and set
-/// `argv_truncated` (any user can run a process with megabytes of arguments).
-pub const PROC_ARG_MAX: usize = 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProcError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot parse {path}: {what}")]
-    Parse { path: PathBuf, what: &'static str },
-}
 
 /// What the table knows about one process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +67,7 @@ pub struct ProcessEntry {
     /// `web_server` is known: set from the parent at fork / the previous program at exec, or
     /// computed by walking the parent chain (entries read from `/proc`).
     lineage_resolved: bool,
-    /// The classifier's verdict on the current program (exe, exec filename), taken when the
+    /// The web-server verdict on the current program (exe, exec filename), taken when the
     /// entry is stored: events ask for it on every record, and the program only changes at exec.
     runs_web_server: bool,
     /// `argv` was copied from the parent at fork and not read since: a forked server child often
@@ -103,6 +85,29 @@ pub struct ProcessEntry {
 }
 
 impl ProcessEntry {
+    /// A process read from `/proc`: its lineage is resolved on first use.
+    pub fn from_proc(p: ProcProcess) -> Self {
+        Self {
+            pid: p.pid,
+            ppid: p.ppid,
+            uid: p.uid,
+            gid: p.gid,
+            comm: p.comm,
+            exe: p.exe,
+            argv: p.argv,
+            argv_truncated: p.argv_truncated,
+            filename: None,
+            web_server: None,
+            lineage_resolved: false,
+            runs_web_server: false,
+            argv_inherited: false,
+            cgroup_id: None,
+            start_ns: p.start_ns,
+            exited_ns: None,
+            last_used: 0,
+        }
+    }
+
     pub fn ancestor(&self) -> Ancestor {
         Ancestor {
             pid: self.pid,
@@ -124,14 +129,6 @@ impl ProcessEntry {
     }
 }
 
-/// For the status record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct TableStats {
-    pub size: usize,
-    pub capacity: usize,
-    pub evicted: u64,
-}
-
 pub struct ProcessTable {
     entries: HashMap<u32, ProcessEntry>,
     /// (pid, exit time) in exit order; items whose entry was replaced since are skipped.
@@ -141,8 +138,8 @@ pub struct ProcessTable {
     tick: u64,
     proc: ProcFs,
     failed: HashSet<u32>,
-    /// `None`: no program is a web server.
-    classifier: Option<WebServerClassifier>,
+    /// The policy's `web_servers` (empty: no program is one).
+    web_servers: Vec<ExeGlob>,
 }
 
 impl ProcessTable {
@@ -156,19 +153,19 @@ impl ProcessTable {
             tick: 0,
             proc: ProcFs::new(proc_root),
             failed: HashSet::new(),
-            classifier: None,
+            web_servers: Vec::new(),
         }
     }
 
-    /// Decides which programs are web servers (the daemon builds it from the policy with
-    /// `detect::lineage::web_server_classifier`). Set it before [`ProcessTable::seed`] and the
-    /// first events: values already handed down are not recomputed.
-    pub fn set_web_server_classifier(&mut self, classifier: WebServerClassifier) {
-        self.classifier = Some(classifier);
+    /// Which programs are web servers: the policy's `web_servers`. Set it before
+    /// [`ProcessTable::seed`] and the first events: values already handed down are not
+    /// recomputed.
+    pub fn set_web_servers(&mut self, web_servers: Vec<ExeGlob>) {
+        self.web_servers = web_servers;
         let verdicts: Vec<(u32, bool)> = self
             .entries
             .values()
-            .map(|e| (e.pid, self.classify(e)))
+            .map(|e| (e.pid, self.runs_web_server(e)))
             .collect();
         for (pid, runs_web_server) in verdicts {
             if let Some(e) = self.entries.get_mut(&pid) {
@@ -179,10 +176,8 @@ impl ProcessTable {
         }
     }
 
-    fn classify(&self, e: &ProcessEntry) -> bool {
-        self.classifier
-            .as_ref()
-            .is_some_and(|f| f(e.exe.as_deref(), e.filename.as_deref()))
+    fn runs_web_server(&self, e: &ProcessEntry) -> bool {
+        program_path(&self.web_servers, e.exe.as_deref(), e.filename.as_deref()).is_some()
     }
 
     /// The nearest web server of `pid`'s lineage, for the event record: the process itself when
@@ -246,8 +241,8 @@ impl ProcessTable {
         let mut n = 0;
         let mut seeded = Vec::new();
         for pid in pids {
-            if let Some(entry) = self.proc.read(pid) {
-                self.insert(entry);
+            if let Some(p) = self.proc.read(pid) {
+                self.insert(ProcessEntry::from_proc(p));
                 seeded.push(pid);
                 n += 1;
             }
@@ -290,7 +285,7 @@ impl ProcessTable {
                 return None;
             }
             match self.proc.read(pid) {
-                Some(entry) => self.insert(entry),
+                Some(p) => self.insert(ProcessEntry::from_proc(p)),
                 None => {
                     if self.failed.len() >= FAILED_LOOKUPS_MAX {
                         self.failed.clear();
@@ -319,7 +314,7 @@ impl ProcessTable {
 
     /// The entry for the process an event came from: looked up (lazily from `/proc`), created from
     /// the header when `/proc` no longer has it, and refreshed with the header's cgroup id.
-    pub fn for_event(&mut self, h: &Header) -> &ProcessEntry {
+    pub fn for_event(&mut self, h: &Origin) -> &ProcessEntry {
         self.expire(h.ktime_ns);
         if self.lookup(h.tgid).is_none() {
             self.insert(ProcessEntry {
@@ -354,7 +349,7 @@ impl ProcessTable {
     }
 
     /// `sched_process_fork`: the child inherits the parent's identity. Threads are ignored.
-    pub fn on_fork(&mut self, parent: &Header, child_tid: u32, child_tgid: u32) {
+    pub fn on_fork(&mut self, parent: &Origin, child_tid: u32, child_tgid: u32) {
         self.expire(parent.ktime_ns);
         let child = if child_tgid != 0 {
             if child_tgid != child_tid {
@@ -418,8 +413,8 @@ impl ProcessTable {
     }
 
     /// `sched_process_exec`: the process now runs a new program.
-    pub fn on_exec(&mut self, ev: &ExecRaw) {
-        let h = &ev.header;
+    pub fn on_exec(&mut self, ev: &Exec) {
+        let h = &ev.origin;
         // The kernel side resolves mm->exe_file; without it /proc/<pid>/exe is the next best
         // source (never comm, which any process can set).
         // A truncated kernel path is only the end of the real one ("…" + tail): /proc has it
@@ -492,7 +487,7 @@ impl ProcessTable {
     }
 
     /// `sched_process_exit` of a whole thread group: kept for [`EXIT_GRACE_NS`], then removed.
-    pub fn on_exit(&mut self, h: &Header) {
+    pub fn on_exit(&mut self, h: &Origin) {
         self.expire(h.ktime_ns);
         if let Some(e) = self.entries.get_mut(&h.tgid)
             && e.exited_ns.is_none()
@@ -547,7 +542,7 @@ impl ProcessTable {
         }
         self.tick += 1;
         entry.last_used = self.tick;
-        entry.runs_web_server = self.classify(&entry);
+        entry.runs_web_server = self.runs_web_server(&entry);
         self.entries.insert(entry.pid, entry);
     }
 
@@ -584,417 +579,21 @@ impl ProcessTable {
     }
 }
 
-/// Reads process facts from a `/proc`-like tree.
-#[derive(Clone, Debug)]
-pub struct ProcFs {
-    root: PathBuf,
-    /// Nanoseconds per clock tick (`/proc/<pid>/stat` start times are in ticks).
-    ns_per_tick: u64,
-}
-
-impl ProcFs {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
-        Self {
-            root: root.into(),
-            ns_per_tick: 1_000_000_000 / hz,
-        }
-    }
-
-    fn path(&self, pid: u32, file: &str) -> PathBuf {
-        self.root.join(pid.to_string()).join(file)
-    }
-
-    /// The numeric entries of the root (thread-group ids).
-    pub fn pids(&self) -> Result<Vec<u32>, ProcError> {
-        let dir = fs::read_dir(&self.root).map_err(|source| ProcError::Io {
-            path: self.root.clone(),
-            source,
-        })?;
-        Ok(dir
-            .filter_map(|d| d.ok()?.file_name().to_str()?.parse().ok())
-            .collect())
-    }
-
-    pub fn exe(&self, pid: u32) -> Option<String> {
-        fs::read_link(self.path(pid, "exe"))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned())
-    }
-
-    /// `/proc/<pid>/cmdline` as arguments. A process that rewrote its title (php-fpm, nginx,
-    /// postgres) pads the old argument area with NULs: trailing NULs are padding, not empty
-    /// arguments.
-    ///
-    /// Bounded like the kernel side's exec record: at most [`monitor_common::ARGS_LEN`] bytes
-    /// are read and each argument is cut at [`PROC_ARG_MAX`] bytes (both set the truncated flag),
-    /// since any user can start a process with megabytes of arguments.
-    pub fn argv(&self, pid: u32) -> Option<(Vec<String>, bool)> {
-        let file = fs::File::open(self.path(pid, "cmdline")).ok()?;
-        let mut raw = Vec::new();
-        // One byte more than kept tells whether there was more.
-        file.take(monitor_common::ARGS_LEN as u64 + 1)
-            .read_to_end(&mut raw)
-            .ok()?;
-        // A non-NUL byte past the cap is a cut argument; NULs there are title padding.
-        let mut truncated = raw.get(monitor_common::ARGS_LEN).is_some_and(|&b| b != 0);
-        raw.truncate(monitor_common::ARGS_LEN);
-        let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        let (mut argv, split_truncated) = decode::split_args(&raw[..end]);
-        truncated |= split_truncated;
-        for arg in &mut argv {
-            if arg.len() > PROC_ARG_MAX {
-                let cut = (0..=PROC_ARG_MAX)
-                    .rev()
-                    .find(|&i| arg.is_char_boundary(i))
-                    .unwrap_or(0);
-                arg.truncate(cut);
-                truncated = true;
-            }
-        }
-        Some((argv, truncated))
-    }
-
-    pub fn tgid_of(&self, tid: u32) -> Option<u32> {
-        let text = fs::read_to_string(self.path(tid, "status")).ok()?;
-        parse_status(&text).tgid
-    }
-
-    /// One process, `None` when it is gone or unreadable. Kernel threads have no exe and an empty
-    /// argv.
-    pub fn read(&self, pid: u32) -> Option<ProcessEntry> {
-        match self.try_read(pid) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                log::trace!("{e}");
-                None
-            }
-        }
-    }
-
-    fn try_read(&self, pid: u32) -> Result<ProcessEntry, ProcError> {
-        let read = |file: &str| {
-            let path = self.path(pid, file);
-            fs::read(&path).map_err(|source| ProcError::Io { path, source })
-        };
-        let stat_bytes = read("stat")?;
-        let stat =
-            parse_stat(&String::from_utf8_lossy(&stat_bytes)).ok_or_else(|| ProcError::Parse {
-                path: self.path(pid, "stat"),
-                what: "no `(comm)` followed by state and ppid",
-            })?;
-        let status = parse_status(&String::from_utf8_lossy(&read("status")?));
-        if status.tgid.is_some_and(|t| t != pid) {
-            return Err(ProcError::Parse {
-                path: self.path(pid, "status"),
-                what: "a thread, not a thread-group leader",
-            });
-        }
-        let (argv, argv_truncated) = self.argv(pid).unwrap_or_default();
-        Ok(ProcessEntry {
-            pid,
-            ppid: stat.ppid,
-            uid: status.uid.unwrap_or(0),
-            gid: status.gid.unwrap_or(0),
-            comm: stat.comm,
-            exe: self.exe(pid),
-            argv,
-            argv_truncated,
-            filename: None,
-            web_server: None,
-            lineage_resolved: false,
-            runs_web_server: false,
-            argv_inherited: false,
-            cgroup_id: None,
-            start_ns: stat
-                .starttime_ticks
-                .map(|t| t.saturating_mul(self.ns_per_tick)),
-            exited_ns: None,
-            last_used: 0,
-        })
-    }
-}
-
-/// The fields of `/proc/<pid>/stat` the table needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProcStat {
-    pub comm: String,
-    pub ppid: u32,
-    pub starttime_ticks: Option<u64>,
-}
-
-/// Parses `pid (comm) state ppid ...`. comm may contain spaces and parentheses, so it spans from
-/// the first `(` to the LAST `)`.
-pub fn parse_stat(line: &str) -> Option<ProcStat> {
-    let open = line.find('(')?;
-    let close = line.rfind(')')?;
-    if close < open {
-        return None;
-    }
-    let comm = line[open + 1..close].to_string();
-    let mut rest = line[close + 1..].split_ascii_whitespace();
-    let _state = rest.next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    // Field 22 (starttime); after comm, state is field 3, so it is the 19th remaining token
-    // counting state as the 1st.
-    let starttime_ticks = rest.nth(17).and_then(|s| s.parse().ok());
-    Some(ProcStat {
-        comm,
-        ppid,
-        starttime_ticks,
-    })
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProcStatus {
-    pub tgid: Option<u32>,
-    /// Real uid / gid (what `bpf_get_current_uid_gid` reports).
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-}
-
-pub fn parse_status(text: &str) -> ProcStatus {
-    let mut st = ProcStatus::default();
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let first = || value.split_ascii_whitespace().next()?.parse().ok();
-        match key {
-            "Tgid" => st.tgid = first(),
-            "Uid" => st.uid = first(),
-            "Gid" => st.gid = first(),
-            _ => {}
-        }
-    }
-    st
-}
-
-/// uid → user name from a passwd file, cached. A miss rereads the file at most every
-/// [`UserNames::REREAD_AFTER`], so users created after start-up get their names.
-pub struct UserNames {
-    path: PathBuf,
-    names: HashMap<u32, String>,
-    loaded: Option<Instant>,
-}
-
-impl UserNames {
-    pub const REREAD_AFTER: Duration = Duration::from_secs(30);
-
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            names: HashMap::new(),
-            loaded: None,
-        }
-    }
-
-    pub fn name(&mut self, uid: u32) -> Option<String> {
-        if let Some(n) = self.names.get(&uid) {
-            return Some(n.clone());
-        }
-        if self
-            .loaded
-            .is_none_or(|t| t.elapsed() >= Self::REREAD_AFTER)
-        {
-            self.reload();
-            return self.names.get(&uid).cloned();
-        }
-        None
-    }
-
-    fn reload(&mut self) {
-        self.loaded = Some(Instant::now());
-        match fs::read_to_string(&self.path) {
-            Ok(text) => self.names = parse_passwd(&text),
-            Err(e) => log::debug!("cannot read {}: {e}", self.path.display()),
-        }
-    }
-}
-
-/// `name:password:uid:gid:...` lines; the first name of a uid wins (as getpwuid does).
-pub fn parse_passwd(text: &str) -> HashMap<u32, String> {
-    let mut names = HashMap::new();
-    for line in text.lines() {
-        let mut f = line.split(':');
-        let (Some(name), Some(_), Some(uid)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        if name.is_empty() || name.starts_with('#') {
-            continue;
-        }
-        if let Ok(uid) = uid.parse() {
-            names.entry(uid).or_insert_with(|| name.to_string());
-        }
-    }
-    names
-}
-
-/// The host name (`gethostname(2)`), lossy UTF-8.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname NUL-terminates when the
-    // name fits, and the last byte stays 0 because we pass one byte less.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
-    if rc != 0 {
-        return String::from("unknown");
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
-    use std::{
-        path::Path,
-        sync::atomic::{AtomicU32, Ordering},
-    };
+    use std::{fs, path::Path};
 
     use monitor_common::EventKind;
 
     use super::*;
+    use crate::testing::{TempDir, fake_proc, origin as hdr};
 
-    /// A scratch directory, removed on drop.
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new() -> Self {
-            static N: AtomicU32 = AtomicU32::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "monitor-pt-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// Writes a synthetic `/proc/<pid>`.
-    fn fake_proc(
-        root: &Path,
-        pid: u32,
-        ppid: u32,
-        comm: &str,
-        exe: Option<&str>,
-        argv: &[&str],
-        start: u64,
-    ) {
-        let d = root.join(pid.to_string());
-        fs::create_dir_all(&d).unwrap();
-        fs::write(
-            d.join("stat"),
-            format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 100 200 1"),
-        )
-        .unwrap();
-        fs::write(
-            d.join("status"),
-            format!("Name:\t{comm}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{ppid}\nUid:\t1000\t0\t0\t0\nGid:\t100\t0\t0\t0\n"),
-        )
-        .unwrap();
-        let mut cmdline = Vec::new();
-        for a in argv {
-            cmdline.extend_from_slice(a.as_bytes());
-            cmdline.push(0);
-        }
-        fs::write(d.join("cmdline"), cmdline).unwrap();
-        if let Some(exe) = exe {
-            std::os::unix::fs::symlink(exe, d.join("exe")).unwrap();
-        }
-    }
-
-    fn hdr(tgid: u32, ppid: u32, comm: &str, ktime_ns: u64) -> Header {
-        Header {
-            kind: EventKind::Fork,
-            hook: None,
-            ktime_ns,
-            tid: tgid,
-            tgid,
-            ppid,
-            uid: 33,
-            gid: 33,
-            cgroup_id: 9,
-            comm: comm.into(),
-        }
-    }
-
-    fn exec(tgid: u32, ppid: u32, comm: &str, exe: &str, argv: &[&str], ktime_ns: u64) -> ExecRaw {
-        let mut header = hdr(tgid, ppid, comm, ktime_ns);
-        header.kind = EventKind::Exec;
-        ExecRaw {
-            header,
-            old_tid: tgid,
-            filename: exe.into(),
-            filename_truncated: false,
-            exe: Some(exe.into()),
-            exe_truncated: false,
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-            argv_truncated: false,
-        }
+    fn exec(tgid: u32, ppid: u32, comm: &str, exe: &str, argv: &[&str], ktime_ns: u64) -> Exec {
+        crate::testing::exec(tgid, ppid, comm, exe, argv, ktime_ns)
     }
 
     fn pids(a: &[Ancestor]) -> Vec<u32> {
         a.iter().map(|a| a.pid).collect()
-    }
-
-    #[test]
-    fn stat_with_spaces_and_parens_in_comm() {
-        let s = parse_stat(
-            "4242 (a) b (c) )) R 17 4242 4242 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 987654 0 0",
-        )
-        .unwrap();
-        assert_eq!(
-            s,
-            ProcStat {
-                comm: "a) b (c) )".into(),
-                ppid: 17,
-                starttime_ticks: Some(987_654)
-            }
-        );
-        assert_eq!(parse_stat("12 (x"), None);
-        assert_eq!(parse_stat("12 )x( S 1"), None);
-        // Old kernels / truncated lines without starttime still give comm and ppid.
-        assert_eq!(parse_stat("1 (init) S 0").unwrap().starttime_ticks, None);
-    }
-
-    #[test]
-    fn status_and_passwd_parsing() {
-        let st = parse_status("Name:\tx\nTgid:\t10\nUid:\t1000\t0\t0\t0\nGid:\t5\t5\t5\t5\n");
-        assert_eq!(
-            st,
-            ProcStatus {
-                tgid: Some(10),
-                uid: Some(1000),
-                gid: Some(5)
-            }
-        );
-        let names = parse_passwd(
-            "root:x:0:0:root:/root:/bin/bash\n# c\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\nbad\ntoor:x:0:0::/:/bin/sh\n",
-        );
-        assert_eq!(names.get(&0).map(String::as_str), Some("root"));
-        assert_eq!(names.get(&33).map(String::as_str), Some("www-data"));
-        assert_eq!(names.len(), 2);
-    }
-
-    #[test]
-    fn user_names_from_file() {
-        let dir = TempDir::new();
-        let path = dir.0.join("passwd");
-        fs::write(
-            &path,
-            "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/a:/bin/sh\n",
-        )
-        .unwrap();
-        let mut u = UserNames::new(&path);
-        assert_eq!(u.name(1000).as_deref(), Some("alice"));
-        assert_eq!(u.name(0).as_deref(), Some("root"));
-        assert_eq!(u.name(4711), None);
     }
 
     #[test]
@@ -1400,7 +999,6 @@ mod tests {
         );
         let args: Vec<String> = std::env::args().take(32).collect();
         assert_eq!(e.argv, args);
-        assert!(!hostname().is_empty());
     }
 
     /// A table that knows php-fpm (pid 100, master, seeded from /proc under init) and classifies
@@ -1422,9 +1020,7 @@ mod tests {
     /// A seeded table over `dir` that classifies with the embedded default policy.
     fn classified_table(dir: &TempDir) -> ProcessTable {
         let mut t = ProcessTable::new(1000, &dir.0);
-        t.set_web_server_classifier(Box::new(crate::detect::lineage::web_server_classifier(
-            &crate::policy::Policy::embedded_default(),
-        )));
+        t.set_web_servers(crate::policy::Policy::embedded_default().web_servers);
         t.seed().unwrap();
         t
     }
@@ -1640,39 +1236,5 @@ mod tests {
         plain.on_fork(&hdr(1, 0, "nginx", S), 5, 5);
         plain.on_exec(&exec(5, 1, "nginx", "/usr/sbin/nginx", &["nginx"], S));
         assert_eq!(plain.web_server(5), None);
-    }
-
-    #[test]
-    fn proc_argv_is_bounded() {
-        let dir = TempDir::new();
-        let long = "A".repeat(5000);
-        let many: Vec<String> = (0..20).map(|_| "B".repeat(300_000 / 20)).collect();
-        let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        fake_proc(&dir.0, 10, 1, "x", Some("/x"), &["x", &long, "y"], 1);
-        fake_proc(&dir.0, 11, 1, "x", Some("/x"), &many, 1);
-        let fs = ProcFs::new(&dir.0);
-        let (argv, truncated) = fs.argv(10).unwrap();
-        assert!(truncated);
-        assert_eq!(argv[0], "x");
-        assert_eq!(argv[1].len(), PROC_ARG_MAX);
-        let (argv, truncated) = fs.argv(11).unwrap();
-        assert!(truncated);
-        assert_eq!(argv.len(), 1, "only the first 2048 bytes are read");
-        assert_eq!(argv[0].len(), PROC_ARG_MAX);
-        // Multi-byte characters are cut on a character boundary.
-        let wide = "é".repeat(700);
-        fake_proc(&dir.0, 12, 1, "x", Some("/x"), &[&wide], 1);
-        let (argv, truncated) = fs.argv(12).unwrap();
-        assert!(truncated);
-        assert_eq!(argv[0], "é".repeat(PROC_ARG_MAX / 2));
-        // A short title with a long NUL padding is not truncated.
-        fs::create_dir_all(dir.0.join("13")).unwrap();
-        let mut padded = b"php-fpm: pool www".to_vec();
-        padded.extend_from_slice(&[0; 4000]);
-        fs::write(dir.0.join("13/cmdline"), padded).unwrap();
-        assert_eq!(
-            fs.argv(13).unwrap(),
-            (vec!["php-fpm: pool www".to_owned()], false)
-        );
     }
 }

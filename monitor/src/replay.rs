@@ -9,15 +9,16 @@
 
 use std::{
     fs::File,
-    io::{self, BufRead, BufReader, Write},
+    io::{self, BufRead, BufReader},
     path::Path,
     sync::Arc,
 };
 
 use crate::{
-    detect::{AlertRecord, Detector},
+    detect::Detector,
+    output::{Output, OutputError},
     policy::{Policy, PolicyError},
-    record::EventRecord,
+    record::{AlertRecord, Record, Recorded},
 };
 
 /// Bad input: an unreadable or malformed events file, or a bad policy. The daemon exits 2 on
@@ -47,25 +48,19 @@ pub fn run(events: &Path, policy: Option<&Path>) -> anyhow::Result<()> {
         Some(path) => Policy::from_file(path).map_err(ReplayError::from)?,
         None => Policy::embedded_default(),
     };
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    let mut write_error = None;
+    let mut out = Output::new(io::stdout().lock());
+    let mut write_error: Option<OutputError> = None;
     replay_file(events, Arc::new(policy), |alert| {
         // Keep the first write failure (a closed pipe) and stop printing.
         if write_error.is_none()
-            && let Err(e) = serde_json::to_writer(&mut out, &alert)
-                .map_err(io::Error::from)
-                .and_then(|()| out.write_all(b"\n"))
+            && let Err(e) = out.write(&Record::Alert(alert))
         {
             write_error = Some(e);
         }
     })?;
-    if let Some(e) = write_error {
-        return Err(anyhow::Error::new(e).context("writing alerts to stdout"));
-    }
-    out.flush()
-        .map_err(|e| anyhow::Error::new(e).context("writing alerts to stdout"))?;
-    Ok(())
+    write_error
+        .map_or_else(|| out.flush(), Err)
+        .map_err(|e| anyhow::Error::new(e).context("writing alerts to stdout"))
 }
 
 /// Every alert a file raises under `policy`, in order.
@@ -112,22 +107,16 @@ pub fn replay_reader(
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| bad(format!("not a JSON record: {e}")))?;
-        match value.get("type").and_then(serde_json::Value::as_str) {
-            Some("event") => {}
-            Some("status") => {
-                if let Some(drops) = value.get("drops").and_then(serde_json::Value::as_u64) {
+        let event = match Recorded::parse(&line).map_err(|e| bad(e.to_string()))? {
+            Recorded::Event(event) => event,
+            Recorded::Status { drops } => {
+                if let Some(drops) = drops {
                     drops_total = drops;
                 }
                 continue;
             }
-            Some("alert") => continue,
-            Some(other) => return Err(bad(format!("unknown record type `{other}`"))),
-            None => return Err(bad("record has no string `type`".to_owned())),
-        }
-        let event: EventRecord =
-            serde_json::from_value(value).map_err(|e| bad(format!("not an event record: {e}")))?;
+            Recorded::Alert => continue,
+        };
         // The detector dedups on event time: a replay with unusable times would not be the
         // same replay twice.
         event

@@ -9,7 +9,11 @@ use std::{
     sync::Arc,
 };
 
-use monitor::{detect::AlertRecord, policy::Policy, replay};
+use monitor::{
+    policy::Policy,
+    record::{AlertRecord, Record},
+    replay,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -210,7 +214,8 @@ fn every_alert_from_the_fixtures_validates_against_the_schema() {
     alerts.extend(check_folder(&fixtures().join("recorded")));
     assert!(!alerts.is_empty());
     for (file, alert) in &alerts {
-        let value = serde_json::to_value(alert).unwrap_or_else(|e| panic!("{e}"));
+        let value =
+            serde_json::to_value(Record::Alert(alert.clone())).unwrap_or_else(|e| panic!("{e}"));
         let errors = schema_errors(&validator, &value);
         assert!(errors.is_empty(), "{file}: {value}\n{errors:#?}");
     }
@@ -223,7 +228,7 @@ fn schema_rejects_broken_alerts() {
         .into_iter()
         .find(|(_, a)| a.socket.is_some())
         .unwrap_or_else(|| panic!("no alert with a socket"));
-    let good = serde_json::to_value(&alert).unwrap_or_else(|e| panic!("{e}"));
+    let good = serde_json::to_value(Record::Alert(alert)).unwrap_or_else(|e| panic!("{e}"));
     assert!(schema_errors(&validator, &good).is_empty());
     type Mutation = (&'static str, fn(&mut serde_json::Value));
     let mutations: [Mutation; 7] = [

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 /// Scenario files (config templates, PHP scripts, helper sources).
 const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
 /// The embedded default policy, from which the test policy is derived.
-const DEFAULT_POLICY: &str = include_str!("../../monitor/src/default_policy.toml");
+const DEFAULT_POLICY: &str = include_str!("../../monitor/src/policy/default_policy.toml");
 /// How long an expected alert may take (the daemon should need milliseconds).
 const ALERT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long we listen for alerts that must NOT come, after the event they would be about.

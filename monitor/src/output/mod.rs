@@ -1,13 +1,23 @@
-//! JSON lines on stdout: the only thing this program ever writes there.
+//! Records out: the only thing this program ever writes to stdout, one line per record.
+//!
+//! [`Output`] owns the writer; an [`Encode`] maps [`Record`] to one line of an output format.
+//! A new format is one file next to [`native`] that implements [`Encode`].
 //!
 //! Records are buffered and flushed once per ring-buffer batch, so a burst costs one `write(2)`
 //! while a single event still reaches the reader within milliseconds. A reader that goes away
 //! (`monitor --events | head`) is reported as [`OutputError::Closed`] so the daemon can stop
 //! cleanly instead of panicking on EPIPE (Rust ignores SIGPIPE, so it arrives as an error).
 
+pub mod native;
+
 use std::io::{self, BufWriter, Write};
 
-use serde::Serialize;
+use crate::record::Record;
+
+/// Maps a record to one line of an output format (without the newline).
+pub trait Encode: Send {
+    fn encode(&self, record: &Record, line: &mut Vec<u8>) -> Result<(), OutputError>;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -29,9 +39,12 @@ impl From<io::Error> for OutputError {
     }
 }
 
-/// A JSON-lines writer (stdout in the daemon, a `Vec<u8>` in tests).
+/// A line writer (stdout in the daemon, a `Vec<u8>` in tests) in one output format.
 pub struct Output<W: Write> {
     out: BufWriter<W>,
+    format: Box<dyn Encode>,
+    /// Reused for every record.
+    line: Vec<u8>,
 }
 
 impl Output<io::Stdout> {
@@ -41,18 +54,26 @@ impl Output<io::Stdout> {
 }
 
 impl<W: Write> Output<W> {
+    /// Native JSON lines.
     pub fn new(w: W) -> Self {
+        Self::with_format(w, Box::new(native::Native))
+    }
+
+    pub fn with_format(w: W, format: Box<dyn Encode>) -> Self {
         Self {
             out: BufWriter::with_capacity(64 * 1024, w),
+            format,
+            line: Vec::with_capacity(4096),
         }
     }
 
     /// Appends one record as a line; call [`Output::flush`] after the batch.
-    pub fn write<T: Serialize + ?Sized>(&mut self, record: &T) -> Result<(), OutputError> {
-        // Serialize first so a failing record never leaves half a line behind.
-        let mut line = serde_json::to_vec(record)?;
-        line.push(b'\n');
-        self.out.write_all(&line)?;
+    pub fn write(&mut self, record: &Record) -> Result<(), OutputError> {
+        // Encode first so a failing record never leaves half a line behind.
+        self.line.clear();
+        self.format.encode(record, &mut self.line)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
         Ok(())
     }
 
@@ -69,6 +90,7 @@ impl<W: Write> Output<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{record::EventType, testing};
 
     struct Broken;
     impl Write for Broken {
@@ -83,26 +105,24 @@ mod tests {
     #[test]
     fn one_line_per_record() {
         let mut o = Output::new(Vec::new());
-        o.write(&serde_json::json!({"type":"status","n":1}))
-            .unwrap();
-        o.write(&serde_json::json!({"type":"event","s":"a\nb"}))
-            .unwrap();
+        let mut process = testing::python();
+        process.argv = vec!["a\nb".to_owned()];
+        let event = testing::event(EventType::Exec, testing::T0, process, vec![]);
+        o.write(&Record::Event(event.clone())).unwrap();
+        o.write(&Record::Event(event)).unwrap();
         o.flush().unwrap();
         let text = String::from_utf8(o.get_ref().clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines,
-            [
-                r#"{"n":1,"type":"status"}"#,
-                r#"{"s":"a\nb","type":"event"}"#
-            ]
-        );
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].starts_with(r#"{"type":"event","#), "{text}");
+        assert!(lines[0].contains(r#""argv":["a\nb"]"#), "{text}");
     }
 
     #[test]
     fn broken_pipe_is_closed() {
         let mut o = Output::new(Broken);
-        o.write(&serde_json::json!({"a":1})).unwrap();
+        let event = testing::event(EventType::Exit, testing::T0, testing::python(), vec![]);
+        o.write(&Record::Event(event)).unwrap();
         assert!(matches!(o.flush(), Err(OutputError::Closed)));
     }
 }

@@ -1,8 +1,13 @@
-//! Who is a web server and what is a shell, judged on executable paths (the kernel's exec record
-//! or `/proc/<pid>/exe`), never on comm: `prctl(PR_SET_NAME)` renames comm at will.
+//! Whose lineage an event is under: the nearest web server of a record (the process itself, a
+//! program it replaced by exec, the `web_server` the process table tracked, or its `ancestry`),
+//! and whether the process is a shell. Judged on executable paths (the kernel's exec record or
+//! `/proc/<pid>/exe`), never on comm: `prctl(PR_SET_NAME)` renames comm at will.
+//!
+//! Both read the record only, so a replay decides exactly as the live daemon did (and, under
+//! another policy, by that policy's lists).
 
 use crate::{
-    policy::{ExeGlob, Policy, basename},
+    matcher::{ExeGlob, basename, matches_any, program_path},
     record::{EventRecord, ProcessInfo},
 };
 
@@ -27,49 +32,22 @@ impl WebServer<'_> {
     }
 }
 
-fn matches_any(list: &[ExeGlob], exe: &str) -> bool {
-    list.iter().any(|g| g.matches(exe))
-}
-
-/// The path by which a program is a web server under `list`: its executable, else the path the
-/// kernel executed (which a script server cannot change later, unlike comm or argv).
-fn server_path<'a>(
-    list: &[ExeGlob],
-    exe: Option<&'a str>,
-    filename: Option<&'a str>,
-) -> Option<&'a str> {
-    exe.into_iter()
-        .chain(filename)
-        .find(|path| matches_any(list, path))
-}
-
-/// Whether a program (executable path, exec filename when known) is a web server under
-/// `policy`, for [`crate::process_table::ProcessTable::set_web_server_classifier`], which tracks
-/// the nearest web server of every process with it. Owns a copy of the policy's patterns.
-pub fn web_server_classifier(
-    policy: &Policy,
-) -> impl Fn(Option<&str>, Option<&str>) -> bool + Send + 'static {
-    let list = policy.web_servers.clone();
-    move |exe, filename| server_path(&list, exe, filename).is_some()
-}
-
 /// The nearest web server among the process itself (when `include_self`), the record's
 /// `web_server` (which the daemon tracks at any depth, through exits, reparenting and exec) and
-/// its `ancestry` (parent first; all older recordings have). Each is judged against `policy` as
-/// it is now, so a replay under another policy decides by its own web server list.
+/// its `ancestry` (parent first; all older recordings have). Each is judged against `list` (the
+/// policy's `web_servers`) as it is now, so a replay under another policy decides by its own.
 ///
 /// `web_server` may be the process's own previous program (depth 0, php-fpm that exec'd a shell
 /// in place): that counts even without `include_self`, which only leaves out the program the
 /// process runs now.
 pub fn web_server<'a>(
-    policy: &Policy,
+    list: &[ExeGlob],
     event: &'a EventRecord,
     include_self: bool,
 ) -> Option<WebServer<'a>> {
-    let list = &policy.web_servers;
     let process = &event.process;
     let own = include_self
-        .then(|| server_path(list, process.exe.as_deref(), event.filename.as_deref()))
+        .then(|| program_path(list, process.exe.as_deref(), event.filename.as_deref()))
         .flatten()
         .map(|exe| WebServer {
             pid: process.pid,
@@ -102,7 +80,7 @@ pub fn web_server<'a>(
                 .position(|a| a.pid == ws.pid)
                 .map_or(event.ancestry.len() + 1, |i| i + 1)
         };
-        let exe = server_path(list, ws.exe.as_deref(), ws.filename.as_deref())?;
+        let exe = program_path(list, ws.exe.as_deref(), ws.filename.as_deref())?;
         Some(WebServer {
             pid: ws.pid,
             exe,
@@ -127,7 +105,7 @@ pub fn web_server<'a>(
 }
 
 /// A shell that an exec started.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shell<'a> {
     /// The executable (the exec's `filename` when the exe path is unknown).
     pub exe: &'a str,
@@ -138,12 +116,12 @@ pub struct Shell<'a> {
 /// Whether the process is a shell: its executable's basename is in the shells list, or it is
 /// busybox running a shell applet (`argv[0]` = `sh`, or `busybox sh ...`).
 pub fn shell<'a>(
-    policy: &Policy,
+    shells: &[ExeGlob],
     process: &'a ProcessInfo,
     filename: Option<&'a str>,
 ) -> Option<Shell<'a>> {
     let exe = process.exe.as_deref().or(filename)?;
-    if matches_any(&policy.shells, exe) {
+    if matches_any(shells, exe) {
         return Some(Shell { exe, applet: None });
     }
     if basename(exe) != "busybox" {
@@ -160,8 +138,7 @@ pub fn shell<'a>(
         first
     };
     // Shell globs name basenames, so match the applet as if it were one.
-    policy
-        .shells
+    shells
         .iter()
         .any(|g| !g.as_str().contains('/') && g.matches(applet))
         .then_some(Shell {
@@ -173,38 +150,19 @@ pub fn shell<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Ancestor, EventType};
+    use crate::{
+        policy::Policy,
+        record::{Ancestor, EventType},
+        testing,
+    };
 
     fn ancestor(pid: u32, exe: &str, comm: &str) -> Ancestor {
-        Ancestor {
-            pid,
-            exe: Some(exe.to_owned()),
-            comm: comm.to_owned(),
-            argv: vec![comm.to_owned()],
-        }
+        testing::ancestor(pid, exe, comm, &[comm])
     }
 
     fn event(exe: &str, comm: &str, ancestry: Vec<Ancestor>) -> EventRecord {
-        EventRecord {
-            record_type: "event".to_owned(),
-            event: EventType::Exec,
-            time: "2026-11-23T05:00:00Z".to_owned(),
-            host: "web1".to_owned(),
-            process: ProcessInfo {
-                pid: 4242,
-                ppid: ancestry.first().map_or(1, |a| a.pid),
-                comm: comm.to_owned(),
-                exe: Some(exe.to_owned()),
-                argv: vec![comm.to_owned()],
-                ..ProcessInfo::default()
-            },
-            filename: None,
-            exit_code: None,
-            socket: None,
-            ancestry,
-            web_server: None,
-            pre_existing: false,
-        }
+        let process = testing::process(4242, exe, comm, &[comm]);
+        testing::event(EventType::Exec, testing::T0, process, ancestry)
     }
 
     #[test]
@@ -229,8 +187,8 @@ mod tests {
         ];
         for (i, chain) in chains.into_iter().enumerate() {
             let ev = event("/usr/bin/nc.openbsd", "nc", chain);
-            let ws =
-                web_server(&p, &ev, true).unwrap_or_else(|| panic!("chain {i}: php-fpm not found"));
+            let ws = web_server(&p.web_servers, &ev, true)
+                .unwrap_or_else(|| panic!("chain {i}: php-fpm not found"));
             assert_eq!(
                 (ws.pid, ws.exe, ws.depth),
                 (900, "/usr/sbin/php-fpm8.2", i + 1)
@@ -250,9 +208,12 @@ mod tests {
                 ancestor(1, "/sbin/init", "init"),
             ],
         );
-        assert_eq!(web_server(&p, &ev, true).map(|w| w.depth), Some(0));
         assert_eq!(
-            web_server(&p, &ev, false).map(|w| (w.exe, w.depth)),
+            web_server(&p.web_servers, &ev, true).map(|w| w.depth),
+            Some(0)
+        );
+        assert_eq!(
+            web_server(&p.web_servers, &ev, false).map(|w| (w.exe, w.depth)),
             Some(("/usr/sbin/nginx", 1))
         );
     }
@@ -269,12 +230,12 @@ mod tests {
                 ancestor(1, "/sbin/init", "init"),
             ],
         );
-        assert_eq!(web_server(&p, &ev, true), None);
+        assert_eq!(web_server(&p.web_servers, &ev, true), None);
         // An ancestor whose exe is unknown is not a web server, whatever its comm.
         let mut unknown = ancestor(700, "", "nginx");
         unknown.exe = None;
         let ev = event("/usr/bin/dash", "sh", vec![unknown]);
-        assert_eq!(web_server(&p, &ev, true), None);
+        assert_eq!(web_server(&p.web_servers, &ev, true), None);
     }
 
     #[test]
@@ -300,7 +261,10 @@ mod tests {
             "/usr/bin/mksh-static",
             "/usr/bin/lksh",
         ] {
-            assert!(shell(&p, &proc_of(exe, &["x"]), None).is_some(), "{exe}");
+            assert!(
+                shell(&p.shells, &proc_of(exe, &["x"]), None).is_some(),
+                "{exe}"
+            );
         }
         for exe in [
             "/usr/bin/python3",
@@ -309,25 +273,37 @@ mod tests {
             "/usr/bin/ssh",
         ] {
             assert_eq!(
-                shell(&p, &proc_of(exe, &["sh"]), None),
+                shell(&p.shells, &proc_of(exe, &["sh"]), None),
                 None,
                 "{exe} with argv[0] sh is not a shell"
             );
         }
         let bb = proc_of("/usr/bin/busybox", &["sh", "-c", "id"]);
-        assert_eq!(shell(&p, &bb, None).and_then(|s| s.applet), Some("sh"));
+        assert_eq!(
+            shell(&p.shells, &bb, None).and_then(|s| s.applet),
+            Some("sh")
+        );
         // The login form: busybox strips the leading '-'.
         let bb = proc_of("/usr/bin/busybox", &["-sh", "-c", "id"]);
-        assert_eq!(shell(&p, &bb, None).and_then(|s| s.applet), Some("sh"));
+        assert_eq!(
+            shell(&p.shells, &bb, None).and_then(|s| s.applet),
+            Some("sh")
+        );
         let bb = proc_of("/bin/busybox", &["/bin/ash"]);
-        assert_eq!(shell(&p, &bb, None).and_then(|s| s.applet), Some("ash"));
+        assert_eq!(
+            shell(&p.shells, &bb, None).and_then(|s| s.applet),
+            Some("ash")
+        );
         let bb = proc_of("/bin/busybox", &["busybox", "sh", "-c", "id"]);
-        assert_eq!(shell(&p, &bb, None).and_then(|s| s.applet), Some("sh"));
+        assert_eq!(
+            shell(&p.shells, &bb, None).and_then(|s| s.applet),
+            Some("sh")
+        );
         let bb = proc_of("/bin/busybox", &["wget", "http://x"]);
-        assert_eq!(shell(&p, &bb, None), None);
+        assert_eq!(shell(&p.shells, &bb, None), None);
         let unknown = ProcessInfo::default();
         assert_eq!(
-            shell(&p, &unknown, Some("/bin/sh")).map(|s| s.exe),
+            shell(&p.shells, &unknown, Some("/bin/sh")).map(|s| s.exe),
             Some("/bin/sh"),
             "filename fallback"
         );

@@ -1,12 +1,10 @@
-//! The JSON records monitor prints: the contract users, SIEM pipelines and `monitor replay` rely on.
-//!
-//! One record per line on stdout, each with `"type"`: `"event"`, `"alert"` or `"status"`. Event
-//! records round-trip through serde so that `monitor replay` can feed recorded `--events` output
-//! through the same detection code as the live daemon.
+//! Event records and the values they share with alerts: the process, its lineage and the socket.
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+use super::is_false;
 
 /// Most arguments kept in `process.argv`; more set `argv_truncated`.
 pub const ARGV_MAX: usize = 32;
@@ -33,12 +31,9 @@ impl EventType {
     }
 }
 
-/// `{"type":"event", ...}`.
+/// `{"type":"event", ...}` (the tag is [`super::Record`]'s).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
-    /// Always `"event"`.
-    #[serde(rename = "type")]
-    pub record_type: String,
     pub event: EventType,
     /// Wall clock, RFC 3339 with nanoseconds, UTC (`2026-11-23T05:00:00.123456789Z`).
     pub time: String,
@@ -66,6 +61,25 @@ pub struct EventRecord {
     /// listen only: the socket was already listening when the monitor started (start-up scan).
     #[serde(default, skip_serializing_if = "is_false")]
     pub pre_existing: bool,
+}
+
+impl EventRecord {
+    /// An event about `process` with no socket, lineage or exec detail yet: the one constructor
+    /// every event record starts from (live events, the start-up baseline, tests).
+    pub fn new(event: EventType, time: String, host: String, process: ProcessInfo) -> Self {
+        Self {
+            event,
+            time,
+            host,
+            process,
+            filename: None,
+            exit_code: None,
+            socket: None,
+            ancestry: Vec::new(),
+            web_server: None,
+            pre_existing: false,
+        }
+    }
 }
 
 /// The process an event or alert is about.
@@ -140,8 +154,4 @@ pub struct SocketInfo {
 pub struct Endpoint {
     pub ip: IpAddr,
     pub port: u16,
-}
-
-pub(crate) fn is_false(b: &bool) -> bool {
-    !*b
 }

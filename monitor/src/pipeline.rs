@@ -1,0 +1,512 @@
+//! The pipeline every ring-buffer record takes, in the order the data flows:
+//! [`decode`] → [`ProcessTable`] → [`Enricher`] → [`Detector`] → [`Output`], with the counts the
+//! status records report ([`status::Board`]). The start-up baseline's listeners enter at the
+//! enrich stage. [`crate::daemon`] drives it from the ring buffer; the unit tests drive it with
+//! wire bytes.
+
+use std::io::Write;
+
+use aya::maps::{MapData, RingBuf};
+use log::debug;
+
+use crate::{
+    baseline, clock,
+    decode::{self, KernelEvent},
+    detect::Detector,
+    enrich::Enricher,
+    output::{Output, OutputError},
+    probes::{Counters, Probes},
+    process_table::ProcessTable,
+    record::{EventRecord, EventType, Record, Status, StatusRecord},
+    status,
+};
+
+/// State of the running daemon, apart from the probes and the ring buffer (kept outside so that
+/// ring-buffer items can be borrowed while this is mutated).
+pub struct Pipeline<W: Write> {
+    /// `--events`: print every event, not only alerts and status records.
+    pub print_events: bool,
+    pub table: ProcessTable,
+    pub enricher: Enricher,
+    pub detector: Detector,
+    pub out: Output<W>,
+    pub board: status::Board,
+    /// The kernel's drop and error counters as last read.
+    pub counters: Counters,
+}
+
+impl<W: Write> Pipeline<W> {
+    pub fn refresh_counters(&mut self, probes: &Probes) {
+        match probes.counters() {
+            Ok(c) => self.counters = c,
+            Err(e) => debug!("cannot read kernel counters: {e}"),
+        }
+    }
+
+    /// Handles up to `max` queued records, then flushes the output. Returns whether records may
+    /// be left.
+    pub fn drain(&mut self, rb: &mut RingBuf<MapData>, max: usize) -> Result<bool, OutputError> {
+        self.enricher.resample_clock();
+        let mut n = 0;
+        while n < max {
+            let Some(item) = rb.next() else {
+                self.out.flush()?;
+                return Ok(false);
+            };
+            n += 1;
+            self.handle(&item)?;
+        }
+        self.out.flush()?;
+        Ok(true)
+    }
+
+    /// One ring-buffer record: decoded, applied to the table, enriched, judged, printed.
+    pub fn handle(&mut self, bytes: &[u8]) -> Result<(), OutputError> {
+        let ev = match decode::decode(bytes) {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.board.decode_errors += 1;
+                debug!("dropping an undecodable {}-byte record: {e}", bytes.len());
+                return Ok(());
+            }
+        };
+        let counts = &mut self.board.events;
+        let record = match ev {
+            KernelEvent::Fork(f) => {
+                counts.fork += 1;
+                self.table.on_fork(&f.origin, f.child_tid, f.child_tgid);
+                return Ok(());
+            }
+            KernelEvent::Exec(e) => {
+                counts.exec += 1;
+                self.table.on_exec(&e);
+                let mut record = self
+                    .enricher
+                    .event(&mut self.table, EventType::Exec, &e.origin);
+                record.filename = Some(e.filename);
+                record
+            }
+            KernelEvent::Exit(x) => {
+                counts.exit += 1;
+                if !self.print_events {
+                    // No rule judges exits: without --events nobody reads the record, so skip
+                    // building it (lookups and ancestry clones on every process exit).
+                    self.table.on_exit(&x.origin);
+                    return Ok(());
+                }
+                // Built before the table marks the process exited, with its last identity.
+                let mut record = self
+                    .enricher
+                    .event(&mut self.table, EventType::Exit, &x.origin);
+                record.exit_code = Some(x.exit_code);
+                self.table.on_exit(&x.origin);
+                record
+            }
+            KernelEvent::Sock(s) => {
+                let kind = match s.kind {
+                    decode::SockKind::Listen => {
+                        counts.listen += 1;
+                        EventType::Listen
+                    }
+                    decode::SockKind::Connect => {
+                        counts.connect += 1;
+                        EventType::Connect
+                    }
+                };
+                let mut record = self.enricher.event(&mut self.table, kind, &s.origin);
+                record.socket = Some(s.socket);
+                record
+            }
+        };
+        self.emit(record)
+    }
+
+    /// Judges the event, prints it (with `--events`), then prints its alerts.
+    fn emit(&mut self, event: EventRecord) -> Result<(), OutputError> {
+        let alerts = self.detector.on_event(&event, self.counters.drops);
+        if self.print_events {
+            self.out.write(&Record::Event(event))?;
+        }
+        for alert in alerts {
+            self.board.alerts += 1;
+            self.out.write(&Record::Alert(alert))?;
+        }
+        Ok(())
+    }
+
+    /// The `started` status record, then the start-up baseline's records: `started` first, so a
+    /// reader knows the daemon is up (and how many pre-existing listeners follow) before any
+    /// record it produced.
+    pub fn start(&mut self, listeners: &[baseline::ListeningSocket]) -> Result<(), OutputError> {
+        let started = self.status(Status::Started, Some(listeners.len()));
+        self.out.write(&Record::Status(started))?;
+        let time = clock::now_rfc3339();
+        for socket in listeners {
+            let record = self
+                .enricher
+                .pre_existing_listener(&mut self.table, socket, &time);
+            self.emit(record)?;
+        }
+        self.out.flush()
+    }
+
+    /// Writes a status record and flushes.
+    pub fn report(&mut self, status: Status) -> Result<(), OutputError> {
+        let record = self.status(status, None);
+        self.out.write(&Record::Status(record))?;
+        self.out.flush()
+    }
+
+    fn status(&self, status: Status, pre_existing_listeners: Option<usize>) -> StatusRecord {
+        self.board.record(
+            status,
+            status::Now {
+                time: clock::now_rfc3339(),
+                host: self.enricher.host(),
+                kernel: &self.counters,
+                table: self.table.stats(),
+                dedup: self.detector.status(),
+            },
+            pre_existing_listeners,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, sync::Arc};
+
+    use monitor_common::{
+        AF_INET6, ARGS_LEN, EXE_LEN, EXEC_EXE_RESOLVED, EventKind, ExecEvent, ExitEvent,
+        FILENAME_LEN, ForkEvent, IPPROTO_TCP, SockEvent,
+    };
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::{
+        clock::Clock,
+        enrich::main_owner,
+        host::UserNames,
+        policy::Policy,
+        testing::{TempDir, bytes_of, fake_proc, origin, wire_header},
+    };
+
+    fn exec_bytes(
+        tgid: u32,
+        ppid: u32,
+        comm: &str,
+        exe: Option<&str>,
+        filename: &str,
+        args: &[&str],
+    ) -> Vec<u8> {
+        let mut ev = ExecEvent {
+            header: wire_header(EventKind::Exec, tgid, ppid, comm, 2_000_000_000),
+            old_tid: tgid,
+            flags: if exe.is_some() { EXEC_EXE_RESOLVED } else { 0 },
+            filename_len: filename.len() as u32,
+            exe_len: exe.map_or(0, |e| e.len() as u32),
+            args_len: 0,
+            _pad0: 0,
+            filename: [0; FILENAME_LEN],
+            exe: [0; EXE_LEN],
+            args: [0; ARGS_LEN],
+        };
+        ev.filename[..filename.len()].copy_from_slice(filename.as_bytes());
+        if let Some(exe) = exe {
+            ev.exe[..exe.len()].copy_from_slice(exe.as_bytes());
+        }
+        let mut n = 0;
+        for a in args {
+            ev.args[n..n + a.len()].copy_from_slice(a.as_bytes());
+            n += a.len() + 1;
+        }
+        ev.args_len = n as u32;
+        bytes_of(&ev)
+    }
+
+    struct Fixture {
+        p: Pipeline<Vec<u8>>,
+        _dir: TempDir,
+    }
+
+    /// A pipeline over a synthetic /proc holding pid 1 and an nginx (pid 100), and a passwd
+    /// file naming uid 33.
+    fn fixture(print_events: bool) -> Fixture {
+        let dir = TempDir::new();
+        let proc_root = dir.path().join("proc");
+        fake_proc(
+            &proc_root,
+            1,
+            0,
+            "init",
+            Some("/sbin/init"),
+            &["/sbin/init"],
+            1,
+        );
+        fake_proc(
+            &proc_root,
+            100,
+            1,
+            "nginx",
+            Some("/usr/sbin/nginx"),
+            &["nginx: worker process"],
+            1,
+        );
+        fs::write(
+            dir.path().join("passwd"),
+            "www-data:x:33:33::/var/www:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        let policy = Policy::embedded_default();
+        let mut table = ProcessTable::new(1000, proc_root);
+        table.set_web_servers(policy.web_servers.clone());
+        table.seed().unwrap();
+        let p = Pipeline {
+            print_events,
+            table,
+            enricher: Enricher::new(
+                "web1".into(),
+                UserNames::new(dir.path().join("passwd")),
+                Clock::with_offset(1_795_410_000_000_000_000),
+            ),
+            detector: Detector::new(Arc::new(policy)),
+            out: Output::new(Vec::new()),
+            board: status::Board {
+                ring_buffer_bytes: 4096,
+                policy_source: "embedded default".into(),
+                ..status::Board::default()
+            },
+            counters: Counters::default(),
+        };
+        Fixture { p, _dir: dir }
+    }
+
+    fn events(p: &mut Pipeline<Vec<u8>>) -> Vec<Value> {
+        p.out.flush().unwrap();
+        String::from_utf8(p.out.get_ref().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["type"] == "event")
+            .collect()
+    }
+
+    #[test]
+    fn web_shell_chain_becomes_event_records() {
+        let mut f = fixture(true);
+        let p = &mut f.p;
+        // nginx forks; the child execs sh; sh connects to an IPv4-mapped address; sh exits.
+        p.handle(&bytes_of(&ForkEvent {
+            header: wire_header(EventKind::Fork, 100, 1, "nginx", 1_000_000_000),
+            child_tid: 200,
+            child_tgid: 200,
+        }))
+        .unwrap();
+        p.handle(&exec_bytes(
+            200,
+            100,
+            "sh",
+            Some("/usr/bin/dash"),
+            "/bin/sh",
+            &["sh", "-c", "id"],
+        ))
+        .unwrap();
+        let dst: std::net::Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
+        p.handle(&bytes_of(&SockEvent {
+            header: wire_header(EventKind::Connect, 200, 100, "sh", 3_000_000_000),
+            family: AF_INET6,
+            protocol: IPPROTO_TCP,
+            sport: 40000,
+            dport: 4444,
+            saddr: dst.octets(),
+            daddr: dst.octets(),
+        }))
+        .unwrap();
+        p.handle(&bytes_of(&ExitEvent {
+            header: wire_header(EventKind::Exit, 200, 100, "sh", 4_000_000_000),
+            exit_code: 256,
+            _pad0: 0,
+        }))
+        .unwrap();
+
+        let ev = events(p);
+        let kinds: Vec<&str> = ev.iter().map(|v| v["event"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["exec", "connect", "exit"], "fork is not printed");
+        let nginx = json!({"pid":100,"exe":"/usr/sbin/nginx","comm":"nginx","argv":["nginx: worker process"]});
+        let init = json!({"pid":1,"exe":"/sbin/init","comm":"init","argv":["/sbin/init"]});
+        let sh = json!({"pid":200,"ppid":100,"uid":33,"gid":33,"user":"www-data","comm":"sh",
+                        "exe":"/usr/bin/dash","argv":["sh","-c","id"],"cgroup_id":4242});
+        assert_eq!(
+            ev[0],
+            json!({"type":"event","event":"exec","time":"2026-11-23T05:00:02.000000000Z","host":"web1",
+                   "process":sh,"filename":"/bin/sh","socket":null,"ancestry":[nginx, init],
+                   "web_server":nginx})
+        );
+        assert_eq!(
+            ev[1],
+            json!({"type":"event","event":"connect","time":"2026-11-23T05:00:03.000000000Z","host":"web1",
+                   "process":sh,"socket":{"protocol":"tcp","family":"ipv6",
+                        "local":{"ip":"127.0.0.1","port":40000},"remote":{"ip":"127.0.0.1","port":4444},
+                        "mapped_ipv4":true},
+                   "ancestry":[nginx, init],"web_server":nginx})
+        );
+        assert_eq!(ev[2]["exit_code"], 256);
+        assert_eq!(ev[2]["process"], sh);
+        let c = p.board.events;
+        assert_eq!(
+            (c.fork, c.exec, c.connect, c.exit, c.listen),
+            (1, 1, 1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn exe_is_never_taken_from_comm() {
+        let mut f = fixture(true);
+        // An exec the kernel could not resolve, of a pid /proc does not have: exe stays null.
+        f.p.handle(&exec_bytes(300, 1, "nginx", None, "/tmp/x", &["nginx"]))
+            .unwrap();
+        let ev = events(&mut f.p);
+        assert_eq!(ev[0]["process"]["exe"], Value::Null);
+        assert_eq!(ev[0]["process"]["comm"], "nginx");
+        assert_eq!(ev[0]["filename"], "/tmp/x");
+    }
+
+    #[test]
+    fn without_events_flag_nothing_but_counts() {
+        let mut f = fixture(false);
+        f.p.handle(&exec_bytes(
+            300,
+            1,
+            "id",
+            Some("/usr/bin/id"),
+            "/usr/bin/id",
+            &["id"],
+        ))
+        .unwrap();
+        assert!(events(&mut f.p).is_empty());
+        assert_eq!(f.p.board.events.exec, 1);
+    }
+
+    #[test]
+    fn undecodable_records_are_counted_not_fatal() {
+        let mut f = fixture(true);
+        f.p.handle(&[1, 2, 3]).unwrap();
+        let mut h = bytes_of(&wire_header(EventKind::Exit, 1, 0, "x", 0));
+        h[0] = 99;
+        f.p.handle(&h).unwrap();
+        assert_eq!(f.p.board.decode_errors, 2);
+        assert!(events(&mut f.p).is_empty());
+        let status =
+            serde_json::to_value(Record::Status(f.p.status(Status::Running, None))).unwrap();
+        assert_eq!(status["type"], "status");
+        assert_eq!(status["status"], "running");
+        assert_eq!(status["errors"]["decode"], 2);
+        assert_eq!(
+            status["events"],
+            json!({"listen":0,"connect":0,"exec":0,"fork":0,"exit":0})
+        );
+        assert_eq!(status["process_table"]["size"], 2);
+        assert_eq!(status["policy"], "embedded default");
+        assert!(status.get("pre_existing_listeners").is_none());
+    }
+
+    #[test]
+    fn main_owner_prefers_the_master() {
+        let mut f = fixture(true);
+        // Workers 201 and 202 forked by master 100 share its socket.
+        for child in [201, 202] {
+            f.p.table.on_fork(&origin(100, 1, "nginx", 1), child, child);
+        }
+        assert_eq!(main_owner(&[202, 100, 201], &f.p.table), Some(100));
+        assert_eq!(main_owner(&[202, 201], &f.p.table), Some(201));
+        assert_eq!(main_owner(&[], &f.p.table), None);
+    }
+
+    fn records(p: &mut Pipeline<Vec<u8>>) -> Vec<Value> {
+        p.out.flush().unwrap();
+        String::from_utf8(p.out.get_ref().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn started_comes_before_the_baseline_records() {
+        let mut f = fixture(true);
+        let sockets = [baseline::ListeningSocket {
+            inode: 1,
+            netns: 1,
+            local: "0.0.0.0:4444".parse().unwrap(),
+            family_v6: false,
+            uid: 33,
+            owners: vec![100],
+        }];
+        f.p.start(&sockets).unwrap();
+        let out = records(&mut f.p);
+        let kinds: Vec<(&str, &str)> = out
+            .iter()
+            .map(|v| {
+                (
+                    v["type"].as_str().unwrap(),
+                    v["status"].as_str().or(v["event"].as_str()).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("status", "started"),
+                ("event", "listen"),
+                ("alert", "listen")
+            ]
+        );
+        assert_eq!(out[0]["pre_existing_listeners"], 1);
+        assert_eq!(out[1]["pre_existing"], true);
+        // nginx is itself the web server of its own records.
+        assert_eq!(out[1]["web_server"]["pid"], 100);
+    }
+
+    #[test]
+    fn double_forked_shell_keeps_its_web_server() {
+        let mut f = fixture(true);
+        let p = &mut f.p;
+        let fork = |parent: u32, ppid: u32, comm: &str, child: u32, t: u64| {
+            bytes_of(&ForkEvent {
+                header: wire_header(EventKind::Fork, parent, ppid, comm, t),
+                child_tid: child,
+                child_tgid: child,
+            })
+        };
+        // nginx → 200 → 300; 200 exits; 300 (reparented: header ppid 1) execs sh.
+        p.handle(&fork(100, 1, "nginx", 200, 1_000_000_000))
+            .unwrap();
+        p.handle(&fork(200, 100, "nginx", 300, 1_100_000_000))
+            .unwrap();
+        p.handle(&bytes_of(&ExitEvent {
+            header: wire_header(EventKind::Exit, 200, 100, "nginx", 1_200_000_000),
+            exit_code: 0,
+            _pad0: 0,
+        }))
+        .unwrap();
+        p.handle(&exec_bytes(
+            300,
+            1,
+            "sh",
+            Some("/usr/bin/dash"),
+            "/bin/sh",
+            &["sh", "-i"],
+        ))
+        .unwrap();
+        let out = records(p);
+        let exec = out
+            .iter()
+            .find(|v| v["type"] == "event" && v["event"] == "exec")
+            .unwrap();
+        assert_eq!(exec["ancestry"][0]["pid"], 200);
+        assert_eq!(exec["web_server"]["pid"], 200);
+        let alert = out.iter().find(|v| v["type"] == "alert").unwrap();
+        assert_eq!(alert["rule"], "webserver_shell");
+        assert_eq!(alert["web_server"]["exe"], "/usr/sbin/nginx");
+    }
+}

@@ -1,0 +1,287 @@
+//! Attaching: loads the object with its globals and walks the probe table, trying each hook's
+//! attachments in order and recording what took and why the others did not (the status
+//! record's `hooks`).
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    programs::{FEntry, TracePoint},
+};
+use log::{debug, info, warn};
+use monitor_common::{GLOBAL_KERNEL_OFFSETS, GLOBAL_MONITOR_TGID, KernelOffsets, MAP_EVENTS};
+
+use super::{
+    EBPF_OBJECT, ProbeError, ProbeOptions,
+    table::{Attach, PROBE_TABLE},
+};
+use crate::record::{AttachReport, HookStatus, Refusal};
+
+/// An attachment that took: the label the report shows, and the optional part that did not take.
+#[derive(Debug)]
+struct Took {
+    label: String,
+    refused: Option<Refusal>,
+}
+
+/// Loads the object with these globals and walks the probe table. Fails when a logical hook has
+/// no working attachment (dropping the half-attached `Ebpf` detaches the rest).
+pub(super) fn attach_all(
+    opts: &ProbeOptions,
+    btf: Option<&Btf>,
+    offsets: &KernelOffsets,
+) -> Result<(Ebpf, AttachReport), ProbeError> {
+    let mut loader = EbpfLoader::new();
+    loader
+        .btf(btf)
+        .map_max_entries(MAP_EVENTS, opts.ring_buffer_bytes)
+        .override_global(GLOBAL_MONITOR_TGID, &opts.monitor_tgid, true)
+        .override_global(GLOBAL_KERNEL_OFFSETS, offsets, true);
+    let mut ebpf = loader.load(EBPF_OBJECT)?;
+
+    let mut report = AttachReport::new();
+    for &(hook, attaches) in PROBE_TABLE {
+        let mut status = HookStatus::default();
+        for &attach in attaches {
+            match try_attach(&mut ebpf, attach, btf, offsets) {
+                Ok(took) => {
+                    if let Some(refusal) = took.refused {
+                        warn!("{hook}: {} refused: {}", refusal.hook, refusal.error);
+                        status.refused.push(refusal);
+                    }
+                    status.attached = Some(took.label);
+                    break;
+                }
+                Err(error) => {
+                    debug!("{hook}: {} refused: {error}", attach.label());
+                    status.refused.push(Refusal {
+                        hook: attach.label(),
+                        error,
+                    });
+                }
+            }
+        }
+        match &status.attached {
+            Some(label) => info!("{hook}: attached {label}"),
+            None => {
+                let refused = status
+                    .refused
+                    .iter()
+                    .map(|r| format!("{}: {}", r.hook, r.error))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(ProbeError::NoAttachment { hook, refused });
+            }
+        }
+        report.insert(hook.to_owned(), status);
+    }
+    Ok((ebpf, report))
+}
+
+/// Loads and attaches one program (and its companions); the error text is what the report shows.
+fn try_attach(
+    ebpf: &mut Ebpf,
+    attach: Attach,
+    btf: Option<&Btf>,
+    offsets: &KernelOffsets,
+) -> Result<Took, String> {
+    let mut took = Took {
+        label: attach.label(),
+        refused: None,
+    };
+    match attach {
+        Attach::FEntry { program, function } => {
+            let btf = btf.ok_or("kernel BTF unavailable")?;
+            if offsets.sock_valid != 1 {
+                return Err(sock_offsets_unavailable(offsets, ""));
+            }
+            let prog: &mut FEntry = ebpf
+                .program_mut(program)
+                .ok_or_else(|| format!("program {program} missing from the object"))?
+                .try_into()
+                .map_err(error_chain)?;
+            prog.load(function, btf).map_err(error_chain)?;
+            prog.attach().map_err(error_chain)?;
+        }
+        Attach::TracePoint {
+            program,
+            category,
+            name,
+        } => attach_tracepoint(ebpf, program, category, name)?,
+        Attach::TracePointInSyscall {
+            program,
+            category,
+            name,
+            syscall,
+            enter,
+            exit,
+            hasten,
+        } => {
+            if offsets.sock_valid != 1 {
+                return Err(sock_offsets_unavailable(
+                    offsets,
+                    " (needed to read the port when the syscall returns)",
+                ));
+            }
+            let enter_tp = format!("sys_enter_{syscall}");
+            let exit_tp = format!("sys_exit_{syscall}");
+            // Exit before enter: a thread that sys_enter marks must be seen leaving, or the
+            // record parked for it would wait for the thread's next call.
+            let attached = attach_tracepoint(ebpf, exit, "syscalls", &exit_tp)
+                .map_err(|e| format!("tracepoint:syscalls:{exit_tp}: {e}"))
+                .and_then(|()| {
+                    attach_tracepoint(ebpf, enter, "syscalls", &enter_tp)
+                        .map_err(|e| format!("tracepoint:syscalls:{enter_tp}: {e}"))
+                })
+                .and_then(|()| {
+                    attach_tracepoint(ebpf, program, category, name)
+                        .map_err(|e| format!("tracepoint:{category}:{name}: {e}"))
+                });
+            if let Err(e) = attached {
+                // Detach and unload whatever took, so the next attachment in the table (the
+                // same tracepoint without the brackets) can load the program afresh.
+                for p in [program, enter, exit] {
+                    unload_tracepoint(ebpf, p);
+                }
+                return Err(e);
+            }
+            if let Some(c) = hasten {
+                match attach_tracepoint(ebpf, c.program, c.category, c.name) {
+                    Ok(()) => took.label = format!("{}+{}:{}", took.label, c.category, c.name),
+                    Err(error) => {
+                        unload_tracepoint(ebpf, c.program);
+                        took.refused = Some(Refusal {
+                            hook: c.label(),
+                            error,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    // How close a program is to the verifier's 1M-instruction budget, for whoever grows it next.
+    for program in attach.programs() {
+        if let Some(Ok(info)) = ebpf.program(program).map(|p| p.info()) {
+            debug!(
+                "{program}: verifier processed {:?} instructions",
+                info.verified_instruction_count()
+            );
+        }
+    }
+    Ok(took)
+}
+
+/// Why an attachment that reads `struct sock` is skipped: the offsets were not found, or they
+/// were found and then switched off by the degraded reload (`skc_family` is never 0 once found:
+/// `sock_common` starts with the addresses).
+fn sock_offsets_unavailable(offsets: &KernelOffsets, needed_for: &str) -> String {
+    if offsets.skc_family != 0 {
+        format!("struct sock offsets switched off after a verifier refusal{needed_for}")
+    } else {
+        format!("struct sock offsets not found in BTF{needed_for}")
+    }
+}
+
+/// Loads one tracepoint program and attaches it to `category:name`.
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    category: &str,
+    name: &str,
+) -> Result<(), String> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?
+        .try_into()
+        .map_err(error_chain)?;
+    prog.load().map_err(error_chain)?;
+    prog.attach(category, name).map_err(error_chain)?;
+    Ok(())
+}
+
+/// Detaches and unloads a tracepoint program if it was loaded (best effort: used on a path that
+/// is already failing, so a second error is only logged).
+fn unload_tracepoint(ebpf: &mut Ebpf, program: &str) {
+    let Some(prog) = ebpf.program_mut(program) else {
+        return;
+    };
+    let Ok(prog) = <&mut TracePoint>::try_from(prog) else {
+        return;
+    };
+    if prog.fd().is_ok()
+        && let Err(e) = prog.unload()
+    {
+        debug!("unloading {program}: {}", error_chain(e));
+    }
+}
+
+/// "outer: inner: innermost" — aya's errors keep the errno in their sources. A verifier log, if
+/// any, is left out of the report (it can be megabytes) and goes to the debug log instead.
+fn error_chain(e: impl std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    if let Some((head, log)) = text.split_once("Verifier output:") {
+        debug!("verifier output: {log}");
+        text = head.trim_end().to_owned();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::{PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE};
+
+    use super::*;
+
+    #[test]
+    fn refusal_report_serializes_as_the_status_record_expects() {
+        let mut report = AttachReport::new();
+        report.insert(
+            "listen".to_owned(),
+            HookStatus {
+                attached: Some(
+                    Attach::TracePoint {
+                        program: PROG_LISTEN_INET_SOCK_SET_STATE,
+                        category: "sock",
+                        name: "inet_sock_set_state",
+                    }
+                    .label(),
+                ),
+                refused: vec![Refusal {
+                    hook: Attach::FEntry {
+                        program: PROG_LISTEN_INET_LISTEN,
+                        function: "inet_listen",
+                    }
+                    .label(),
+                    error: "EPERM".to_owned(),
+                }],
+            },
+        );
+        let json = serde_json::to_value(&report).expect("serializable");
+        assert_eq!(
+            json,
+            serde_json::json!({"listen": {"attached": "tracepoint:sock:inet_sock_set_state",
+                "refused": [{"hook": "fentry:inet_listen", "error": "EPERM"}]}})
+        );
+    }
+
+    #[test]
+    fn sock_offsets_refusal_says_whether_they_were_found() {
+        let missing = sock_offsets_unavailable(&KernelOffsets::UNKNOWN, "");
+        assert_eq!(missing, "struct sock offsets not found in BTF");
+        let switched_off = KernelOffsets {
+            skc_family: 16,
+            ..KernelOffsets::UNKNOWN
+        };
+        assert!(
+            sock_offsets_unavailable(&switched_off, " (x)")
+                .starts_with("struct sock offsets switched off after a verifier refusal"),
+        );
+    }
+}

@@ -1,0 +1,493 @@
+//! Loading and attaching the eBPF programs.
+//!
+//! The embedded object is loaded with the ring buffer sized from the command line and two
+//! globals set: the daemon's own tgid (ignored by every hook) and the kernel struct offsets
+//! ([`offsets`], from BTF by [`btf`]). Then the [`table`] of probes is walked ([`attach`]): each
+//! logical hook tries its preferred attachment (fentry, cheapest and richest) and falls back to
+//! the tracepoint, recording what took and why the others did not — the status record publishes
+//! that as `hooks`.
+
+mod attach;
+pub mod btf;
+mod offsets;
+mod table;
+
+use aya::{
+    Btf, Ebpf,
+    maps::{MapData, PerCpuArray, RingBuf},
+};
+use log::{debug, warn};
+use monitor_common::{ERROR_SLOTS, KernelOffsets, MAP_DROPS, MAP_ERRORS, MAP_EVENTS};
+
+use crate::record::{AttachReport, Refusal};
+
+/// The eBPF object built by `build.rs` (aya-build) from `monitor-ebpf`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "ring buffer size {0} is invalid: it must be a power of two and a multiple of the page size ({1})"
+    )]
+    RingBufferSize(u32, u64),
+    #[error("loading the eBPF object failed (the daemon needs root, or CAP_BPF + CAP_PERFMON)")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF map {0} is missing from the object (or was already taken)")]
+    MissingMap(&'static str),
+    #[error("eBPF map error")]
+    Map(#[from] aya::maps::MapError),
+    #[error("no attachment worked for hook {hook}: {refused}")]
+    NoAttachment { hook: &'static str, refused: String },
+}
+
+/// Options fixed at load time.
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// Size of the ring buffer in bytes (power of two, multiple of the page size).
+    pub ring_buffer_bytes: u32,
+    /// Thread-group id the kernel side ignores (the daemon's own).
+    pub monitor_tgid: u32,
+}
+
+/// Kernel-side counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Events lost because the ring buffer was full.
+    pub drops: u64,
+    /// Failures inside the eBPF programs, indexed by `monitor_common::ErrorSlot`.
+    pub errors: [u64; monitor_common::ERROR_SLOTS as usize],
+}
+
+/// The loaded and attached programs. Dropping it detaches everything.
+pub struct Probes {
+    ebpf: Ebpf,
+    report: AttachReport,
+    offsets: KernelOffsets,
+}
+
+impl Probes {
+    /// Loads the embedded object, sets globals, attaches every hook (preferred first, then
+    /// fallback). Fails only when a hook has no working attachment at all.
+    pub fn load(opts: &ProbeOptions) -> Result<Self, ProbeError> {
+        let page = page_size();
+        let size = opts.ring_buffer_bytes;
+        if !size.is_power_of_two() || u64::from(size) % page != 0 {
+            return Err(ProbeError::RingBufferSize(size, page));
+        }
+        bump_memlock_rlimit();
+
+        let btf = match Btf::from_sys_fs() {
+            Ok(btf) => Some(btf),
+            Err(e) => {
+                warn!("kernel BTF unavailable ({e}): fentry hooks will be skipped");
+                None
+            }
+        };
+        let offsets = offsets::load_offsets();
+
+        match attach::attach_all(opts, btf.as_ref(), &offsets) {
+            Ok((ebpf, report)) => Ok(Self {
+                ebpf,
+                report,
+                offsets,
+            }),
+            // The programs that follow kernel pointers are the big ones; if a verifier refuses
+            // them, load again with every offset group marked invalid (the verifier then prunes
+            // those paths as dead code, `KERNEL_OFFSETS` being read-only data) rather than run
+            // blind. The socket group goes too: a refusal caused by a socket read would otherwise
+            // come back on the second load.
+            Err(ProbeError::NoAttachment { hook, refused })
+                if offsets.valid == 1 || offsets.sock_valid == 1 =>
+            {
+                warn!(
+                    "{hook}: refused with kernel-memory reads ({refused}); loading again without \
+                     them: exe, argv and ppid will come from /proc, socket hooks fall back to the \
+                     plain tracepoint"
+                );
+                let degraded = KernelOffsets {
+                    valid: 0,
+                    threads_valid: 0,
+                    sock_valid: 0,
+                    ..offsets
+                };
+                let (ebpf, mut report) = attach::attach_all(opts, btf.as_ref(), &degraded)?;
+                // `refused` lists every attachment of the first load (they all failed); what took
+                // now may be a different one (without offsets the socket hooks take the plain
+                // tracepoint), so the entry names the first load, not this attachment.
+                if let Some(status) = report.get_mut(hook) {
+                    status.refused.insert(
+                        0,
+                        Refusal {
+                            hook: format!("every {hook} attachment, with kernel struct offsets"),
+                            error: refused,
+                        },
+                    );
+                }
+                Ok(Self {
+                    ebpf,
+                    report,
+                    offsets: degraded,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Which hook took for each logical hook and why the others did not.
+    pub fn report(&self) -> &AttachReport {
+        &self.report
+    }
+
+    /// The offsets handed to the eBPF programs (`valid == 0`: exec records carry no exe/argv).
+    pub fn kernel_offsets(&self) -> &KernelOffsets {
+        &self.offsets
+    }
+
+    /// Takes the ring buffer (call once); the daemon wraps it in `tokio::io::unix::AsyncFd`.
+    pub fn take_ring_buf(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self
+            .ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or(ProbeError::MissingMap(MAP_EVENTS))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Current per-CPU drop and error counters, summed.
+    pub fn counters(&self) -> Result<Counters, ProbeError> {
+        let drops = PerCpuArray::<_, u64>::try_from(
+            self.ebpf
+                .map(MAP_DROPS)
+                .ok_or(ProbeError::MissingMap(MAP_DROPS))?,
+        )?;
+        let errors = PerCpuArray::<_, u64>::try_from(
+            self.ebpf
+                .map(MAP_ERRORS)
+                .ok_or(ProbeError::MissingMap(MAP_ERRORS))?,
+        )?;
+        let mut counters = Counters {
+            drops: drops.get(&0, 0)?.iter().sum(),
+            ..Counters::default()
+        };
+        for (slot, total) in (0..ERROR_SLOTS).zip(counters.errors.iter_mut()) {
+            *total = errors.get(&slot, 0)?.iter().sum();
+        }
+        Ok(counters)
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless on newer ones.
+fn bump_memlock_rlimit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        debug!(
+            "setrlimit(RLIMIT_MEMLOCK) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_ring_buffer_sizes_are_refused_before_touching_the_kernel() {
+        for size in [0, 3000, 4096 * 3] {
+            let opts = ProbeOptions {
+                ring_buffer_bytes: size,
+                monitor_tgid: 1,
+            };
+            assert!(matches!(
+                Probes::load(&opts),
+                Err(ProbeError::RingBufferSize(..))
+            ));
+        }
+    }
+
+    /// Root only: load everything for real, exec `/usr/bin/true` from a child, and find its record
+    /// with the exe, argv and ppid resolved in the kernel; our own fork is not reported.
+    #[test]
+    fn privileged_exec_record_carries_exe_argv_and_ppid() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var("MONITOR_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+                "MONITOR_REQUIRE_PRIVILEGED=1 but not root: cannot load eBPF programs"
+            );
+            eprintln!("SKIPPED privileged_exec_record_carries_exe_argv_and_ppid: needs root");
+            return;
+        }
+        use monitor_common::{EXEC_EXE_RESOLVED, EventHeader, EventKind, ExecEvent};
+
+        let me = std::process::id();
+        let mut probes = Probes::load(&ProbeOptions {
+            ring_buffer_bytes: 1 << 20,
+            monitor_tgid: me,
+        })
+        .expect("load probes as root");
+        for hook in ["listen", "connect", "exec", "fork", "exit"] {
+            let status = probes
+                .report()
+                .get(hook)
+                .expect("every logical hook is reported");
+            assert!(status.attached.is_some(), "{hook} not attached: {status:?}");
+        }
+        let mut ring = probes.take_ring_buf().expect("ring buffer");
+
+        let marker = format!("probes-test-{}", std::process::id());
+        let child = std::process::Command::new("/usr/bin/true")
+            .arg(&marker)
+            .status()
+            .expect("run /usr/bin/true");
+        assert!(child.success());
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = None;
+        while found.is_none() && std::time::Instant::now() < deadline {
+            while let Some(item) = ring.next() {
+                let bytes: &[u8] = &item;
+                assert!(bytes.len() >= size_of::<EventHeader>(), "short record");
+                // SAFETY: length checked; EventHeader is plain integers.
+                let header: EventHeader =
+                    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                assert_ne!(
+                    header.tgid, me,
+                    "the monitor's own activity must be filtered out"
+                );
+                if header.kind != EventKind::Exec as u32 || bytes.len() < size_of::<ExecEvent>() {
+                    continue;
+                }
+                // SAFETY: length checked; ExecEvent is plain integers and byte arrays.
+                let ev: ExecEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                let args = &ev.args[..(ev.args_len as usize).min(ev.args.len())];
+                if args.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                    found = Some(ev);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let ev = found.expect("exec of /usr/bin/true seen within 5 s");
+        assert_eq!(ev.header.ppid, me);
+        assert_eq!(ev.header.tgid, ev.header.tid);
+        assert_ne!(ev.flags & EXEC_EXE_RESOLVED, 0, "flags {:#x}", ev.flags);
+        assert_eq!(&ev.exe[..ev.exe_len as usize], b"/usr/bin/true");
+        assert_eq!(&ev.filename[..ev.filename_len as usize], b"/usr/bin/true");
+        let expected = format!("/usr/bin/true\0{marker}\0");
+        assert_eq!(&ev.args[..ev.args_len as usize], expected.as_bytes());
+        assert_eq!(&ev.header.comm[..5], b"true\0");
+        assert_eq!(probes.counters().expect("counters").drops, 0);
+    }
+
+    /// Loads the probes, runs `program` with `marker` as its only argument and returns the exec
+    /// record carrying that marker (root only: callers check first).
+    fn exec_record_of(program: &std::path::Path, marker: &str) -> monitor_common::ExecEvent {
+        use monitor_common::{EventHeader, EventKind, ExecEvent};
+
+        let mut probes = Probes::load(&ProbeOptions {
+            ring_buffer_bytes: 1 << 20,
+            monitor_tgid: std::process::id(),
+        })
+        .expect("load probes as root");
+        let mut ring = probes.take_ring_buf().expect("ring buffer");
+        let status = std::process::Command::new(program)
+            .arg(marker)
+            .status()
+            .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            while let Some(item) = ring.next() {
+                let bytes: &[u8] = &item;
+                if bytes.len() < size_of::<ExecEvent>() {
+                    continue;
+                }
+                // SAFETY: length checked; EventHeader is plain integers.
+                let header: EventHeader =
+                    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                if header.kind != EventKind::Exec as u32 {
+                    continue;
+                }
+                // SAFETY: length checked; ExecEvent is plain integers and byte arrays.
+                let ev: ExecEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                let args = &ev.args[..(ev.args_len as usize).min(ev.args.len())];
+                if args.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                    return ev;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("exec of {} not seen within 5 s", program.display());
+    }
+
+    fn skip_unless_root(test: &str) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return false;
+        }
+        assert!(
+            std::env::var("MONITOR_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+            "MONITOR_REQUIRE_PRIVILEGED=1 but not root: cannot load eBPF programs"
+        );
+        eprintln!("SKIPPED {test}: needs root");
+        true
+    }
+
+    /// A copy of /usr/bin/true at `dir/name` (directories created), removed with `root`.
+    struct TrueCopy {
+        root: std::path::PathBuf,
+        path: std::path::PathBuf,
+    }
+
+    impl TrueCopy {
+        fn create(root: std::path::PathBuf, dirs: &std::path::Path, name: &str) -> Self {
+            let dir = root.join(dirs);
+            std::fs::create_dir_all(&dir).expect("create the directories");
+            let path = dir.join(name);
+            std::fs::copy("/usr/bin/true", &path).expect("copy /usr/bin/true");
+            Self { root, path }
+        }
+    }
+
+    impl Drop for TrueCopy {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    /// Root only: a path longer than the record's `exe` keeps its TAIL (the binary's name), not
+    /// its head, and is flagged truncated.
+    #[test]
+    fn privileged_long_exe_path_keeps_its_tail() {
+        if skip_unless_root("privileged_long_exe_path_keeps_its_tail") {
+            return;
+        }
+        use monitor_common::{EXE_LEN, EXEC_EXE_RESOLVED, EXEC_EXE_TRUNCATED};
+
+        let root = std::env::temp_dir().join(format!("monitor-long-{}", std::process::id()));
+        let dirs: std::path::PathBuf = (0..6).map(|i| format!("{i}{}", "x".repeat(99))).collect();
+        let copy = TrueCopy::create(root, &dirs, "long-true");
+        let full = copy.path.to_str().expect("utf-8 path").as_bytes().to_vec();
+        assert!(full.len() >= 600 && full.len() < 1024, "{}", full.len());
+        let ev = exec_record_of(&copy.path, &format!("long-{}", std::process::id()));
+        assert_ne!(ev.flags & EXEC_EXE_RESOLVED, 0, "flags {:#x}", ev.flags);
+        assert_ne!(ev.flags & EXEC_EXE_TRUNCATED, 0, "flags {:#x}", ev.flags);
+        assert_eq!(ev.exe_len as usize, EXE_LEN);
+        assert_eq!(
+            String::from_utf8_lossy(&ev.exe),
+            String::from_utf8_lossy(&full[full.len() - EXE_LEN..])
+        );
+    }
+
+    /// Root only: a path deeper than the walk goes (80 directories) is flagged truncated and what
+    /// it has is the end of the real path, the binary's name included.
+    #[test]
+    fn privileged_deep_exe_path_is_flagged_and_keeps_its_tail() {
+        if skip_unless_root("privileged_deep_exe_path_is_flagged_and_keeps_its_tail") {
+            return;
+        }
+        use monitor_common::{EXEC_EXE_RESOLVED, EXEC_EXE_TRUNCATED};
+
+        let root = std::env::temp_dir().join(format!("monitor-deep-{}", std::process::id()));
+        let dirs: std::path::PathBuf = std::iter::repeat_n("d", 80).collect();
+        let copy = TrueCopy::create(root, &dirs, "deep-true");
+        let full = copy.path.to_str().expect("utf-8 path").to_owned();
+        let ev = exec_record_of(&copy.path, &format!("deep-{}", std::process::id()));
+        assert_ne!(ev.flags & EXEC_EXE_RESOLVED, 0, "flags {:#x}", ev.flags);
+        assert_ne!(ev.flags & EXEC_EXE_TRUNCATED, 0, "flags {:#x}", ev.flags);
+        let exe = String::from_utf8_lossy(&ev.exe[..ev.exe_len as usize]).into_owned();
+        assert!(exe.ends_with("/d/deep-true"), "{exe}");
+        assert!(full.ends_with(&exe), "{exe} is not the end of {full}");
+        assert!(exe.len() < full.len(), "{exe}");
+    }
+
+    /// Opens `path` read-only WITHOUT close-on-exec, so that a child can exec it through
+    /// `/proc/self/fd/<fd>`.
+    fn open_inheritable(path: &std::path::Path, flags: libc::c_int) -> std::os::fd::OwnedFd {
+        use std::os::{fd::FromRawFd, unix::ffi::OsStrExt};
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in path");
+        // SAFETY: c is a valid C string; the mode is only read with O_CREAT/O_TMPFILE.
+        let fd = unsafe { libc::open(c.as_ptr(), flags, 0o755) };
+        assert!(
+            fd >= 0,
+            "open {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: fd was just returned by open(2) and nothing else owns it.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    }
+
+    /// Root only: an executable unlinked before it runs (exec through its fd) and an O_TMPFILE
+    /// one are reported as /proc/<pid>/exe shows them: path + " (deleted)".
+    #[test]
+    fn privileged_deleted_exe_is_marked_deleted() {
+        if skip_unless_root("privileged_deleted_exe_is_marked_deleted") {
+            return;
+        }
+        use std::os::fd::AsRawFd;
+
+        use monitor_common::{EXEC_EXE_RESOLVED, EXEC_EXE_TRUNCATED};
+
+        let root = std::env::temp_dir().join(format!("monitor-deleted-{}", std::process::id()));
+        let copy = TrueCopy::create(root.clone(), std::path::Path::new("bin"), "gone-true");
+        let unlinked = open_inheritable(&copy.path, libc::O_RDONLY);
+        std::fs::remove_file(&copy.path).expect("unlink the copy");
+
+        // O_TMPFILE: written through one fd, exec'd through a read-only reopen (exec refuses a
+        // file open for writing: ETXTBSY).
+        let tmp_dir = root.join("bin");
+        let tmpfile = open_inheritable(&tmp_dir, libc::O_TMPFILE | libc::O_RDWR);
+        let bytes = std::fs::read("/usr/bin/true").expect("read /usr/bin/true");
+        // SAFETY: bytes is a valid buffer of that length.
+        let n = unsafe { libc::write(tmpfile.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        assert_eq!(
+            usize::try_from(n).ok(),
+            Some(bytes.len()),
+            "write the O_TMPFILE"
+        );
+        let tmp_ro = open_inheritable(
+            std::path::Path::new(&format!("/proc/self/fd/{}", tmpfile.as_raw_fd())),
+            libc::O_RDONLY,
+        );
+        drop(tmpfile);
+
+        for (what, fd) in [("unlinked", &unlinked), ("O_TMPFILE", &tmp_ro)] {
+            let link = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            let expected = std::fs::read_link(&link).expect("readlink the fd");
+            let expected = expected.to_str().expect("utf-8 path").to_owned();
+            assert!(expected.ends_with(" (deleted)"), "{what}: {expected}");
+            let ev = exec_record_of(&link, &format!("deleted-{}-{what}", std::process::id()));
+            assert_ne!(
+                ev.flags & EXEC_EXE_RESOLVED,
+                0,
+                "{what}: flags {:#x}",
+                ev.flags
+            );
+            assert_eq!(
+                ev.flags & EXEC_EXE_TRUNCATED,
+                0,
+                "{what}: flags {:#x}",
+                ev.flags
+            );
+            let exe = String::from_utf8_lossy(&ev.exe[..ev.exe_len as usize]).into_owned();
+            assert_eq!(exe, expected, "{what}");
+        }
+        // A file that still exists gets no suffix.
+        let kept = TrueCopy::create(root.join("kept"), std::path::Path::new("bin"), "kept-true");
+        let ev = exec_record_of(&kept.path, &format!("kept-{}", std::process::id()));
+        assert_eq!(
+            &ev.exe[..ev.exe_len as usize],
+            kept.path.to_str().expect("utf-8 path").as_bytes()
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! Alert records: the event's envelope plus a rule's verdict.
+
+use serde::{Deserialize, Serialize};
+
+use super::event::{Ancestor, EventRecord, EventType, ProcessInfo, SocketInfo, WebServerInfo};
+
+/// The rule ids: part of the output contract (docs/alerts.md), never renamed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleId {
+    UnexpectedListen,
+    WebserverEgress,
+    WebserverShell,
+}
+
+impl RuleId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnexpectedListen => "unexpected_listen",
+            Self::WebserverEgress => "webserver_egress",
+            Self::WebserverShell => "webserver_shell",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// `{"type":"alert", ...}` (the tag is [`super::Record`]'s).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub rule: RuleId,
+    pub severity: Severity,
+    pub title: String,
+    /// The event's time (RFC 3339, UTC).
+    pub time: String,
+    pub host: String,
+    /// The kind of event that raised the alert.
+    pub event: EventType,
+    pub dedup: String,
+    pub process: ProcessInfo,
+    /// exec: the path the kernel executed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Parent first, up to pid 1.
+    pub ancestry: Vec<Ancestor>,
+    /// The event's `web_server`: the nearest web server in the lineage, at any depth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_server: Option<WebServerInfo>,
+    pub socket: Option<SocketInfo>,
+    pub pre_existing: bool,
+    /// Repeats of this dedup key held back since the previous alert with it.
+    pub suppressed: u64,
+    /// Kernel ring-buffer drops since the previous alert (of any key).
+    pub events_lost: u64,
+}
+
+/// What a rule decided about an event, before dedup: the alert's own fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub rule: RuleId,
+    pub severity: Severity,
+    pub title: String,
+    pub dedup: String,
+}
+
+impl AlertRecord {
+    /// The alert for `event`: the event's envelope, the verdict, and the dedup and loss counts.
+    pub fn new(event: &EventRecord, verdict: Verdict, suppressed: u64, events_lost: u64) -> Self {
+        Self {
+            rule: verdict.rule,
+            severity: verdict.severity,
+            title: verdict.title,
+            time: event.time.clone(),
+            host: event.host.clone(),
+            event: event.event,
+            dedup: verdict.dedup,
+            process: event.process.clone(),
+            filename: event.filename.clone(),
+            ancestry: event.ancestry.clone(),
+            web_server: event.web_server.clone(),
+            socket: event.socket.clone(),
+            pre_existing: event.pre_existing,
+            suppressed,
+            events_lost,
+        }
+    }
+}

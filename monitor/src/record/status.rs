@@ -1,0 +1,89 @@
+//! Status records: at start (with the hooks that attached), every `--status-interval`, and at
+//! exit, with what the daemon has counted.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Which status record this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Started,
+    Running,
+    Stopped,
+}
+
+/// `{"type":"status", ...}` (the tag is [`super::Record`]'s).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatusRecord {
+    pub status: Status,
+    pub time: String,
+    pub host: String,
+    pub version: &'static str,
+    pub hooks: AttachReport,
+    pub ring_buffer_bytes: u32,
+    /// `"embedded default"` or the policy file's path.
+    pub policy: String,
+    pub events: EventCounts,
+    /// Kernel ring-buffer drops since start.
+    pub drops: u64,
+    /// Failures inside the eBPF programs by area (`monitor_common::ErrorSlot` names), and
+    /// `decode` for records userspace could not decode.
+    pub errors: BTreeMap<&'static str, u64>,
+    pub process_table: TableStats,
+    /// Alerts printed since start.
+    pub alerts: u64,
+    pub dedup: DedupStatus,
+    /// started only: sockets found listening by the start-up scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_existing_listeners: Option<usize>,
+}
+
+/// Kernel events handled, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EventCounts {
+    pub listen: u64,
+    pub connect: u64,
+    pub exec: u64,
+    pub fork: u64,
+    pub exit: u64,
+}
+
+/// One attach attempt that did not take.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// e.g. `fentry:inet_listen`.
+    pub hook: String,
+    pub error: String,
+}
+
+/// Outcome for one logical hook (`listen`, `connect`, `exec`, `fork`, `exit`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HookStatus {
+    /// The hook that took, e.g. `tracepoint:sock:inet_sock_set_state`; `null` when none did.
+    pub attached: Option<String>,
+    pub refused: Vec<Refusal>,
+}
+
+/// Keyed by logical hook name; the `hooks` object of the status record.
+pub type AttachReport = BTreeMap<String, HookStatus>;
+
+/// The process table's size and bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TableStats {
+    pub size: usize,
+    pub capacity: usize,
+    pub evicted: u64,
+}
+
+/// Dedup accounting (fields in this order: the record's keys are sorted).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DedupStatus {
+    /// The keys owing the most held-back repeats (at most 32), with their counts.
+    pub suppressed_by_key: BTreeMap<String, u64>,
+    /// Held back and not yet reported on an alert.
+    pub suppressed_pending: u64,
+    /// Held back since start.
+    pub suppressed_total: u64,
+}

@@ -1,0 +1,311 @@
+//! `webserver_shell`: an exec of a shell under a web server: a descendant of one at any depth,
+//! or a web server that replaced itself with the shell (`execv("/bin/sh")`). php-fpm's
+//! `system()` runs `sh -c -- <cmd>`; the alert carries that argv as executed.
+//!
+//! Section `[rules.webserver_shell]`: only `enabled`, `severity` and `exceptions` (`exe`: the
+//! shell, `argv_prefix`, `ancestor_exe`). What a shell is comes from the policy's `shells`.
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::{Finding, Rule, Section};
+use crate::{
+    enrich::Context,
+    matcher::{RuleSettings, Subject},
+    record::{EventType, RuleId, Severity},
+    validate::{self, ExceptionInput, ExceptionKinds, PolicyError, Source, settings_input},
+};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebserverShell {
+    pub settings: RuleSettings,
+}
+
+impl Rule for WebserverShell {
+    fn id(&self) -> RuleId {
+        RuleId::WebserverShell
+    }
+
+    fn judges(&self) -> &'static [EventType] {
+        &[EventType::Exec]
+    }
+
+    fn settings(&self) -> &RuleSettings {
+        &self.settings
+    }
+
+    fn judge<'e>(&self, ctx: &Context<'e>) -> Option<Finding<'e>> {
+        let event = ctx.event;
+        let shell = ctx.shell()?;
+        // Not the current program (at exec time the process already is the shell), but a
+        // program it replaced, or an ancestor.
+        let web_server = ctx.web_server_above()?;
+        let shell_name = match shell.applet {
+            Some(applet) => format!("{} ({applet})", shell.exe),
+            None => shell.exe.to_owned(),
+        };
+        let relation = match web_server.depth {
+            0 => "in place of",
+            1 => "parent",
+            _ => "ancestor",
+        };
+        Some(Finding {
+            title: format!(
+                "Shell spawned by web server: {shell_name} ({relation} {})",
+                web_server.name()
+            ),
+            dedup: format!("webserver_shell:{}:{}", web_server.exe, shell.exe),
+            subject: Subject {
+                exe: Some(shell.exe),
+                argv: &event.process.argv,
+                ancestry: &event.ancestry,
+                destination: None,
+                port: None,
+            },
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<Severity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exceptions: Option<Vec<Spanned<ExceptionInput>>>,
+}
+
+impl Section for WebserverShell {
+    type Input = ShellInput;
+
+    fn validate(
+        input: ShellInput,
+        base: Option<&Self>,
+        key: &str,
+        src: &Source<'_>,
+    ) -> Result<Self, PolicyError> {
+        Ok(Self {
+            settings: validate::settings(
+                input.enabled,
+                input.severity,
+                input.exceptions,
+                base.map(|b| &b.settings),
+                key,
+                ExceptionKinds {
+                    port: false,
+                    destination: false,
+                },
+                src,
+            )?,
+        })
+    }
+
+    fn to_input(&self) -> ShellInput {
+        let (enabled, severity, exceptions) = settings_input(&self.settings);
+        ShellInput {
+            enabled,
+            severity,
+            exceptions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        record::{EventType, RuleId, Severity},
+        testing::{
+            T0, ancestor, connect, detector, detector_with, event, fpm_master, fpm_worker, process,
+            systemd, tracked,
+        },
+    };
+
+    #[test]
+    fn shell_from_php_fpm_shows_sh_c_argv() {
+        let mut d = detector();
+        let mut ev = event(
+            EventType::Exec,
+            T0,
+            process(4100, "/usr/bin/dash", "sh", &["sh", "-c", "--", "id"]),
+            vec![fpm_worker(), fpm_master(), systemd()],
+        );
+        ev.filename = Some("/bin/sh".to_owned());
+        let alerts = d.on_event(&ev, 0);
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!(
+            (a.rule, a.severity),
+            (RuleId::WebserverShell, Severity::High)
+        );
+        assert_eq!(
+            a.title,
+            "Shell spawned by web server: /usr/bin/dash (parent php-fpm8.2)"
+        );
+        assert_eq!(
+            a.dedup,
+            "webserver_shell:/usr/sbin/php-fpm8.2:/usr/bin/dash"
+        );
+        assert_eq!(a.process.argv, ["sh", "-c", "--", "id"]);
+        assert_eq!(a.ancestry[0].exe.as_deref(), Some("/usr/sbin/php-fpm8.2"));
+        assert_eq!(a.filename.as_deref(), Some("/bin/sh"));
+    }
+
+    #[test]
+    fn shell_deeper_under_web_server_and_guards() {
+        let mut d = detector();
+        // nginx → perl → bash: the web server is a grandparent.
+        let perl = ancestor(5000, "/usr/bin/perl", "perl", &["perl", "cgi.pl"]);
+        let nginx = ancestor(800, "/usr/sbin/nginx", "nginx", &["nginx: worker process"]);
+        let ev = event(
+            EventType::Exec,
+            T0,
+            process(5001, "/usr/bin/bash", "bash", &["bash", "-i"]),
+            vec![perl, nginx, systemd()],
+        );
+        let alerts = d.on_event(&ev, 0);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            alerts[0].title,
+            "Shell spawned by web server: /usr/bin/bash (ancestor nginx)"
+        );
+
+        // A shell from a login shell: no web server anywhere.
+        let sshd = ancestor(600, "/usr/sbin/sshd", "sshd", &["sshd: admin [priv]"]);
+        let login = ancestor(610, "/usr/bin/bash", "bash", &["-bash"]);
+        let ev = event(
+            EventType::Exec,
+            T0,
+            process(620, "/usr/bin/dash", "sh", &["sh"]),
+            vec![login, sshd, systemd()],
+        );
+        assert!(d.on_event(&ev, 0).is_empty());
+
+        // A python process renamed to "nginx" spawns a shell: comm makes no web server.
+        let fake = ancestor(
+            630,
+            "/usr/bin/python3.11",
+            "nginx",
+            &["nginx: master process"],
+        );
+        let ev = event(
+            EventType::Exec,
+            T0,
+            process(631, "/usr/bin/dash", "sh", &["sh", "-c", "id"]),
+            vec![fake.clone(), systemd()],
+        );
+        assert!(d.on_event(&ev, 0).is_empty());
+        // …and its connection to an odd port raises no egress alert either.
+        let ev = connect(
+            T0,
+            process(630, "/usr/bin/python3.11", "nginx", &["nginx"]),
+            vec![systemd()],
+            "93.184.216.34",
+            4444,
+        );
+        assert!(d.on_event(&ev, 0).is_empty());
+
+        // php-fpm running a non-shell program: not this rule.
+        let ev = event(
+            EventType::Exec,
+            T0,
+            process(640, "/usr/bin/convert", "convert", &["convert"]),
+            vec![fpm_worker(), fpm_master()],
+        );
+        assert!(d.on_event(&ev, 0).is_empty());
+    }
+
+    #[test]
+    fn tracked_web_server_beyond_the_recorded_ancestry() {
+        let mut d = detector();
+        // Double fork: the shell's recorded ancestry is only init, the table kept php-fpm.
+        let mut ev = event(
+            EventType::Exec,
+            T0,
+            process(300, "/usr/bin/dash", "sh", &["sh", "-i"]),
+            vec![systemd()],
+        );
+        ev.web_server = Some(tracked(
+            200,
+            "/usr/sbin/php-fpm8.2",
+            None,
+            &["php-fpm: pool www"],
+        ));
+        let alerts = d.on_event(&ev, 0);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            alerts[0].title,
+            "Shell spawned by web server: /usr/bin/dash (ancestor php-fpm8.2)"
+        );
+        assert_eq!(
+            alerts[0].web_server.as_ref().map(|w| w.pid),
+            Some(200),
+            "carried onto the alert"
+        );
+        // Its connection out, 36 s later, 18 generations down: same verdict.
+        let mut ev = connect(
+            T0,
+            process(400, "/usr/bin/nc.openbsd", "nc", &["nc"]),
+            vec![systemd()],
+            "93.184.216.34",
+            4444,
+        );
+        ev.web_server = Some(tracked(200, "/usr/sbin/php-fpm8.2", None, &[]));
+        let alerts = d.on_event(&ev, 0);
+        assert_eq!(
+            alerts[0].title,
+            "Web server egress: /usr/bin/nc.openbsd -> 93.184.216.34:4444 (descendant of php-fpm8.2)"
+        );
+        assert_eq!(
+            alerts[0].dedup,
+            "webserver_egress:/usr/sbin/php-fpm8.2:/usr/bin/nc.openbsd:93.184.216.34:4444"
+        );
+    }
+
+    #[test]
+    fn web_server_replaced_by_exec_in_place() {
+        let mut d = detector();
+        let mut ev = event(
+            EventType::Exec,
+            T0,
+            process(200, "/usr/bin/dash", "sh", &["sh", "-i"]),
+            vec![systemd()],
+        );
+        ev.filename = Some("/bin/sh".to_owned());
+        ev.web_server = Some(tracked(
+            200,
+            "/usr/sbin/php-fpm8.2",
+            Some("/usr/sbin/php-fpm8.2"),
+            &["php-fpm8.2"],
+        ));
+        let alerts = d.on_event(&ev, 0);
+        assert_eq!(
+            alerts[0].title,
+            "Shell spawned by web server: /usr/bin/dash (in place of php-fpm8.2)"
+        );
+        let mut ev = connect(
+            T0,
+            process(200, "/usr/bin/dash", "sh", &["sh", "-i"]),
+            vec![systemd()],
+            "93.184.216.34",
+            4444,
+        );
+        ev.web_server = Some(tracked(200, "/usr/sbin/php-fpm8.2", None, &["php-fpm8.2"]));
+        assert_eq!(
+            d.on_event(&ev, 0)[0].title,
+            "Web server egress: /usr/bin/dash -> 93.184.216.34:4444 (in place of php-fpm8.2)"
+        );
+        // A shell the policy itself calls a web server is not "under" itself.
+        let mut d = detector_with("web_servers = [\"dash\"]\n");
+        let mut ev = event(
+            EventType::Exec,
+            T0,
+            process(210, "/usr/bin/dash", "sh", &["sh"]),
+            vec![systemd()],
+        );
+        ev.filename = Some("/bin/sh".to_owned());
+        ev.web_server = Some(tracked(210, "/usr/bin/dash", Some("/bin/sh"), &["sh"]));
+        assert!(d.on_event(&ev, 0).is_empty());
+    }
+}
