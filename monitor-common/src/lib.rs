@@ -17,7 +17,7 @@ pub const MAP_ERRORS: &str = "ERRORS";
 /// `pid_tgid` → mark: threads inside connect(2) (LRU hash, [`CONNECT_TRACKED_THREADS`] entries).
 pub const MAP_CONNECT_IN_SYSCALL: &str = "CONNECT_IN_SYSCALL";
 /// `pid_tgid` → connect record parked at `TCP_SYN_SENT` until its source port is known
-/// (connect(2) returns, the socket leaves SYN_SENT, or the SYN is retransmitted) (hash,
+/// (connect(2) returns, the socket leaves `SYN_SENT`, or the SYN is retransmitted) (hash,
 /// [`CONNECT_TRACKED_THREADS`] entries). Kernel-side only.
 pub const MAP_CONNECT_PENDING: &str = "CONNECT_PENDING";
 /// `struct sock *` → `pid_tgid` of the thread whose connect record for that socket is parked
@@ -46,13 +46,13 @@ pub const GLOBAL_KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
 /// Program names, `<area>_<hook>`, shared by the eBPF object and the loader's probe table.
 pub const PROG_LISTEN_INET_LISTEN: &str = "listen_inet_listen";
 pub const PROG_LISTEN_INET_SOCK_SET_STATE: &str = "listen_inet_sock_set_state";
-/// Helpers of the listen fallback: they bracket listen(2) so that the TCP_LISTEN record (set
+/// Helpers of the listen fallback: they bracket listen(2) so that the `TCP_LISTEN` record (set
 /// before `get_port()` binds the port and before the listen can still fail) waits for the result.
 pub const PROG_LISTEN_SYS_ENTER_LISTEN: &str = "listen_sys_enter_listen";
 pub const PROG_LISTEN_SYS_EXIT_LISTEN: &str = "listen_sys_exit_listen";
 pub const PROG_CONNECT_TCP_CONNECT: &str = "connect_tcp_connect";
 pub const PROG_CONNECT_INET_SOCK_SET_STATE: &str = "connect_inet_sock_set_state";
-/// Helpers of the connect fallback: they bracket connect(2) so that the SYN_SENT record can wait
+/// Helpers of the connect fallback: they bracket connect(2) so that the `SYN_SENT` record can wait
 /// for the source port (`inet_hash_connect()` picks it after the tracepoint fires).
 pub const PROG_CONNECT_SYS_ENTER_CONNECT: &str = "connect_sys_enter_connect";
 pub const PROG_CONNECT_SYS_EXIT_CONNECT: &str = "connect_sys_exit_connect";
@@ -178,7 +178,7 @@ pub struct EventHeader {
     pub kind: u32,
     /// A [`Hook`] as `u32`: which hook produced this record.
     pub hook: u32,
-    /// `bpf_ktime_get_boot_ns()`: nanoseconds since boot (CLOCK_BOOTTIME), suspend included.
+    /// `bpf_ktime_get_boot_ns()`: nanoseconds since boot (`CLOCK_BOOTTIME`), suspend included.
     pub ktime_ns: u64,
     /// Thread id of the current task (`pid` in kernel terms).
     pub tid: u32,

@@ -26,7 +26,7 @@ pub struct ListeningSocket {
     pub netns: u64,
     /// Local address. IPv4-mapped IPv6 addresses are kept as IPv6 here; `family_v6` says which table.
     pub local: SocketAddr,
-    /// Found in `tcp6` (an AF_INET6 socket).
+    /// Found in `tcp6` (an `AF_INET6` socket).
     pub family_v6: bool,
     /// Effective uid of the socket's creator, from the table itself: known even when no owning
     /// process can be seen.
@@ -55,7 +55,7 @@ pub enum BaselineError {
 #[error("{0}")]
 pub struct RowError(pub &'static str);
 
-/// `st` of a socket in `TCP_LISTEN` (include/net/tcp_states.h: `TCP_LISTEN = 10`).
+/// `st` of a socket in `TCP_LISTEN` (`include/net/tcp_states.h`: `TCP_LISTEN = 10`).
 const TCP_LISTEN_STATE: u8 = 0x0A;
 
 /// One listening row of a `/proc/<pid>/net/tcp{,6}` table.
@@ -81,8 +81,8 @@ pub fn parse_tcp_table(contents: &str, v6: bool) -> Result<Vec<TableEntry>, RowE
 
 /// Parses one row; `Ok(None)` for a blank line or a socket in another state.
 ///
-/// The layout comes from `tcp4_seq_show` / `tcp6_seq_show` (net/ipv4/tcp_ipv4.c,
-/// net/ipv6/tcp_ipv6.c): `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`.
+/// The layout comes from `tcp4_seq_show` / `tcp6_seq_show` (`net/ipv4/tcp_ipv4.c`,
+/// `net/ipv6/tcp_ipv6.c`): `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`.
 pub fn parse_tcp_line(line: &str, v6: bool) -> Result<Option<TableEntry>, RowError> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     if fields.is_empty() {
@@ -231,7 +231,7 @@ pub fn scan_listeners_in(proc_root: &Path) -> Result<Vec<ListeningSocket>, Basel
                     }));
                     break;
                 }
-                Err(TableError::Gone) => continue,
+                Err(TableError::Gone) => {}
                 Err(TableError::Io(path, e)) => note_error(&path, e, &mut first_denied),
             }
         }
@@ -544,7 +544,7 @@ mod tests {
 
     #[test]
     fn parses_link_targets() {
-        assert_eq!(parse_ns_link("net:[4026531833]"), Some(4026531833));
+        assert_eq!(parse_ns_link("net:[4026531833]"), Some(4_026_531_833));
         assert_eq!(parse_ns_link("mnt:[4026531833]"), None);
         assert_eq!(parse_socket_link("socket:[19563]"), Some(19563));
         assert_eq!(parse_socket_link("pipe:[19237]"), None);
@@ -595,20 +595,20 @@ mod tests {
         let root = FakeProc::new("scan");
         // pid 1 and 50 share the host netns; pid 50 holds 0.0.0.0:4444 and [::]:4448, and its
         // child 51 inherited 0.0.0.0:4444.
-        root.process(1, 4026531833, Some((TCP, TCP6)), &[]);
-        root.process(50, 4026531833, Some((TCP, TCP6)), &[19563, 19566, 99999]);
-        root.process(51, 4026531833, Some((TCP, TCP6)), &[19563]);
+        root.process(1, 4_026_531_833, Some((TCP, TCP6)), &[]);
+        root.process(50, 4_026_531_833, Some((TCP, TCP6)), &[19563, 19566, 99999]);
+        root.process(51, 4_026_531_833, Some((TCP, TCP6)), &[19563]);
         // pid 70 lives in a second namespace; pid 60 (host netns) holds the namespaced IPv6
         // listener, so owners are searched across namespaces.
-        root.process(70, 4026532177, Some((NS_TCP, NS_TCP6)), &[19621]);
-        root.process(60, 4026531833, Some((TCP, TCP6)), &[19622]);
+        root.process(70, 4_026_532_177, Some((NS_TCP, NS_TCP6)), &[19621]);
+        root.process(60, 4_026_531_833, Some((TCP, TCP6)), &[19622]);
         // Non-numeric entries are ignored; a process that vanished (no ns link) is skipped.
         fs::create_dir_all(root.0.join("self")).expect("mkdir");
         fs::create_dir_all(root.0.join("80")).expect("mkdir");
 
         let got = scan_listeners_in(&root.0).expect("scan");
-        let host = 4026531833;
-        let ns = 4026532177;
+        let host = 4_026_531_833;
+        let ns = 4_026_532_177;
         let ls = |netns, local: &str, family_v6, inode, owners: &[u32]| ListeningSocket {
             inode,
             netns,

@@ -1,6 +1,6 @@
 //! Kernel timestamps → wall-clock RFC 3339.
 //!
-//! The eBPF side stamps events with `bpf_ktime_get_boot_ns()` (CLOCK_BOOTTIME: monotonic, counts
+//! The eBPF side stamps events with `bpf_ktime_get_boot_ns()` (`CLOCK_BOOTTIME`: monotonic, counts
 //! suspend). Wall time is `boottime + (realtime - boottime)`; that offset changes whenever the
 //! wall clock is stepped (NTP, `date -s`), so the daemon resamples it periodically.
 
@@ -18,10 +18,10 @@ pub enum ClockError {
 /// How often [`Clock::maybe_resample`] re-reads the offset.
 pub const RESAMPLE_EVERY: Duration = Duration::from_secs(10);
 
-/// Converts CLOCK_BOOTTIME nanoseconds to Unix-epoch nanoseconds.
+/// Converts `CLOCK_BOOTTIME` nanoseconds to Unix-epoch nanoseconds.
 #[derive(Clone, Debug)]
 pub struct Clock {
-    /// CLOCK_REALTIME − CLOCK_BOOTTIME, in nanoseconds.
+    /// `CLOCK_REALTIME` − `CLOCK_BOOTTIME`, in nanoseconds.
     offset_ns: i128,
     sampled: Instant,
 }
@@ -32,7 +32,7 @@ fn gettime(clock: libc::clockid_t, name: &'static str) -> Result<i128, ClockErro
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+    if unsafe { libc::clock_gettime(clock, &raw mut ts) } != 0 {
         return Err(ClockError::Gettime {
             clock: name,
             source: std::io::Error::last_os_error(),
@@ -41,7 +41,7 @@ fn gettime(clock: libc::clockid_t, name: &'static str) -> Result<i128, ClockErro
     Ok(i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec))
 }
 
-/// CLOCK_BOOTTIME now, in nanoseconds (the kernel side's time base).
+/// `CLOCK_BOOTTIME` now, in nanoseconds (the kernel side's time base).
 pub fn boottime_ns() -> Result<u64, ClockError> {
     let ns = gettime(libc::CLOCK_BOOTTIME, "CLOCK_BOOTTIME")?;
     Ok(u64::try_from(ns).unwrap_or(0))
@@ -89,12 +89,12 @@ impl Clock {
         }
     }
 
-    /// Unix-epoch nanoseconds of a CLOCK_BOOTTIME timestamp.
+    /// Unix-epoch nanoseconds of a `CLOCK_BOOTTIME` timestamp.
     pub fn wall_ns(&self, ktime_ns: u64) -> i128 {
         i128::from(ktime_ns) + self.offset_ns
     }
 
-    /// RFC 3339 UTC with nanoseconds of a CLOCK_BOOTTIME timestamp.
+    /// RFC 3339 UTC with nanoseconds of a `CLOCK_BOOTTIME` timestamp.
     pub fn rfc3339(&self, ktime_ns: u64) -> String {
         format_rfc3339(self.wall_ns(ktime_ns))
     }
@@ -134,7 +134,7 @@ pub fn format_rfc3339(unix_ns: i128) -> String {
 }
 
 /// Days since 1970-01-01 → proleptic Gregorian (year, month, day). Howard Hinnant's
-/// `civil_from_days` (http://howardhinnant.github.io/date_algorithms.html): eras of 400 years,
+/// `civil_from_days` (<http://howardhinnant.github.io/date_algorithms.html>): eras of 400 years,
 /// years starting in March so that the leap day is last.
 fn civil_from_days(days: i128) -> (i128, u32, u32) {
     let z = days + 719_468;

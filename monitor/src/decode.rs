@@ -37,7 +37,7 @@ pub struct Origin {
     pub kind: EventKind,
     /// `None` when the kernel side wrote a hook number this daemon does not know.
     pub hook: Option<Hook>,
-    /// CLOCK_BOOTTIME nanoseconds.
+    /// `CLOCK_BOOTTIME` nanoseconds.
     pub ktime_ns: u64,
     pub tid: u32,
     pub tgid: u32,
@@ -218,7 +218,7 @@ fn decode_socket(ev: &SockEvent, kind: SockKind) -> Result<SocketInfo, DecodeErr
 /// Builds a [`SocketInfo`], writing IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) as plain IPv4.
 ///
 /// `mapped_ipv4` is set when the destination (connect) or the bound address (listen) is mapped:
-/// an AF_INET6 socket talking IPv4 uses mapped addresses on both ends, and rules written against
+/// an `AF_INET6` socket talking IPv4 uses mapped addresses on both ends, and rules written against
 /// IPv4 ranges must match it. Shared with the start-up baseline, which sees the same addresses in
 /// `/proc/net/tcp6`.
 pub fn socket_info(family: Family, local: Endpoint, remote: Option<Endpoint>) -> SocketInfo {
@@ -340,7 +340,10 @@ mod tests {
 
     fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
         // SAFETY: test-only view of a repr(C) wire struct without padding as bytes.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+        unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref::<T>(v).cast::<u8>(), size_of::<T>())
+        }
+        .to_vec()
     }
 
     fn comm(s: &str) -> [u8; COMM_LEN] {

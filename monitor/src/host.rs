@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// uid → user name from a passwd file, cached. A miss rereads the file at most every
 /// [`UserNames::REREAD_AFTER`], so users created after start-up get their names.
 pub struct UserNames {
     path: PathBuf,

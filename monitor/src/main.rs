@@ -12,7 +12,7 @@ const EXIT_USAGE: u8 = 2;
 
 /// eBPF host-security monitor: watches listen, connect and exec system-wide and prints JSON lines
 /// on stdout (`"type"`: `"event"`, `"alert"` or `"status"`). Logs go to stderr (`RUST_LOG`).
-/// Needs root (CAP_BPF and CAP_PERFMON).
+/// Needs root (`CAP_BPF` and `CAP_PERFMON`).
 #[derive(Debug, Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -131,7 +131,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `PROC_PID_INIT_INO` (include/linux/proc_ns.h): the inode of the initial PID namespace, the
+/// `PROC_PID_INIT_INO` (`include/linux/proc_ns.h)`: the inode of the initial PID namespace, the
 /// same on every kernel.
 const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
 

@@ -27,7 +27,7 @@ pub enum BindScope {
     /// Any local address (wildcard, a public address, or loopback).
     #[default]
     Any,
-    /// Only 127.0.0.0/8 or ::1 (IPv4-mapped loopback included).
+    /// Only 127.0.0.0/8 or `::1` (IPv4-mapped loopback included).
     Loopback,
 }
 

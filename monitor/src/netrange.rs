@@ -33,27 +33,27 @@
 //! | 224.0.0.0/4 | multicast | RFC 5771 |
 //! | 240.0.0.0/4 | reserved | RFC 1112 §4 |
 //! | 255.255.255.255/32 | limited broadcast | RFC 8190, RFC 919 §7 |
-//! | ::1/128 | loopback | RFC 4291 |
-//! | ::/128 | unspecified | RFC 4291 |
-//! | ::ffff:0.0.0.0/96 | IPv4-mapped (judged as IPv4 anyway) | RFC 4291 |
-//! | 64:ff9b::/96 | IPv4/IPv6 translation (NAT64 well-known prefix) | RFC 6052 |
-//! | 64:ff9b:1::/48 | local-use IPv4/IPv6 translation | RFC 8215 |
-//! | 100::/64 | discard-only | RFC 6666 |
-//! | 100:0:0:1::/64 | dummy IPv6 prefix | RFC 9780 |
-//! | 2001::/23 | IETF protocol assignments (Teredo, ORCHIDv2, …) | RFC 2928 |
-//! | 2001:db8::/32 | documentation | RFC 3849 |
-//! | 2002::/16 | 6to4 | RFC 3056 |
-//! | 2620:4f:8000::/48 | direct delegation AS112 service | RFC 7534 |
-//! | 3fff::/20 | documentation | RFC 9637 |
-//! | 5f00::/16 | segment routing (SRv6) SIDs | RFC 9602 |
-//! | fc00::/7 | unique local | RFC 4193, RFC 8190 |
-//! | fe80::/10 | link-local unicast | RFC 4291 |
-//! | ff00::/8 | multicast | RFC 4291 |
+//! | `::1/128` | loopback | RFC 4291 |
+//! | `::/128` | unspecified | RFC 4291 |
+//! | `::ffff:0.0.0.0/96` | IPv4-mapped (judged as IPv4 anyway) | RFC 4291 |
+//! | `64:ff9b::/96` | IPv4/IPv6 translation (NAT64 well-known prefix) | RFC 6052 |
+//! | `64:ff9b:1::/48` | local-use IPv4/IPv6 translation | RFC 8215 |
+//! | `100::/64` | discard-only | RFC 6666 |
+//! | `100:0:0:1::/64` | dummy IPv6 prefix | RFC 9780 |
+//! | `2001::/23` | IETF protocol assignments (Teredo, `ORCHIDv2`, …) | RFC 2928 |
+//! | `2001:db8::/32` | documentation | RFC 3849 |
+//! | `2002::/16` | 6to4 | RFC 3056 |
+//! | `2620:4f:8000::/48` | direct delegation AS112 service | RFC 7534 |
+//! | `3fff::/20` | documentation | RFC 9637 |
+//! | `5f00::/16` | segment routing (`SRv6`) SIDs | RFC 9602 |
+//! | `fc00::/7` | unique local | RFC 4193, RFC 8190 |
+//! | `fe80::/10` | link-local unicast | RFC 4291 |
+//! | `ff00::/8` | multicast | RFC 4291 |
 //!
-//! A destination in the NAT64 well-known prefix 64:ff9b::/96 is judged as the IPv4 address it
+//! A destination in the NAT64 well-known prefix `64:ff9b::/96` is judged as the IPv4 address it
 //! embeds (see [`canonical`]), so egress through a NAT64 translator to a public IPv4 address is
-//! not hidden by the 64:ff9b::/96 block. 2002::/16 (6to4) and Teredo also embed IPv4 addresses but
-//! are judged as IPv6: remove 2002::/16 from `excluded_networks` on a host that still uses 6to4.
+//! not hidden by the `64:ff9b::/96` block. `2002::/16` (6to4) and Teredo also embed IPv4 addresses but
+//! are judged as IPv6: remove `2002::/16` from `excluded_networks` on a host that still uses 6to4.
 
 use std::{
     fmt,
@@ -127,7 +127,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 /// `64:ff9b::/96`, the first 12 bytes.
 const NAT64_WELL_KNOWN_PREFIX: [u8; 12] = [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0];
 
-/// 127.0.0.0/8, ::1, or an IPv4-mapped 127.x address (a bound address, so no NAT64 unwrapping).
+/// 127.0.0.0/8, `::1`, or an IPv4-mapped 127.x address (a bound address, so no NAT64 unwrapping).
 pub fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V6(v6) => v6

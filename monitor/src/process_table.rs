@@ -17,7 +17,7 @@
 //! [`crate::matcher::program_path`] like everywhere else; which web server an event is under is
 //! then the enrich stage's call ([`crate::enrich::lineage`]), from the record this table fills.
 //!
-//! Time inside the table is the kernel's CLOCK_BOOTTIME (event `ktime_ns`; `/proc/<pid>/stat`
+//! Time inside the table is the kernel's `CLOCK_BOOTTIME` (event `ktime_ns`; `/proc/<pid>/stat`
 //! start times use the same base), which makes expiry deterministic and testable.
 
 use std::{
@@ -45,6 +45,10 @@ const FAILED_LOOKUPS_MAX: usize = 4096;
 
 /// What the table knows about one process.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one process, not a state machine"
+)]
 pub struct ProcessEntry {
     pub pid: u32,
     /// The parent at fork time (or as last reported by an exec event); kept after the parent
@@ -76,9 +80,9 @@ pub struct ProcessEntry {
     pub argv_inherited: bool,
     /// cgroup v2 id, when an event reported it (`None` for processes only seen in `/proc`).
     pub cgroup_id: Option<u64>,
-    /// Start time, CLOCK_BOOTTIME ns (fork event time, or `/proc/<pid>/stat` starttime).
+    /// Start time, `CLOCK_BOOTTIME` ns (fork event time, or `/proc/<pid>/stat` starttime).
     pub start_ns: Option<u64>,
-    /// Exit time, CLOCK_BOOTTIME ns, while in the grace period.
+    /// Exit time, `CLOCK_BOOTTIME` ns, while in the grace period.
     pub exited_ns: Option<u64>,
     /// Logical time of the last use, for least-recently-used eviction.
     last_used: u64,
@@ -223,7 +227,7 @@ impl ProcessTable {
                 break;
             }
             if p.lineage_resolved {
-                found = p.web_server.clone();
+                found.clone_from(&p.web_server);
                 break;
             }
             cur = (p.ppid, p.start_ns);
@@ -284,15 +288,14 @@ impl ProcessTable {
             if self.failed.contains(&pid) {
                 return None;
             }
-            match self.proc.read(pid) {
-                Some(p) => self.insert(ProcessEntry::from_proc(p)),
-                None => {
-                    if self.failed.len() >= FAILED_LOOKUPS_MAX {
-                        self.failed.clear();
-                    }
-                    self.failed.insert(pid);
-                    return None;
+            if let Some(p) = self.proc.read(pid) {
+                self.insert(ProcessEntry::from_proc(p))
+            } else {
+                if self.failed.len() >= FAILED_LOOKUPS_MAX {
+                    self.failed.clear();
                 }
+                self.failed.insert(pid);
+                return None;
             }
         }
         self.tick += 1;
@@ -434,7 +437,7 @@ impl ProcessTable {
         let (ppid, web_server, lineage_resolved) = match self.get(h.tgid) {
             Some(old) if live => (
                 if old.ppid != 0 { old.ppid } else { h.ppid },
-                self.web_server_before_exec(old),
+                Self::web_server_before_exec(old),
                 true,
             ),
             old => (
@@ -474,7 +477,7 @@ impl ProcessTable {
     /// is one (a server that runs `execv("/bin/sh")` in place: depth 0), unless that program is
     /// only the copy of its web server parent's that fork handed down (php-fpm's `system()`
     /// child before it execs sh), where the parent stays the nearest, as a title says "parent".
-    fn web_server_before_exec(&self, old: &ProcessEntry) -> Option<Arc<WebServerInfo>> {
+    fn web_server_before_exec(old: &ProcessEntry) -> Option<Arc<WebServerInfo>> {
         if !old.runs_web_server {
             return old.web_server.clone();
         }
@@ -967,7 +970,7 @@ mod tests {
         assert_eq!(pids(&t.ancestry(20)), Vec::<u32>::new());
         // A deep chain stops at ANCESTRY_MAX.
         for pid in 101..200 {
-            t.on_fork(&hdr(pid - 1, 0, "d", pid as u64), pid, pid);
+            t.on_fork(&hdr(pid - 1, 0, "d", u64::from(pid)), pid, pid);
         }
         let a = t.ancestry(199);
         assert_eq!(a.len(), ANCESTRY_MAX);

@@ -38,7 +38,7 @@ pub struct ProcProcess {
     pub exe: Option<String>,
     pub argv: Vec<String>,
     pub argv_truncated: bool,
-    /// Start time, CLOCK_BOOTTIME ns (`stat` starttime).
+    /// Start time, `CLOCK_BOOTTIME` ns (`stat` starttime).
     pub start_ns: Option<u64>,
 }
 
@@ -237,8 +237,6 @@ pub fn parse_status(text: &str) -> ProcStatus {
     }
     st
 }
-
-/// uid → user name from a passwd file, cached. A miss rereads the file at most every
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,8 @@ pub const T0: &str = "2026-11-23T05:00:00.000000001Z";
 pub fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
     // SAFETY: test-only view of a repr(C) wire struct without padding as bytes; the slice lives
     // no longer than `v`.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    unsafe { std::slice::from_raw_parts(std::ptr::from_ref::<T>(v).cast::<u8>(), size_of::<T>()) }
+        .to_vec()
 }
 
 /// `comm` NUL-padded to the kernel's width.
@@ -196,7 +197,7 @@ pub fn listen(time: &str, process: ProcessInfo, local: &str, port: u16) -> Event
     ev
 }
 
-/// A connect to `dst:port` from 10.0.0.5:40000 (or 2001:db8::5).
+/// A connect to `dst:port` from 10.0.0.5:40000 (or `2001:db8::5`).
 pub fn connect(
     time: &str,
     process: ProcessInfo,

@@ -8,7 +8,7 @@
 //! default policy) through [`or_base`]. Every section of the policy (the shared keys in
 //! [`crate::policy`], each rule's in its own file under [`crate::rules`]) is built with them.
 
-use std::{fmt, ops::Range};
+use std::{fmt, fmt::Write as _, ops::Range};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use toml::Spanned;
@@ -29,7 +29,7 @@ pub enum PolicyError {
         source: std::io::Error,
     },
     /// `FILE:LINE:COLUMN: KEY: MESSAGE` (position and key left out when unknown).
-    #[error("{}", display_invalid(.file, .position, .key, .message))]
+    #[error("{}", display_invalid(.file, .position.as_ref(), .key.as_ref(), .message))]
     Invalid {
         file: String,
         /// 1-based line and column (in characters).
@@ -42,18 +42,20 @@ pub enum PolicyError {
 
 fn display_invalid(
     file: &str,
-    position: &Option<(usize, usize)>,
-    key: &Option<String>,
+    position: Option<&(usize, usize)>,
+    key: Option<&String>,
     message: &str,
 ) -> String {
     let mut out = file.to_owned();
     if let Some((line, col)) = position {
-        out.push_str(&format!(":{line}:{col}"));
+        let _ = write!(out, ":{line}:{col}");
     }
     if let Some(key) = key {
-        out.push_str(&format!(": {key}"));
+        out.push_str(": ");
+        out.push_str(key);
     }
-    out.push_str(&format!(": {message}"));
+    out.push_str(": ");
+    out.push_str(message);
     out
 }
 
@@ -198,9 +200,13 @@ impl Source<'_> {
 pub fn key_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
-    for segment in path.iter() {
+    for segment in path {
         match segment {
-            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Seq { index } => {
+                out.push('[');
+                out.push_str(&index.to_string());
+                out.push(']');
+            }
             Segment::Map { key } if key.starts_with("$__serde_spanned_private") => {}
             Segment::Map { key } | Segment::Enum { variant: key } => {
                 if !out.is_empty() {
@@ -345,12 +351,11 @@ pub fn port_range_text(
         })?;
         port_number(n, span, key, src)
     };
-    let (lo, hi) = match text.split_once('-') {
-        Some((lo, hi)) => (number(lo)?, number(hi)?),
-        None => {
-            let p = number(text)?;
-            (p, p)
-        }
+    let (lo, hi) = if let Some((lo, hi)) = text.split_once('-') {
+        (number(lo)?, number(hi)?)
+    } else {
+        let p = number(text)?;
+        (p, p)
     };
     if lo > hi {
         return Err(src.error(

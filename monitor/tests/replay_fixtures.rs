@@ -65,7 +65,7 @@ fn jsonl_files(dir: &Path) -> BTreeSet<String> {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display())))
         .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".jsonl"))
+        .filter(|name| Path::new(name).extension().is_some_and(|e| e == "jsonl"))
         .collect()
 }
 
@@ -239,13 +239,13 @@ fn schema_rejects_broken_alerts() {
         ("negative suppressed", |v| v["suppressed"] = (-1).into()),
         ("unknown field", |v| v["extra"] = true.into()),
         ("bad ip", |v| {
-            v["socket"]["local"]["ip"] = "999.1.1.1".into()
+            v["socket"]["local"]["ip"] = "999.1.1.1".into();
         }),
         ("time not UTC RFC 3339", |v| {
-            v["time"] = "2026-11-23 05:00:00".into()
+            v["time"] = "2026-11-23 05:00:00".into();
         }),
         ("dedup of another rule", |v| {
-            v["dedup"] = "webserver_shell:/usr/sbin/nginx:/usr/bin/dash".into()
+            v["dedup"] = "webserver_shell:/usr/sbin/nginx:/usr/bin/dash".into();
         }),
     ];
     for (what, mutate) in mutations {

@@ -26,9 +26,10 @@ pub fn privileged(test: &str) -> bool {
     if root {
         return true;
     }
-    if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
-        panic!("{test}: needs root to load eBPF, and {REQUIRE_ENV}=1 forbids skipping");
-    }
+    assert!(
+        std::env::var(REQUIRE_ENV).as_deref() != Ok("1"),
+        "{test}: needs root to load eBPF, and {REQUIRE_ENV}=1 forbids skipping"
+    );
     // Written to the stderr handle rather than with eprintln!, which libtest captures and shows
     // only for failing tests: a skip must be visible in a passing run.
     let _ = writeln!(
@@ -105,7 +106,7 @@ impl Monitor {
             seen: Vec::new(),
             stderr,
         };
-        m.wait_for("started status record", Duration::from_secs(60), |v| {
+        m.wait_for("started status record", Duration::from_mins(1), |v| {
             v["type"] == "status" && v["status"] == "started"
         });
         m
@@ -148,7 +149,7 @@ impl Monitor {
                          records seen:\n{}\nstderr:\n{}",
                         self.seen
                             .iter()
-                            .map(|v| v.to_string())
+                            .map(std::string::ToString::to_string)
                             .collect::<Vec<_>>()
                             .join("\n"),
                         self.stderr.lock().unwrap()

@@ -2,7 +2,7 @@
 //! Debian packages: nginx, php-fpm and socat (`cargo xtask test` installs them).
 //!
 //! Every scenario writes its own configuration into a scratch directory (never /etc), listens only
-//! on 127.0.0.1 / ::1 / 0.0.0.0 of this host or of a network namespace it creates, talks only to
+//! on 127.0.0.1 / `::1` / 0.0.0.0 of this host or of a network namespace it creates, talks only to
 //! loopback, and kills what it started (process-group guards). The daemon runs with `--events` so
 //! that every "nothing must be raised" check first waits for the event it is about: a guard that
 //! passes because the monitor saw nothing would prove nothing.
@@ -839,7 +839,12 @@ impl Running {
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what} ({:?}): {e}", cmd.get_program()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {what} ({}): {e}",
+                    cmd.get_program().to_string_lossy()
+                )
+            });
         Running {
             child,
             argv,
@@ -883,7 +888,7 @@ fn exited_unreaped(pid: libc::pid_t) -> bool {
         libc::waitid(
             libc::P_PID,
             pid as libc::id_t,
-            &mut info,
+            &raw mut info,
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
@@ -1248,8 +1253,10 @@ fn exe_of(name: &str) -> String {
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .map(|p| path_str(&canonical(&p)).to_owned())
-        .unwrap_or_else(|| panic!("{name} is not installed (cargo xtask test installs it)"))
+        .map_or_else(
+            || panic!("{name} is not installed (cargo xtask test installs it)"),
+            |p| path_str(&canonical(&p)).to_owned(),
+        )
 }
 
 /// Debian names the binary after the PHP version: /usr/sbin/php-fpm8.2.
@@ -1338,8 +1345,11 @@ fn record(daemon_pid: u32, scenario: &str) {
     let kept: String = text
         .lines()
         .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| ours(&v)))
-        .map(|l| format!("{l}\n"))
-        .collect();
+        .fold(String::new(), |mut kept, l| {
+            kept.push_str(l);
+            kept.push('\n');
+            kept
+        });
     let path = Path::new(&dir).join(format!("{scenario}.jsonl"));
     fs::write(&path, kept).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     // The raw file stays for inspection; tests/scenarios/record.sh removes it.

@@ -210,7 +210,7 @@ fn expect_exec_of_true(v: &Value, pid: u32, argv: &[&str], filename: &str) {
     expect_time(v);
 }
 
-/// fork + fexecve(2) (glibc: execveat(fd, "", ..., AT_EMPTY_PATH)) of /usr/bin/true; returns the
+/// fork + fexecve(2) (glibc: execveat(fd, "", ..., `AT_EMPTY_PATH`)) of /usr/bin/true; returns the
 /// child's pid and the fd number it exec'd through.
 fn fexecve_true(args: &[&str]) -> (u32, i32) {
     let file = std::fs::File::open("/usr/bin/true").expect("open /usr/bin/true");
@@ -236,7 +236,7 @@ fn fexecve_true(args: &[&str]) -> (u32, i32) {
     }
     let mut status = 0;
     // SAFETY: waiting for our own child.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    let r = unsafe { libc::waitpid(pid, &raw mut status, 0) };
     assert_eq!(r, pid, "waitpid: {}", std::io::Error::last_os_error());
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
@@ -405,7 +405,7 @@ fn started_index(m: &Monitor) -> usize {
 
 /// A network namespace reached through a veth pair (host 10.200.0.1/30, namespace 10.200.0.2/30)
 /// that never answers: a blackhole route inside drops its RSTs and SYN-ACKs, so a connect to it
-/// stays in SYN_SENT and retransmits. All traffic stays between this machine and the namespace.
+/// stays in `SYN_SENT` and retransmits. All traffic stays between this machine and the namespace.
 struct SilentPeer;
 
 impl SilentPeer {
@@ -505,7 +505,7 @@ fn blocking_connect(addr: std::net::Ipv4Addr, port: u16, timeout: Duration) -> (
         );
         let mut local: libc::sockaddr_in = std::mem::zeroed();
         let mut len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let rc = libc::getsockname(fd.as_raw_fd(), (&raw mut local).cast(), &mut len);
+        let rc = libc::getsockname(fd.as_raw_fd(), (&raw mut local).cast(), &raw mut len);
         assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
         (u16::from_be(local.sin_port), returned)
     }
@@ -592,7 +592,7 @@ fn local_port4(fd: &OwnedFd) -> u16 {
     let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     let mut len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: sa and len are valid for writes of the given size.
-    let rc = unsafe { libc::getsockname(fd.as_raw_fd(), (&raw mut sa).cast(), &mut len) };
+    let rc = unsafe { libc::getsockname(fd.as_raw_fd(), (&raw mut sa).cast(), &raw mut len) };
     assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
     u16::from_be(sa.sin_port)
 }

@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn repeats_within_window_are_counted_then_reported() {
-        let mut d = Dedup::new(Duration::from_secs(3600));
+        let mut d = Dedup::new(Duration::from_hours(1));
         assert_eq!(
             d.check("k", t("2026-11-23T05:00:00Z")),
             Verdict::Print { suppressed: 0 }
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn keys_are_independent_and_storms_print_once_per_window() {
-        let mut d = Dedup::new(Duration::from_secs(60));
+        let mut d = Dedup::new(Duration::from_mins(1));
         let start = t("2026-11-23T05:00:00Z");
         let mut printed = 0;
         for second in 0..180 {
@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn earlier_time_counts_as_repeat_and_zero_window_never_suppresses() {
-        let mut d = Dedup::new(Duration::from_secs(60));
+        let mut d = Dedup::new(Duration::from_mins(1));
         assert_eq!(
             d.check("k", t("2026-11-23T05:00:00Z")),
             Verdict::Print { suppressed: 0 }
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn live_keys_are_kept_and_sweeps_back_off() {
-        let mut d = Dedup::new(Duration::from_secs(3600));
+        let mut d = Dedup::new(Duration::from_hours(1));
         let start = t("2026-11-23T05:00:00Z");
         for i in 0..PRUNE_ABOVE + 10 {
             assert_eq!(

@@ -243,7 +243,7 @@ mod tests {
         let p = Policy::embedded_default();
         let proc_of = |exe: &str, argv: &[&str]| ProcessInfo {
             exe: Some(exe.to_owned()),
-            argv: argv.iter().map(|s| s.to_string()).collect(),
+            argv: argv.iter().map(std::string::ToString::to_string).collect(),
             ..ProcessInfo::default()
         };
         for exe in [

@@ -67,23 +67,22 @@ impl Enricher {
         time: &str,
     ) -> EventRecord {
         let owner = main_owner(&socket.owners, table);
-        let process = match owner.and_then(|pid| table.lookup(pid)) {
-            Some(entry) => self.process_info(entry, None),
-            None => {
-                if owner.is_none() {
-                    log::info!(
-                        "listening socket {} (inode {}, uid {}) has no owner we can see: reported with pid 0",
-                        socket.local,
-                        socket.inode,
-                        socket.uid
-                    );
-                }
-                ProcessInfo {
-                    pid: owner.unwrap_or(0),
-                    uid: socket.uid,
-                    user: self.users.name(socket.uid),
-                    ..ProcessInfo::default()
-                }
+        let process = if let Some(entry) = owner.and_then(|pid| table.lookup(pid)) {
+            self.process_info(entry, None)
+        } else {
+            if owner.is_none() {
+                log::info!(
+                    "listening socket {} (inode {}, uid {}) has no owner we can see: reported with pid 0",
+                    socket.local,
+                    socket.inode,
+                    socket.uid
+                );
+            }
+            ProcessInfo {
+                pid: owner.unwrap_or(0),
+                uid: socket.uid,
+                user: self.users.name(socket.uid),
+                ..ProcessInfo::default()
             }
         };
         let mut record = if owner.is_some() {

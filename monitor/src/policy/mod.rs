@@ -93,8 +93,7 @@ impl Policy {
 
 fn window_text(window: Duration) -> String {
     jiff::SignedDuration::try_from(window)
-        .map(|d| format!("{d:#}"))
-        .unwrap_or_else(|_| format!("{}s", window.as_secs()))
+        .map_or_else(|_| format!("{}s", window.as_secs()), |d| format!("{d:#}"))
 }
 
 fn glob_inputs(list: &[ExeGlob]) -> Vec<Spanned<String>> {
@@ -181,7 +180,7 @@ mod tests {
         let p = parse(DEFAULT_POLICY_TOML, DEFAULT_POLICY_NAME, None)
             .expect("embedded default validates");
         assert_eq!(p, Policy::embedded_default());
-        assert_eq!(p.dedup_window, Duration::from_secs(3600));
+        assert_eq!(p.dedup_window, Duration::from_hours(1));
         assert_eq!(p.rules.unexpected_listen.settings.severity, Severity::High);
         assert_eq!(p.rules.webserver_egress.settings.severity, Severity::Medium);
         assert_eq!(p.rules.webserver_shell.settings.severity, Severity::High);
@@ -199,7 +198,7 @@ mod tests {
             .webserver_egress
             .allowed_ports
             .iter()
-            .map(|r| r.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
         assert_eq!(
             egress,
@@ -250,7 +249,7 @@ mod tests {
             argv: vec!["php-fpm: pool www".into()],
         };
         let excepted = |argv: &[&str], ancestry: &[Ancestor]| {
-            let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            let argv: Vec<String> = argv.iter().map(std::string::ToString::to_string).collect();
             let subject = Subject {
                 exe: Some("/usr/bin/dash"),
                 argv: &argv,

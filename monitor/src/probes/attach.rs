@@ -59,17 +59,16 @@ pub(super) fn attach_all(
                 }
             }
         }
-        match &status.attached {
-            Some(label) => info!("{hook}: attached {label}"),
-            None => {
-                let refused = status
-                    .refused
-                    .iter()
-                    .map(|r| format!("{}: {}", r.hook, r.error))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                return Err(ProbeError::NoAttachment { hook, refused });
-            }
+        if let Some(label) = &status.attached {
+            info!("{hook}: attached {label}")
+        } else {
+            let refused = status
+                .refused
+                .iter()
+                .map(|r| format!("{}: {}", r.hook, r.error))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ProbeError::NoAttachment { hook, refused });
         }
         report.insert(hook.to_owned(), status);
     }
@@ -159,7 +158,7 @@ fn try_attach(
     }
     // How close a program is to the verifier's 1M-instruction budget, for whoever grows it next.
     for program in attach.programs() {
-        if let Some(Ok(info)) = ebpf.program(program).map(|p| p.info()) {
+        if let Some(Ok(info)) = ebpf.program(program).map(aya::programs::Program::info) {
             debug!(
                 "{program}: verifier processed {:?} instructions",
                 info.verified_instruction_count()

@@ -91,6 +91,10 @@ struct Member {
 }
 
 #[derive(Clone, Debug)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "`size_or_type` is BTF's own name for the union"
+)]
 struct Type {
     kind: u8,
     /// `size` for INT/STRUCT/UNION/ENUM/FLOAT/DATASEC, the referenced type id otherwise.
@@ -118,7 +122,7 @@ struct Reader<'a> {
     pos: usize,
 }
 
-impl<'a> Reader<'a> {
+impl Reader<'_> {
     fn u32(&mut self, what: &'static str) -> Result<u32, BtfError> {
         let end = self.pos.checked_add(4).ok_or(BtfError::Truncated(what))?;
         let bytes = self
@@ -507,7 +511,7 @@ pub fn kernel_offsets(btf: &Btf) -> OffsetsReport {
 mod tests {
     use super::*;
 
-    /// Builds a BTF blob from (name, info, size_or_type, extra words) entries.
+    /// Builds a BTF blob from (name, info, `size_or_type`, extra words) entries.
     struct Builder {
         types: Vec<u8>,
         strings: Vec<u8>,
@@ -716,7 +720,7 @@ mod tests {
     }
 
     /// Against the running kernel: offsets must match what pahole/the kernel headers say for
-    /// Linux 6.x x86_64, where these particular members have not moved in years.
+    /// Linux 6.x `x86_64`, where these particular members have not moved in years.
     #[test]
     fn vmlinux_offsets_match_the_kernel() {
         let Ok(btf) = Btf::from_sys_fs() else {

@@ -181,14 +181,14 @@ fn page_size() -> u64 {
     u64::try_from(size).unwrap_or(4096)
 }
 
-/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless on newer ones.
+/// Kernels before 5.11 charge BPF maps to `RLIMIT_MEMLOCK`; raising it is harmless on newer ones.
 fn bump_memlock_rlimit() {
     let rlim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: setrlimit reads the struct we pass and nothing else.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) } != 0 {
         debug!(
             "setrlimit(RLIMIT_MEMLOCK) failed: {}",
             std::io::Error::last_os_error()
@@ -427,7 +427,7 @@ mod tests {
         unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
     }
 
-    /// Root only: an executable unlinked before it runs (exec through its fd) and an O_TMPFILE
+    /// Root only: an executable unlinked before it runs (exec through its fd) and an `O_TMPFILE`
     /// one are reported as /proc/<pid>/exe shows them: path + " (deleted)".
     #[test]
     fn privileged_deleted_exe_is_marked_deleted() {

@@ -86,6 +86,10 @@ impl Recorded {
     }
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
 pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }

@@ -26,7 +26,7 @@ use crate::{
 #[derive(Clone, Debug, PartialEq)]
 pub struct UnexpectedListen {
     pub settings: RuleSettings,
-    /// Listeners bound only to 127.0.0.0/8 or ::1 are allowed.
+    /// Listeners bound only to 127.0.0.0/8 or `::1` are allowed.
     pub allow_loopback: bool,
     pub allow: Vec<AllowEntry>,
 }
