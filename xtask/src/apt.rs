@@ -9,7 +9,7 @@ use std::{fs, path::Path, process::Command};
 
 use anyhow::{Context as _, Result};
 
-use crate::{bootstrap::Step, cmd};
+use crate::{cmd, step::Step};
 
 /// Programs the privileged end-to-end tests start (issue 3: real nginx + php-fpm, a socat listener
 /// or upstream, `ss` from iproute2 and `ps`/`pgrep` from procps to inspect them).

@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{apt, cmd};
+use crate::{apt, cmd, step::Step};
 
 /// The pinned bpf-linker release: the one the eBPF build is known to work with (it has the
 /// `llvm-22` feature nightly's LLVM needs). Pinned so that a new release cannot change the object
@@ -32,15 +32,6 @@ pub struct Needs {
     /// is impossible (`run`, `bench`). `false`: they are reported as missing instead (`bootstrap`,
     /// and `test`, whose privileged tests then skip loudly or, in CI, fail).
     pub root_required: bool,
-}
-
-pub enum Step {
-    /// Nothing to do; the text names what is present.
-    Present(String),
-    /// The step changed the machine; the text says how.
-    Done(String),
-    /// Could not be done without root; the text says what is missing and how to fix it.
-    Missing(String),
 }
 
 /// Runs every bootstrap step. Prints one line when there was nothing to do.

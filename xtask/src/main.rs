@@ -7,6 +7,7 @@ mod bench;
 mod bootstrap;
 mod cmd;
 mod ebpf;
+mod step;
 
 use std::{
     ffi::OsString,
