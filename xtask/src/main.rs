@@ -18,7 +18,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::bootstrap::Needs;
+use crate::bootstrap::{EBPF_TOOLCHAIN, Needs};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build, run, test and benchmark monitor")]
@@ -29,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what the build and tests need (rust-src, bpf-linker, tracefs, test packages).
+    /// Install what builds, checks and tests need (rustup components, bpf-linker, tracefs, apt).
     Bootstrap,
     /// Build only the eBPF object (monitor-ebpf) and print its path on stdout.
     BuildEbpf,
@@ -39,7 +39,7 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
-    /// Unit tests, then the privileged end-to-end tests (one at a time).
+    /// Format and clippy checks, unit tests, then the privileged end-to-end tests (one at a time).
     Test {
         /// Arguments for the test binaries, e.g. a test name filter.
         #[arg(last = true)]
@@ -140,6 +140,33 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         ok
     };
 
+    // The checks come first, ahead of the long test output. Nightly rustfmt because rustfmt.toml's
+    // `group_imports` and `imports_granularity` are nightly-only options.
+    let nightly = format!("+{EBPF_TOOLCHAIN}");
+    stage(
+        &mut stages,
+        "format (nightly rustfmt)",
+        cmd::status(cmd::cargo().args([nightly.as_str(), "fmt", "--all", "--check"]))?,
+    );
+    stage(
+        &mut stages,
+        "clippy (userspace, stable)",
+        cmd::status(cmd::cargo().args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "monitor-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?,
+    );
+    stage(
+        &mut stages,
+        "clippy (eBPF)",
+        cmd::status(&mut ebpf::clippy())?,
+    );
     stage(
         &mut stages,
         "unit tests (workspace, no root)",
