@@ -58,8 +58,11 @@ pub struct LoadOptions {
     count: u32,
 }
 
-/// The workloads themselves: small, bounded, and loopback-only.
-pub fn load(options: &LoadOptions) -> Result<()> {
+/// The workloads themselves: small, bounded, and loopback-only. Returns how many rounds completed:
+/// execs reaped with a zero exit status, or connections accepted whose peer is the client just
+/// connected (not some other connection to the port).
+pub fn load(options: &LoadOptions) -> Result<u32> {
+    let mut done = 0;
     match options.load {
         Load::Exec => {
             for _ in 0..options.count {
@@ -67,6 +70,7 @@ pub fn load(options: &LoadOptions) -> Result<()> {
                     .status()
                     .context("cannot exec /bin/true")?;
                 ensure!(status.success(), "/bin/true failed: {status}");
+                done += 1;
             }
         }
         Load::Connect => {
@@ -79,13 +83,19 @@ pub fn load(options: &LoadOptions) -> Result<()> {
             for _ in 0..options.count {
                 let client = TcpStream::connect(addr)
                     .with_context(|| format!("cannot connect to {addr}"))?;
-                let (server, _) = listener.accept().context("accept failed")?;
+                let (server, peer) = listener.accept().context("accept failed")?;
+                let local = client.local_addr()?;
+                ensure!(
+                    peer == local,
+                    "accepted a connection from {peer}, not from our client at {local}"
+                );
                 drop(client);
                 drop(server);
+                done += 1;
             }
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 /// One hyperfine result, in seconds.
@@ -504,15 +514,17 @@ mod tests {
 
     #[test]
     fn loads_run_their_full_count() {
-        load(&LoadOptions {
+        let connects = load(&LoadOptions {
             load: Load::Connect,
             count: 20,
         })
         .expect("20 loopback connects");
-        load(&LoadOptions {
+        assert_eq!(connects, 20, "connections accepted");
+        let execs = load(&LoadOptions {
             load: Load::Exec,
             count: 3,
         })
         .expect("3 execs of /bin/true");
+        assert_eq!(execs, 3, "children reaped with exit status 0");
     }
 }

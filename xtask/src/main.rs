@@ -82,7 +82,9 @@ impl Cmd {
             Self::Run { args } => run(&args)?,
             Self::Test { args } => return test(&args),
             Self::Bench(options) => bench::run(&options)?,
-            Self::BenchLoad(options) => bench::load(&options)?,
+            Self::BenchLoad(options) => {
+                bench::load(&options)?;
+            }
         }
         Ok(ExitCode::SUCCESS)
     }
