@@ -9,6 +9,7 @@ use std::{
     fs,
     io::{BufRead as _, BufReader},
     net::{Ipv4Addr, TcpListener, TcpStream},
+    num::NonZero,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc::{Receiver, RecvTimeoutError, channel},
@@ -109,7 +110,8 @@ struct Timing {
 /// What the daemon reported about the period it watched.
 struct MonitorReport {
     final_status: Value,
-    peak_rss_kib: Option<u64>,
+    /// `VmHWM` in KiB; a u32 covers 4 TiB.
+    peak_rss_kib: Option<u32>,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -256,7 +258,7 @@ impl Daemon {
             lines,
             stderr_log: stderr_log.to_path_buf(),
         };
-        daemon.wait_for_status("started", Duration::from_secs(60))?;
+        daemon.wait_for_status("started", Duration::from_mins(1))?;
         Ok(daemon)
     }
 
@@ -364,19 +366,15 @@ fn render(
                 .map(|(_, m)| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = thread::available_parallelism().map_or(1, NonZero::get);
     let date = cmd::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
-        .map(|d| d.trim().to_string())
-        .unwrap_or_else(|_| "unknown date".into());
+        .map_or_else(|_| "unknown date".into(), |d| d.trim().to_string());
     let commit = cmd::output(Command::new("git").current_dir(workspace_root()).args([
         "rev-parse",
         "--short",
         "HEAD",
     ]))
-    .map(|c| c.trim().to_string())
-    .unwrap_or_else(|_| "unknown".into());
+    .map_or_else(|_| "unknown".into(), |c| c.trim().to_string());
 
     let mut md = String::new();
     writeln!(md, "## Latest run")?;
@@ -438,7 +436,7 @@ fn render(
     writeln!(md, "- ring-buffer drops: {}", field("drops"))?;
     writeln!(md, "- alerts printed: {}", field("alerts"))?;
     match report.peak_rss_kib {
-        Some(kib) => writeln!(md, "- peak RSS (VmHWM): {:.1} MiB", kib as f64 / 1024.0)?,
+        Some(kib) => writeln!(md, "- peak RSS (VmHWM): {:.1} MiB", f64::from(kib) / 1024.0)?,
         None => writeln!(md, "- peak RSS (VmHWM): not readable")?,
     }
     writeln!(md)?;

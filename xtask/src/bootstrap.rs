@@ -217,7 +217,7 @@ impl NightlyLlvm {
         let prefix = format!("libLLVM.so.{}.", self.major);
         let mut found: Vec<PathBuf> = fs::read_dir(&lib)
             .with_context(|| format!("cannot list {}", lib.display()))?
-            .filter_map(|entry| entry.ok())
+            .filter_map(Result::ok)
             .map(|entry| entry.path())
             .filter(|p| {
                 p.file_name()
@@ -269,7 +269,7 @@ fn bpf_linker(install_root: &Path) -> Result<Step> {
     // Links to a previous nightly's library are dangling now: start from an empty lib/.
     for entry in fs::read_dir(&prefix_lib)
         .with_context(|| format!("cannot list {}", prefix_lib.display()))?
-        .filter_map(|e| e.ok())
+        .filter_map(Result::ok)
     {
         let stale = entry.path();
         if stale.is_symlink() {

@@ -80,7 +80,7 @@ pub fn build() -> Result<PathBuf> {
 }
 
 /// nightly's clippy over the eBPF crate, checked as it is built (same target, cfg and profile), so
-/// that `bpf_target_arch` code and the no_std build are what gets linted. Warnings are errors.
+/// that `bpf_target_arch` code and the `no_std` build are what gets linted. Warnings are errors.
 pub fn clippy() -> Command {
     let mut clippy = cargo("clippy");
     clippy.args(["--", "-D", "warnings"]);

@@ -123,6 +123,43 @@ struct Stage {
     ok: bool,
 }
 
+impl Stage {
+    /// Records how the stage `name` ended; returns whether it succeeded.
+    fn record(stages: &mut Vec<Self>, name: &'static str, status: ExitStatus) -> bool {
+        let ok = status.success();
+        let outcome = if ok {
+            "ok".to_string()
+        } else {
+            format!("FAILED ({status})")
+        };
+        stages.push(Self { name, outcome, ok });
+        ok
+    }
+}
+
+/// The format and lint checks, run before the tests (ahead of their long output).
+fn checks() -> [(&'static str, Command); 3] {
+    // Nightly rustfmt: rustfmt.toml's `group_imports` and `imports_granularity` are nightly-only.
+    let mut fmt = cmd::cargo();
+    fmt.args([&format!("+{EBPF_TOOLCHAIN}"), "fmt", "--all", "--check"]);
+    let mut clippy = cmd::cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "monitor-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    [
+        ("format (nightly rustfmt)", fmt),
+        ("clippy (userspace)", clippy),
+        ("clippy (eBPF)", ebpf::clippy()),
+    ]
+}
+
 /// Runs every stage even after a failure (a CI log then shows all of them), prints a summary, and
 /// fails when any stage failed.
 fn test(args: &[OsString]) -> Result<ExitCode> {
@@ -131,45 +168,10 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         root_required: false,
     })?;
     let mut stages = Vec::new();
-    let stage = |stages: &mut Vec<Stage>, name, status: ExitStatus| {
-        let ok = status.success();
-        let outcome = if ok {
-            "ok".to_string()
-        } else {
-            format!("FAILED ({status})")
-        };
-        stages.push(Stage { name, outcome, ok });
-        ok
-    };
-
-    // The checks come first, ahead of the long test output. Nightly rustfmt because rustfmt.toml's
-    // `group_imports` and `imports_granularity` are nightly-only options.
-    let nightly = format!("+{EBPF_TOOLCHAIN}");
-    stage(
-        &mut stages,
-        "format (nightly rustfmt)",
-        cmd::status(cmd::cargo().args([nightly.as_str(), "fmt", "--all", "--check"]))?,
-    );
-    stage(
-        &mut stages,
-        "clippy (userspace, stable)",
-        cmd::status(cmd::cargo().args([
-            "clippy",
-            "--workspace",
-            "--exclude",
-            "monitor-ebpf",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]))?,
-    );
-    stage(
-        &mut stages,
-        "clippy (eBPF)",
-        cmd::status(&mut ebpf::clippy())?,
-    );
-    stage(
+    for (name, mut check) in checks() {
+        Stage::record(&mut stages, name, cmd::status(&mut check)?);
+    }
+    Stage::record(
         &mut stages,
         "unit tests (workspace, no root)",
         cmd::status(
@@ -189,7 +191,7 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         )?,
     );
     // The end-to-end tests run the same debug build the unit tests just compiled: no second profile.
-    let built = stage(
+    let built = Stage::record(
         &mut stages,
         "build monitor (debug)",
         cmd::status(cmd::cargo().args(["build", "--package", "monitor"]))?,
@@ -207,7 +209,7 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
             ),
             None => {}
         }
-        stage(
+        Stage::record(
             &mut stages,
             "privileged end-to-end tests",
             cmd::status(
