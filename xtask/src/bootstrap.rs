@@ -1,11 +1,11 @@
 //! Everything the eBPF build and the tests need that a fresh machine lacks. Each step checks
 //! first and does nothing when its work is already done, so running it on every command is cheap.
 //!
-//! Steps: rustup components, nightly's `rust-src` (`-Z build-std=core` for `bpfel-unknown-none`
-//! needs it) and the `rustfmt` and `clippy` that `cargo xtask test` checks with, bpf-linker built
-//! against nightly's own LLVM (the linker reads the bitcode rustc emits, so the LLVM versions must
-//! match), tracefs (aya attaches tracepoints by id read from it), and the Debian packages the tests
-//! start.
+//! Steps: rustup components (nightly's `rust-src`, which `-Z build-std=core` for
+//! `bpfel-unknown-none` needs, and the `rustfmt` and `clippy` that `cargo xtask test` checks with),
+//! bpf-linker built against nightly's own LLVM (the linker reads the bitcode rustc emits, so the
+//! LLVM versions must match), tracefs (aya attaches tracepoints by id read from it), and the Debian
+//! packages the tests start.
 
 use std::{
     env, fs,
@@ -25,7 +25,7 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// format check uses its rustfmt too: rustfmt.toml's import options are nightly-only.
 pub const EBPF_TOOLCHAIN: &str = "nightly";
 /// The toolchain the userspace crates build and are linted with (rust-toolchain.toml says the same).
-pub const USERSPACE_TOOLCHAIN: &str = "stable";
+const USERSPACE_TOOLCHAIN: &str = "stable";
 /// rustup components per toolchain: `rust-src` for `-Z build-std=core`; `rustfmt` and `clippy` for
 /// the format and clippy stages of `cargo xtask test` (nightly's clippy lints the eBPF crate).
 /// Added here, when missing, rather than listed in the root rust-toolchain.toml (its comment says
