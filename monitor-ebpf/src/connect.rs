@@ -86,6 +86,7 @@ pub fn connect_tcp_connect(ctx: FEntryContext) -> u32 {
 
 fn try_connect_tcp_connect(ctx: &FEntryContext) -> Res<()> {
     let sk: *const u8 = ctx.arg(0);
+    // SAFETY: try_sock_fentry has no precondition (it only probe-reads `sk`).
     unsafe { try_sock_fentry(sk, EventKind::Connect, Hook::FentryTcpConnect, false) }
 }
 
@@ -112,20 +113,24 @@ fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     // A record still parked for this thread means its sys_exit_connect was missed; send it (with
     // the port it has) unless another context did, rather than overwrite it.
     if let Some(p) = CONNECT_PENDING.get_ptr(pid_tgid) {
+        // SAFETY: `p` is a CONNECT_PENDING value (non-NULL checked), readable for this run.
         unsafe { send_claimed(p, pid_tgid, 0, true) };
         let _ = CONNECT_PENDING.remove(pid_tgid);
     }
     // SAFETY: every byte of PendingConnect is an integer; zero is a valid value.
     let mut pending: PendingConnect = unsafe { core::mem::zeroed() };
+    // SAFETY: `pending` is a local, valid for writes of its SockEvent.
     unsafe { fill_from_tracepoint(ctx, &raw mut pending.event, family, EventKind::Connect)? };
     pending.sk = tracepoint_sk(ctx)? as u64;
     if CONNECT_PENDING.insert(pid_tgid, pending, 0).is_err() {
         // Map full: send now, without the port, rather than lose the connect.
+        // SAFETY: `pending` is an initialized local.
         return unsafe { send_now(&raw const pending) };
     }
     if CONNECT_SOCKS.insert(pending.sk, pid_tgid, 0).is_err() {
         // Without the socket entry nobody could claim the record: send it now, without the port.
         let _ = CONNECT_PENDING.remove(pid_tgid);
+        // SAFETY: `pending` is an initialized local.
         return unsafe { send_now(&raw const pending) };
     }
     Ok(())
@@ -143,11 +148,15 @@ pub fn connect_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
 /// the initial RTO), so the peer is slow or silent: send the parked record now rather than when
 /// connect(2) gives up. The port was picked before the first SYN.
 fn try_connect_tcp_retransmit_skb(ctx: &TracePointContext) -> Res<()> {
+    // SAFETY: read_at copies an integer (valid for any bits) from the record with
+    // bpf_probe_read_kernel, which fails instead of faulting; likewise below.
     let state: i32 = unsafe { ctx.read_at(TP_RTX_STATE)? };
     if state != TCP_SYN_SENT {
         return Ok(());
     }
+    // SAFETY: as above, a u64.
     let sk: u64 = unsafe { ctx.read_at(TP_RTX_SKADDR)? };
+    // SAFETY: as above, a u16.
     let sport: u16 = unsafe { ctx.read_at(TP_RTX_SPORT)? };
     send_for_sock(sk, sport)
 }
@@ -162,10 +171,15 @@ fn send_for_sock(sk: u64, sport: u16) -> Res<()> {
     let Some(owner) = CONNECT_SOCKS.get_ptr(sk) else {
         return Ok(());
     };
+    // SAFETY: a CONNECT_SOCKS value (non-NULL checked), a u64 the kernel keeps valid for this run;
+    // if its key was deleted meanwhile it may hold another owner, which the checks below reject.
     let owner = unsafe { *owner };
     let Some(p) = CONNECT_PENDING.get_ptr_mut(owner) else {
         return Ok(());
     };
+    // SAFETY: `p` is a CONNECT_PENDING value (non-NULL checked) whose memory the kernel keeps valid
+    // for this run even if the owner deletes it meanwhile; a reused slot holds another socket,
+    // which the `sk` check and the claim in send_claimed reject.
     unsafe {
         if (*p).sk != sk {
             return Ok(());
@@ -211,7 +225,10 @@ fn try_connect_sys_exit_connect() -> Res<()> {
     };
     // inet_hash_connect() has run by now; 0 means the port was released already, and the record
     // keeps the one the state change wrote into it. A failed read still lets the record go.
+    // SAFETY: `p` is this thread's CONNECT_PENDING value (non-NULL checked), readable for this
+    // run; local_port has no precondition.
     let port = unsafe { local_port((*p).sk as *const u8) };
+    // SAFETY: as above.
     unsafe { send_claimed(p, pid_tgid, *port.as_ref().unwrap_or(&0), true) };
     // Sent here or earlier by another context: either way this thread is done with it.
     let _ = CONNECT_PENDING.remove(pid_tgid);
@@ -224,12 +241,20 @@ fn try_connect_sys_exit_connect() -> Res<()> {
 /// slot. A context that loses the claim discards its copy. `last_chance` is set for the owner
 /// thread, after which the record is gone: only then does a full ring buffer count as a drop
 /// (the others leave the record to the owner's sys_exit_connect).
+///
+/// # Safety
+/// `p` must be readable as one `PendingConnect` for the whole call: a CONNECT_PENDING value
+/// (whose memory the kernel keeps valid while the program runs) or a local.
 #[inline(always)]
 unsafe fn send_claimed(p: *const PendingConnect, owner: u64, sport: u16, last_chance: bool) {
+    // SAFETY: `p` is readable (the caller's contract).
     let sk = unsafe { (*p).sk };
     // Cheap check first: gone (already sent) or, for a record whose sys_exit was missed, its
     // socket freed and its address reused by another thread's connect (whose entry this is; the
     // stale record went out when its socket left SYN_SENT).
+    // SAFETY: `get`'s caveat is that a deleted element may be reused under the reference; the u64
+    // is copied out at once (any bits are valid) and only compared, and the delete below is what
+    // decides who sends.
     match unsafe { CONNECT_SOCKS.get(sk) } {
         Some(&o) if o == owner => {}
         _ => return,
@@ -241,6 +266,9 @@ unsafe fn send_claimed(p: *const PendingConnect, owner: u64, sport: u16, last_ch
         return;
     };
     let ev = entry.as_mut_ptr();
+    // SAFETY: `p` is readable (the caller's contract); `ev` comes from RingBufEntry::as_mut_ptr and
+    // is valid for writes of one SockEvent until submit/discard. Ring-buffer memory does not
+    // overlap a map value or the stack.
     unsafe {
         core::ptr::copy_nonoverlapping(&raw const (*p).event, ev, 1);
         if sport != 0 {
@@ -256,12 +284,17 @@ unsafe fn send_claimed(p: *const PendingConnect, owner: u64, sport: u16, last_ch
 }
 
 /// Sends a record that was never parked (no claim needed), keeping the port it has.
+///
+/// # Safety
+/// `p` must be readable as one `PendingConnect`.
 #[inline(always)]
 unsafe fn send_now(p: *const PendingConnect) -> Res<()> {
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
         count_drop();
         return Ok(());
     };
+    // SAFETY: `p` is readable (the caller's contract); the destination comes from
+    // RingBufEntry::as_mut_ptr, valid for one SockEvent until submit, and does not overlap `p`.
     unsafe { core::ptr::copy_nonoverlapping(&raw const (*p).event, entry.as_mut_ptr(), 1) };
     entry.submit(0);
     Ok(())

@@ -38,14 +38,24 @@ fn try_exec_sched_process_exec(ctx: &TracePointContext) -> Res<()> {
     if is_monitor(current_tgid()) {
         return Ok(());
     }
+    // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one ExecEvent
+    // until `emit` submits or discards it.
     emit::<ExecEvent>(|ev| unsafe { fill_exec(ctx, ev) })
 }
 
 /// Fills the record in place (it is 3 KiB: it never touches the stack). Failing to resolve the
 /// exe or argv still sends the record, with the flag or length saying what is missing, and
 /// counts an error.
+///
+/// # Safety
+/// `ev` must be valid for writes of one `ExecEvent`; it may be uninitialized.
 #[inline(always)]
 unsafe fn fill_exec(ctx: &TracePointContext, ev: *mut ExecEvent) -> Res<()> {
+    // SAFETY: `ev` is valid for writes (the caller's contract); its fields are integers and byte
+    // arrays, so assigning drops nothing. `read_at` probe-reads integer fields of the record.
+    // bpf_probe_read_kernel_str writes at most FILENAME_LEN bytes, the size of `filename`, and
+    // fails instead of faulting if `src` (inside the record, from its __data_loc) is bad.
+    // read_ptr has no precondition, and exe_path and args get the same valid `ev`.
     unsafe {
         fill_header(
             &raw mut (*ev).header,
@@ -98,8 +108,14 @@ unsafe fn fill_exec(ctx: &TracePointContext, ev: *mut ExecEvent) -> Res<()> {
 }
 
 /// `mm->exe_file` → `ev.exe`; returns the flags to set.
+///
+/// # Safety
+/// `ev` must be valid for writes of one `ExecEvent`. `mm` may be any address: it is only read
+/// through bpf_probe_read_kernel.
 #[inline(always)]
 unsafe fn exe_path(mm: *const u8, ev: *mut ExecEvent) -> Res<u32> {
+    // SAFETY: read_ptr has no precondition; `exe` is EXE_LEN bytes of the valid `ev`, the
+    // `DST_MAX` that file_path may write.
     unsafe {
         let file = read_ptr(mm, off!(mm_exe_file))?;
         let p = file_path::<EXE_LEN>(file, (&raw mut (*ev).exe).cast())?;
@@ -113,8 +129,14 @@ unsafe fn exe_path(mm: *const u8, ev: *mut ExecEvent) -> Res<u32> {
 }
 
 /// `mm->arg_start..arg_end` (user memory of the new program) → `ev.args`.
+///
+/// # Safety
+/// `ev` must be valid for writes of one `ExecEvent`. `mm` may be any address: it is only read
+/// through bpf_probe_read_kernel.
 #[inline(always)]
 unsafe fn args(mm: *const u8, ev: *mut ExecEvent) -> Res<u32> {
+    // SAFETY: read_kernel of two u64s; bpf_probe_read_user writes `len <= ARGS_LEN` bytes, the
+    // size of `args` in the valid `ev`, and fails instead of faulting on a bad user address.
     unsafe {
         let start: u64 = read_kernel(mm, off!(mm_arg_start))?;
         let end: u64 = read_kernel(mm, off!(mm_arg_end))?;

@@ -73,6 +73,8 @@ fn try_listen_inet_listen(ctx: &FEntryContext) -> Res<()> {
     if off!(sock_valid) != 1 {
         return Ok(());
     }
+    // SAFETY: socket_sk, read_kernel::<u8> and try_sock_fentry only probe-read kernel memory
+    // (a bad `sock` fails the read, never faults) into values valid for any bits.
     unsafe {
         let sk = socket_sk(sock)?;
         // inet_listen() only starts listening from TCP_CLOSE; from TCP_LISTEN it just changes
@@ -103,6 +105,7 @@ fn try_listen_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     }
     // SAFETY: every byte of PendingListen is an integer; zero is a valid value.
     let mut pending: PendingListen = unsafe { core::mem::zeroed() };
+    // SAFETY: `pending` is a local, valid for writes of its SockEvent.
     unsafe { fill_from_tracepoint(ctx, &raw mut pending.event, family, EventKind::Listen)? };
     pending.sk = tracepoint_sk(ctx)? as u64;
     // One listen(2) sets TCP_LISTEN at most once, and sys_exit_listen (attached before
@@ -142,9 +145,13 @@ fn try_listen_sys_exit_listen(ctx: &TracePointContext) -> Res<()> {
         // Not a TCP socket, already listening, failed before TCP_LISTEN, or sent at once.
         return Ok(());
     };
+    // SAFETY: read_at copies an i64 (valid for any bits) from the record with
+    // bpf_probe_read_kernel, which fails instead of faulting.
     let ret: i64 = unsafe { ctx.read_at(TP_SYS_EXIT_RET) }.unwrap_or(-1);
     let sent = if ret == 0 {
         // get_port() has bound the port by now (autobind included).
+        // SAFETY: `p` is this thread's LISTEN_PENDING value (non-NULL checked), which the kernel
+        // keeps valid for this run of the program; local_port has no precondition.
         match unsafe { local_port((*p).sk as *const u8) } {
             Ok(port) => send(p, Some(port)),
             Err(e) => send(p, None).and(Err(e)),
@@ -165,6 +172,9 @@ fn send(p: *const PendingListen, sport: Option<u16>) -> Res<()> {
         return Ok(());
     };
     let ev = entry.as_mut_ptr();
+    // SAFETY: callers pass a LISTEN_PENDING value or a local, readable as one PendingListen; `ev`
+    // comes from RingBufEntry::as_mut_ptr and is valid for writes of one SockEvent until submit.
+    // Ring-buffer memory does not overlap a map value or the stack.
     unsafe {
         core::ptr::copy_nonoverlapping(&raw const (*p).event, ev, 1);
         if let Some(port) = sport.filter(|&port| port != 0) {

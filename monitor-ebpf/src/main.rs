@@ -42,10 +42,12 @@ static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERROR_SLOTS, 0);
 
 /// The daemon's own thread-group id (set by the loader): its events are never reported, so the
 /// monitor cannot feed on itself.
+// SAFETY: no other symbol of the object has this name; the loader finds the global by it.
 #[unsafe(no_mangle)]
 static MONITOR_TGID: u32 = 0;
 
 /// Kernel struct offsets from BTF (set by the loader; `valid == 0` means "do not dereference").
+// SAFETY: as for MONITOR_TGID, a name no other symbol has.
 #[unsafe(no_mangle)]
 static KERNEL_OFFSETS: KernelOffsets = KernelOffsets::UNKNOWN;
 
@@ -55,6 +57,8 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
+// SAFETY: the `license` section holds only this NUL-terminated string, the form the kernel reads
+// at load; no other symbol is named LICENSE.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";

@@ -25,8 +25,13 @@ fn try_process_sched_process_fork(ctx: &TracePointContext) -> Res<()> {
     if is_monitor(tgid) {
         return Ok(());
     }
+    // SAFETY: read_at probe-reads a u32 (valid for any bits) of the record; the offset comes from
+    // the tracepoint's format file, and a wrong one fails the read or reads a wrong value, never
+    // faults.
     let child_tid: u32 = unsafe { ctx.read_at(off!(tp_fork_child_pid) as usize)? };
     let child_tgid = child_tgid(tgid, child_tid);
+    // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one ForkEvent
+    // until `emit` submits or discards it; its fields are integers.
     emit::<ForkEvent>(|ev| unsafe {
         fill_header(
             &raw mut (*ev).header,
@@ -48,6 +53,7 @@ fn child_tgid(parent_tgid: u32, child_tid: u32) -> u32 {
     if off!(threads_valid) != 1 {
         return 0;
     }
+    // SAFETY: find_thread has no precondition.
     match unsafe { find_thread(child_tid) } {
         Ok(Some(true)) => parent_tgid,
         Ok(Some(false)) => child_tid,
@@ -61,8 +67,13 @@ fn child_tgid(parent_tgid: u32, child_tid: u32) -> u32 {
 
 /// `Some(true)` when `tid` is a thread of the current group, `Some(false)` when the whole list
 /// was walked without finding it, `None` when the walk was cut short.
+///
+/// # Safety
+/// No precondition: the task and list nodes are only read through bpf_probe_read_kernel.
 #[inline(always)]
 unsafe fn find_thread(tid: u32) -> Res<Option<bool>> {
+    // SAFETY: read_ptr and read_kernel::<u32> are probe reads of values valid for any bits;
+    // `wrapping_add`/`wrapping_sub` never dereference.
     unsafe {
         let signal = read_ptr(current_task(), off!(task_signal))?;
         let head = signal.wrapping_add(off!(signal_thread_head) as usize);
@@ -103,11 +114,16 @@ fn try_process_sched_process_exit(ctx: &TracePointContext) -> Res<()> {
     let group_dead = if group_dead_off == OFFSET_ABSENT {
         pid_tgid as u32 == tgid
     } else {
+        // SAFETY: read_at probe-reads a u8 of the record at the offset from the format file (a
+        // wrong one fails or reads a wrong value, never faults).
         unsafe { ctx.read_at::<u8>(group_dead_off as usize)? != 0 }
     };
     if !group_dead {
         return Ok(());
     }
+    // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one ExitEvent
+    // until `emit` submits or discards it; its fields are integers, and read_kernel::<u32> is a
+    // probe read.
     emit::<ExitEvent>(|ev| unsafe {
         fill_header(
             &raw mut (*ev).header,

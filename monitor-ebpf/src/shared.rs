@@ -68,6 +68,8 @@ pub fn current_tgid() -> u32 {
 #[inline(always)]
 pub fn count_error(slot: ErrorSlot) {
     if let Some(p) = ERRORS.get_ptr_mut(slot as u32) {
+        // SAFETY: `p` is this CPU's u64 in ERRORS (non-NULL, checked by the verifier), valid for the
+        // whole run of the program; map values are 8-byte aligned.
         unsafe { bump(p) };
     }
 }
@@ -75,6 +77,7 @@ pub fn count_error(slot: ErrorSlot) {
 #[inline(always)]
 pub fn count_drop() {
     if let Some(p) = DROPS.get_ptr_mut(0) {
+        // SAFETY: as in `count_error`, this CPU's aligned u64 in DROPS.
         unsafe { bump(p) };
     }
 }
@@ -120,25 +123,39 @@ pub fn emit<T: 'static>(fill: impl FnOnce(*mut T) -> Res<()>) -> Res<()> {
 }
 
 /// Reads a `T` at `base + offset` from kernel memory; NULL `base` is an error, not a fault.
+///
+/// # Safety
+/// Every bit pattern must be a valid `T` (integers, raw pointers, arrays of them): the bytes are
+/// whatever the kernel memory holds. `base` may be any address: a bad one fails the read.
 #[inline(always)]
 pub unsafe fn read_kernel<T>(base: *const u8, offset: u32) -> Res<T> {
     if base.is_null() {
         return Err(EFAULT);
     }
+    // SAFETY: bpf_probe_read_kernel copies at most size_of::<T>() bytes and returns an error
+    // instead of faulting on a bad address (`wrapping_add` never dereferences); the caller
+    // guarantees that any bytes are a valid `T`.
     unsafe {
         aya_ebpf::helpers::bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>())
     }
 }
 
 /// Like [`read_kernel`] for a pointer field, failing on NULL so callers can chain reads.
+///
+/// # Safety
+/// No precondition: any bits are a valid raw pointer and `base` may be any address (see
+/// [`read_kernel`]). `unsafe` only marks a read of kernel memory at the call site.
 #[inline(always)]
 pub unsafe fn read_ptr(base: *const u8, offset: u32) -> Res<*const u8> {
+    // SAFETY: a raw pointer is valid for any bits, which is all read_kernel asks.
     let p: *const u8 = unsafe { read_kernel(base, offset)? };
     if p.is_null() { Err(EFAULT) } else { Ok(p) }
 }
 
 #[inline(always)]
 pub fn current_task() -> *const u8 {
+    // SAFETY: bpf_get_current_task takes no arguments and has no preconditions; the address it
+    // returns is only ever read through bpf_probe_read_kernel.
     unsafe { bpf_get_current_task() as *const u8 }
 }
 
@@ -149,6 +166,8 @@ pub fn current_ppid() -> u32 {
         return 0;
     }
     let task = current_task();
+    // SAFETY: both are probe reads (a bad address fails, never faults) of a pointer and a u32,
+    // valid for any bits.
     unsafe {
         match read_ptr(task, off!(task_real_parent)) {
             Ok(parent) => read_kernel::<u32>(parent, off!(task_tgid)).unwrap_or(0),
@@ -158,10 +177,16 @@ pub fn current_ppid() -> u32 {
 }
 
 /// Fills every field of the header (ring-buffer memory is not zeroed by the kernel).
+///
+/// # Safety
+/// `h` must be valid for writes of one `EventHeader` (a ring-buffer reservation, a map value or a
+/// local); it may be uninitialized.
 #[inline(always)]
 pub unsafe fn fill_header(h: *mut EventHeader, kind: EventKind, hook: Hook) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: `h` is valid for writes (the caller's contract), and every field is an integer or a
+    // byte array, so assigning one drops nothing; the helpers called here take no pointers.
     unsafe {
         (*h).kind = kind as u32;
         (*h).hook = hook as u32;

@@ -13,6 +13,9 @@ pub const TCP_LISTEN: i32 = 10;
 
 // Field offsets of `sock:inet_sock_set_state` (include/trace/events/sock.h). Its layout has been
 // stable since Linux 4.16, unlike the sched tracepoints whose offsets come from tracefs.
+// `TracePointContext::read_at` reads the record with bpf_probe_read_kernel, which copies
+// size_of::<T>() bytes and fails instead of faulting on a bad address; every field read here is an
+// integer, a pointer or a byte array, valid for any bits. The SAFETY comments below refer to this.
 const TP_SKADDR: usize = 8;
 const TP_OLDSTATE: usize = 16;
 const TP_NEWSTATE: usize = 20;
@@ -31,11 +34,14 @@ const TP_DADDR_V6: usize = 56;
 /// the monitor entering `want_state`; `None` when the record is not for us.
 #[inline(always)]
 pub fn tracepoint_family(ctx: &TracePointContext, want_state: i32) -> Res<Option<u16>> {
+    // SAFETY: a probe read of an i32 field of the record (see TP_SKADDR).
     let newstate: i32 = unsafe { ctx.read_at(TP_NEWSTATE)? };
     if newstate != want_state {
         return Ok(None);
     }
+    // SAFETY: a probe read of a u16 field of the record (see TP_SKADDR).
     let protocol: u16 = unsafe { ctx.read_at(TP_PROTOCOL)? };
+    // SAFETY: as above.
     let family: u16 = unsafe { ctx.read_at(TP_FAMILY)? };
     if protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6) {
         return Ok(None);
@@ -49,35 +55,48 @@ pub fn tracepoint_family(ctx: &TracePointContext, want_state: i32) -> Res<Option
 /// Writes the tracepoint's record straight into the ring buffer.
 #[inline(always)]
 pub fn emit_from_tracepoint(ctx: &TracePointContext, family: u16, kind: EventKind) -> Res<()> {
+    // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one SockEvent
+    // until `emit` submits or discards it.
     emit::<SockEvent>(|ev| unsafe { fill_from_tracepoint(ctx, ev, family, kind) })
 }
 
 /// The `struct sock *` the tracepoint is about (`skaddr`).
 #[inline(always)]
 pub fn tracepoint_sk(ctx: &TracePointContext) -> Res<*const u8> {
+    // SAFETY: a probe read of a pointer field of the record (see TP_SKADDR); it is only ever
+    // followed through probe reads.
     unsafe { ctx.read_at(TP_SKADDR) }
 }
 
 /// The state the socket leaves.
 #[inline(always)]
 pub fn tracepoint_oldstate(ctx: &TracePointContext) -> Res<i32> {
+    // SAFETY: a probe read of an i32 field of the record (see TP_SKADDR).
     unsafe { ctx.read_at(TP_OLDSTATE) }
 }
 
 /// The local port (`ntohs(inet->inet_sport)`), host byte order.
 #[inline(always)]
 pub fn tracepoint_sport(ctx: &TracePointContext) -> Res<u16> {
+    // SAFETY: a probe read of a u16 field of the record (see TP_SKADDR).
     unsafe { ctx.read_at(TP_SPORT) }
 }
 
 /// `sk->__sk_common.skc_num`: the local port in host byte order, 0 until one is bound. Needs the
 /// `sock_valid` offsets.
+///
+/// # Safety
+/// No precondition: `sk` may be any address, it is only read through bpf_probe_read_kernel.
 #[inline(always)]
 pub unsafe fn local_port(sk: *const u8) -> Res<u16> {
+    // SAFETY: read_kernel of a u16, valid for any bits.
     unsafe { read_kernel(sk, off!(skc_num)) }
 }
 
 /// Fills `ev` from the tracepoint record (`ev` may be ring-buffer or map memory).
+///
+/// # Safety
+/// `ev` must be valid for writes of one `SockEvent`; it may be uninitialized.
 #[inline(always)]
 pub unsafe fn fill_from_tracepoint(
     ctx: &TracePointContext,
@@ -85,6 +104,9 @@ pub unsafe fn fill_from_tracepoint(
     family: u16,
     kind: EventKind,
 ) -> Res<()> {
+    // SAFETY: `ev` is valid for writes (the caller's contract) and its fields are integers and
+    // byte arrays, so assigning drops nothing; `saddr` and `daddr` are read only after being
+    // written. Each `read_at` is a probe read of an integer or byte-array field (see TP_SKADDR).
     unsafe {
         fill_header(
             &raw mut (*ev).header,
@@ -117,11 +139,15 @@ pub unsafe fn fill_from_tracepoint(
 /// Emits a record for the `struct sock *` an fentry program was handed. `listen` is true for
 /// `inet_listen` (no remote side yet). Needs `sock_valid` offsets (the loader does not attach the
 /// fentry programs without them).
+///
+/// # Safety
+/// No precondition: `sk` may be any address, it is only read through bpf_probe_read_kernel.
 #[inline(always)]
 pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen: bool) -> Res<()> {
     if off!(sock_valid) != 1 {
         return Ok(());
     }
+    // SAFETY: read_kernel of a u16, valid for any bits.
     let family: u16 = unsafe { read_kernel(sk, off!(skc_family))? };
     if family != AF_INET && family != AF_INET6 {
         return Ok(());
@@ -129,6 +155,7 @@ pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen
     // sk_protocol is a u16 since Linux 5.6 and an 8-bit bitfield before: read the containing
     // 32-bit word and cut the field out of it.
     let bit = off!(sk_protocol_bit_offset);
+    // SAFETY: read_kernel of a u32, valid for any bits.
     let word: u32 = unsafe { read_kernel(sk, bit / 8)? };
     let bits = off!(sk_protocol_bits) & 31;
     let protocol = (word >> (bit % 8)) & ((1u32 << bits) - 1);
@@ -138,9 +165,16 @@ pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen
     if is_monitor(current_tgid()) {
         return Ok(());
     }
+    // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one SockEvent
+    // until `emit` submits or discards it; `sk` may be any address.
     emit::<SockEvent>(|ev| unsafe { fill_from_sock(sk, ev, family, kind, hook, listen) })
 }
 
+/// Fills `ev` from the `struct sock *` `sk`.
+///
+/// # Safety
+/// `ev` must be valid for writes of one `SockEvent`; it may be uninitialized. `sk` may be any
+/// address: it is only read through bpf_probe_read_kernel.
 #[inline(always)]
 unsafe fn fill_from_sock(
     sk: *const u8,
@@ -150,6 +184,8 @@ unsafe fn fill_from_sock(
     hook: Hook,
     listen: bool,
 ) -> Res<()> {
+    // SAFETY: `ev` is valid for writes (the caller's contract) and its fields are integers and
+    // byte arrays, so assigning drops nothing; every read_kernel is of an integer or byte array.
     unsafe {
         fill_header(&raw mut (*ev).header, kind, hook);
         (*ev).family = family;
@@ -177,8 +213,12 @@ unsafe fn fill_from_sock(
 }
 
 /// `struct socket *` → `struct sock *` (`socket->sk`).
+///
+/// # Safety
+/// No precondition: `sock` may be any address, it is only read through bpf_probe_read_kernel.
 #[inline(always)]
 pub unsafe fn socket_sk(sock: *const u8) -> Res<*const u8> {
+    // SAFETY: read_ptr has no precondition.
     unsafe { read_ptr(sock, off!(socket_sk)) }
 }
 

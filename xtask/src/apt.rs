@@ -9,7 +9,7 @@ use std::{fs, path::Path, process::Command};
 
 use anyhow::{Context as _, Result};
 
-use crate::{bootstrap::Step, cmd};
+use crate::{cmd, step::Step};
 
 /// Programs the privileged end-to-end tests start (issue 3: real nginx + php-fpm, a socat listener
 /// or upstream, `ss` from iproute2 and `ps`/`pgrep` from procps to inspect them).
@@ -83,7 +83,7 @@ pub fn ensure(packages: &[&str], root_required: bool) -> Result<Step> {
 
     for (package, pattern) in SERVICES {
         if missing.contains(package) {
-            for service in services_matching(pattern)? {
+            for service in services_matching(pattern) {
                 keep_stopped(&service)?;
             }
         }
@@ -133,7 +133,7 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// Service names under /etc/init.d or systemd's unit directories matching `pattern`.
-fn services_matching(pattern: &str) -> Result<Vec<String>> {
+fn services_matching(pattern: &str) -> Vec<String> {
     let mut found = Vec::new();
     for (dir, suffix) in [
         ("/etc/init.d", ""),
@@ -143,7 +143,7 @@ fn services_matching(pattern: &str) -> Result<Vec<String>> {
         let Ok(entries) = fs::read_dir(dir) else {
             continue;
         };
-        for entry in entries.filter_map(|e| e.ok()) {
+        for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(service) = name.strip_suffix(suffix)
                 && glob_match(pattern, service)
@@ -153,7 +153,7 @@ fn services_matching(pattern: &str) -> Result<Vec<String>> {
             }
         }
     }
-    Ok(found)
+    found
 }
 
 /// Stops `service` if the install started it anyway, and keeps it from starting at boot.

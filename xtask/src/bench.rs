@@ -9,6 +9,7 @@ use std::{
     fs,
     io::{BufRead as _, BufReader},
     net::{Ipv4Addr, TcpListener, TcpStream},
+    num::NonZero,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc::{Receiver, RecvTimeoutError, channel},
@@ -58,8 +59,11 @@ pub struct LoadOptions {
     count: u32,
 }
 
-/// The workloads themselves: small, bounded, and loopback-only.
-pub fn load(options: &LoadOptions) -> Result<()> {
+/// The workloads themselves: small, bounded, and loopback-only. Returns how many rounds completed:
+/// execs reaped with a zero exit status, or connections accepted whose peer is the client just
+/// connected (not some other connection to the port).
+pub fn load(options: &LoadOptions) -> Result<u32> {
+    let mut done = 0;
     match options.load {
         Load::Exec => {
             for _ in 0..options.count {
@@ -67,6 +71,7 @@ pub fn load(options: &LoadOptions) -> Result<()> {
                     .status()
                     .context("cannot exec /bin/true")?;
                 ensure!(status.success(), "/bin/true failed: {status}");
+                done += 1;
             }
         }
         Load::Connect => {
@@ -79,13 +84,19 @@ pub fn load(options: &LoadOptions) -> Result<()> {
             for _ in 0..options.count {
                 let client = TcpStream::connect(addr)
                     .with_context(|| format!("cannot connect to {addr}"))?;
-                let (server, _) = listener.accept().context("accept failed")?;
+                let (server, peer) = listener.accept().context("accept failed")?;
+                let local = client.local_addr()?;
+                ensure!(
+                    peer == local,
+                    "accepted a connection from {peer}, not from our client at {local}"
+                );
                 drop(client);
                 drop(server);
+                done += 1;
             }
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 /// One hyperfine result, in seconds.
@@ -99,7 +110,8 @@ struct Timing {
 /// What the daemon reported about the period it watched.
 struct MonitorReport {
     final_status: Value,
-    peak_rss_kib: Option<u64>,
+    /// `VmHWM` in KiB; a u32 covers 4 TiB.
+    peak_rss_kib: Option<u32>,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -246,7 +258,7 @@ impl Daemon {
             lines,
             stderr_log: stderr_log.to_path_buf(),
         };
-        daemon.wait_for_status("started", Duration::from_secs(60))?;
+        daemon.wait_for_status("started", Duration::from_mins(1))?;
         Ok(daemon)
     }
 
@@ -354,19 +366,15 @@ fn render(
                 .map(|(_, m)| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = thread::available_parallelism().map_or(1, NonZero::get);
     let date = cmd::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
-        .map(|d| d.trim().to_string())
-        .unwrap_or_else(|_| "unknown date".into());
+        .map_or_else(|_| "unknown date".into(), |d| d.trim().to_string());
     let commit = cmd::output(Command::new("git").current_dir(workspace_root()).args([
         "rev-parse",
         "--short",
         "HEAD",
     ]))
-    .map(|c| c.trim().to_string())
-    .unwrap_or_else(|_| "unknown".into());
+    .map_or_else(|_| "unknown".into(), |c| c.trim().to_string());
 
     let mut md = String::new();
     writeln!(md, "## Latest run")?;
@@ -428,7 +436,7 @@ fn render(
     writeln!(md, "- ring-buffer drops: {}", field("drops"))?;
     writeln!(md, "- alerts printed: {}", field("alerts"))?;
     match report.peak_rss_kib {
-        Some(kib) => writeln!(md, "- peak RSS (VmHWM): {:.1} MiB", kib as f64 / 1024.0)?,
+        Some(kib) => writeln!(md, "- peak RSS (VmHWM): {:.1} MiB", f64::from(kib) / 1024.0)?,
         None => writeln!(md, "- peak RSS (VmHWM): not readable")?,
     }
     writeln!(md)?;
@@ -504,15 +512,17 @@ mod tests {
 
     #[test]
     fn loads_run_their_full_count() {
-        load(&LoadOptions {
+        let connects = load(&LoadOptions {
             load: Load::Connect,
             count: 20,
         })
         .expect("20 loopback connects");
-        load(&LoadOptions {
+        assert_eq!(connects, 20, "connections accepted");
+        let execs = load(&LoadOptions {
             load: Load::Exec,
             count: 3,
         })
         .expect("3 execs of /bin/true");
+        assert_eq!(execs, 3, "children reaped with exit status 0");
     }
 }

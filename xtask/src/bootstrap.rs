@@ -1,7 +1,8 @@
 //! Everything the eBPF build and the tests need that a fresh machine lacks. Each step checks
 //! first and does nothing when its work is already done, so running it on every command is cheap.
 //!
-//! Steps: rustup `rust-src` for nightly (`-Z build-std=core` for `bpfel-unknown-none` needs it),
+//! Steps: rustup components (nightly's `rust-src`, which `-Z build-std=core` for
+//! `bpfel-unknown-none` needs, and the `rustfmt` and `clippy` that `cargo xtask test` checks with),
 //! bpf-linker built against nightly's own LLVM (the linker reads the bitcode rustc emits, so the
 //! LLVM versions must match), tracefs (aya attaches tracepoints by id read from it), and the Debian
 //! packages the tests start.
@@ -14,14 +15,25 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{apt, cmd};
+use crate::{apt, cmd, step::Step};
 
 /// The pinned bpf-linker release: the one the eBPF build is known to work with (it has the
 /// `llvm-22` feature nightly's LLVM needs). Pinned so that a new release cannot change the object
 /// the daemon embeds behind our back.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
-/// The toolchain the eBPF crate builds with (monitor-ebpf/rust-toolchain.toml says the same).
+/// The toolchain the eBPF crate builds with (monitor-ebpf/rust-toolchain.toml says the same). The
+/// format check uses its rustfmt too: rustfmt.toml's import options are nightly-only.
 pub const EBPF_TOOLCHAIN: &str = "nightly";
+/// The toolchain the userspace crates build and are linted with (rust-toolchain.toml says the same).
+const USERSPACE_TOOLCHAIN: &str = "stable";
+/// rustup components per toolchain: `rust-src` for `-Z build-std=core`; `rustfmt` and `clippy` for
+/// the format and clippy stages of `cargo xtask test` (nightly's clippy lints the eBPF crate).
+/// Added here, when missing, rather than listed in the root rust-toolchain.toml (its comment says
+/// why).
+const COMPONENTS: &[(&str, &[&str])] = &[
+    (EBPF_TOOLCHAIN, &["rust-src", "rustfmt", "clippy"]),
+    (USERSPACE_TOOLCHAIN, &["clippy"]),
+];
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// What a command needs from the bootstrap.
@@ -34,26 +46,23 @@ pub struct Needs {
     pub root_required: bool,
 }
 
-pub enum Step {
-    /// Nothing to do; the text names what is present.
-    Present(String),
-    /// The step changed the machine; the text says how.
-    Done(String),
-    /// Could not be done without root; the text says what is missing and how to fix it.
-    Missing(String),
-}
-
 /// Runs every bootstrap step. Prints one line when there was nothing to do.
 pub fn run(needs: &Needs) -> Result<()> {
     let install_root = install_root()?;
     put_on_path(&install_root.join("bin"))?;
 
-    let steps = [
-        rust_src().context("bootstrap step rust-src")?,
+    let mut steps = Vec::new();
+    for (toolchain, components) in COMPONENTS {
+        steps.push(
+            rustup_components(toolchain, components)
+                .with_context(|| format!("bootstrap step rustup components for {toolchain}"))?,
+        );
+    }
+    steps.extend([
         bpf_linker(&install_root).context("bootstrap step bpf-linker")?,
         tracefs(needs.root_required).context("bootstrap step tracefs")?,
         apt::ensure(needs.packages, needs.root_required).context("bootstrap step apt packages")?,
-    ];
+    ]);
 
     if steps.iter().all(|s| matches!(s, Step::Present(_))) {
         let present: Vec<&str> = steps
@@ -118,30 +127,60 @@ fn put_on_path(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn rust_src() -> Result<Step> {
+/// Adds the `components` that `toolchain` lacks, in one `rustup component add`.
+fn rustup_components(toolchain: &str, components: &[&str]) -> Result<Step> {
     let installed = cmd::output(Command::new("rustup").args([
         "component",
         "list",
         "--toolchain",
-        EBPF_TOOLCHAIN,
+        toolchain,
         "--installed",
     ]))?;
-    if installed
+    let toolchain_arg = format!("+{toolchain}");
+    let version = cmd::output(Command::new("rustc").args([toolchain_arg.as_str(), "-vV"]))?;
+    let host = version
         .lines()
-        .any(|l| l.split_whitespace().next() == Some("rust-src"))
-    {
-        return Ok(Step::Present("rust-src".into()));
+        .find_map(|l| l.strip_prefix("host:"))
+        .context("`rustc -vV` printed no `host:` line")?
+        .trim();
+    let missing = missing_components(&installed, host, components);
+    if missing.is_empty() {
+        return Ok(Step::Present(format!(
+            "{toolchain} {}",
+            components.join("+")
+        )));
     }
-    cmd::run(Command::new("rustup").args([
-        "component",
-        "add",
-        "rust-src",
-        "--toolchain",
-        EBPF_TOOLCHAIN,
-    ]))?;
+    cmd::run(
+        Command::new("rustup")
+            .args(["component", "add"])
+            .args(&missing)
+            .args(["--toolchain", toolchain]),
+    )?;
     Ok(Step::Done(format!(
-        "rustup component rust-src added to {EBPF_TOOLCHAIN}"
+        "rustup component(s) {} added to {toolchain}",
+        missing.join(" ")
     )))
+}
+
+/// The `wanted` components absent from `installed`, the output of `rustup component list
+/// --installed`. rustup lists a target-specific component with the target appended
+/// (`rustfmt-x86_64-unknown-linux-gnu`) and the others bare (`rust-src`).
+fn missing_components<'a>(installed: &str, host: &str, wanted: &[&'a str]) -> Vec<&'a str> {
+    let is_installed = |component: &str| {
+        installed.lines().any(|line| {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            name == component
+                || name
+                    .strip_prefix(component)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    == Some(host)
+        })
+    };
+    wanted
+        .iter()
+        .copied()
+        .filter(|c| !is_installed(c))
+        .collect()
 }
 
 /// Nightly's LLVM, as `rustc -vV` reports it and as its sysroot ships it.
@@ -178,7 +217,7 @@ impl NightlyLlvm {
         let prefix = format!("libLLVM.so.{}.", self.major);
         let mut found: Vec<PathBuf> = fs::read_dir(&lib)
             .with_context(|| format!("cannot list {}", lib.display()))?
-            .filter_map(|entry| entry.ok())
+            .filter_map(Result::ok)
             .map(|entry| entry.path())
             .filter(|p| {
                 p.file_name()
@@ -230,7 +269,7 @@ fn bpf_linker(install_root: &Path) -> Result<Step> {
     // Links to a previous nightly's library are dangling now: start from an empty lib/.
     for entry in fs::read_dir(&prefix_lib)
         .with_context(|| format!("cannot list {}", prefix_lib.display()))?
-        .filter_map(|e| e.ok())
+        .filter_map(Result::ok)
     {
         let stale = entry.path();
         if stale.is_symlink() {
@@ -297,4 +336,29 @@ fn tracefs(root_required: bool) -> Result<Step> {
     };
     cmd::run(mount.args(["-t", "tracefs", "tracefs", TRACEFS]))?;
     Ok(Step::Done(format!("mounted tracefs at {TRACEFS}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_components;
+
+    #[test]
+    fn components_are_found_with_or_without_their_target() {
+        let host = "x86_64-unknown-linux-gnu";
+        let installed = "cargo-x86_64-unknown-linux-gnu\nclippy-x86_64-unknown-linux-gnu\n\
+                         rust-src\nrust-std-x86_64-unknown-linux-gnu\n\
+                         rustc-x86_64-unknown-linux-gnu\n";
+        assert_eq!(
+            missing_components(installed, host, &["rust-src", "clippy", "rustfmt"]),
+            ["rustfmt"]
+        );
+        assert!(missing_components(installed, host, &[]).is_empty());
+        // A prefix of other components' names is not one of them.
+        assert_eq!(missing_components(installed, host, &["rust"]), ["rust"]);
+        assert_eq!(
+            missing_components(installed, "aarch64-unknown-linux-gnu", &["clippy"]),
+            ["clippy"],
+            "a component for another target is not the host's"
+        );
+    }
 }

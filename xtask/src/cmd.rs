@@ -32,8 +32,8 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// `cargo` for the userspace crates, run from the workspace root. rustup's RUSTUP_TOOLCHAIN from our
-/// own invocation is dropped so that the root rust-toolchain.toml (stable) decides, even when
+/// `cargo` for the userspace crates, run from the workspace root. rustup's `RUSTUP_TOOLCHAIN` from
+/// our own invocation is dropped so that the root rust-toolchain.toml (stable) decides, even when
 /// `cargo xtask` was started from monitor-ebpf/ (nightly).
 pub fn cargo() -> Command {
     let mut cargo = Command::new("cargo");

@@ -7,6 +7,7 @@ mod bench;
 mod bootstrap;
 mod cmd;
 mod ebpf;
+mod step;
 
 use std::{
     ffi::OsString,
@@ -17,7 +18,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::bootstrap::Needs;
+use crate::bootstrap::{EBPF_TOOLCHAIN, Needs};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build, run, test and benchmark monitor")]
@@ -28,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what the build and tests need (rust-src, bpf-linker, tracefs, test packages).
+    /// Install what builds, checks and tests need (rustup components, bpf-linker, tracefs, apt).
     Bootstrap,
     /// Build only the eBPF object (monitor-ebpf) and print its path on stdout.
     BuildEbpf,
@@ -38,7 +39,7 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
-    /// Unit tests, then the privileged end-to-end tests (one at a time).
+    /// Format and clippy checks, unit tests, then the privileged end-to-end tests (one at a time).
     Test {
         /// Arguments for the test binaries, e.g. a test name filter.
         #[arg(last = true)]
@@ -81,7 +82,9 @@ impl Cmd {
             Self::Run { args } => run(&args)?,
             Self::Test { args } => return test(&args),
             Self::Bench(options) => bench::run(&options)?,
-            Self::BenchLoad(options) => bench::load(&options)?,
+            Self::BenchLoad(options) => {
+                bench::load(&options)?;
+            }
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -120,6 +123,43 @@ struct Stage {
     ok: bool,
 }
 
+impl Stage {
+    /// Records how the stage `name` ended; returns whether it succeeded.
+    fn record(stages: &mut Vec<Self>, name: &'static str, status: ExitStatus) -> bool {
+        let ok = status.success();
+        let outcome = if ok {
+            "ok".to_string()
+        } else {
+            format!("FAILED ({status})")
+        };
+        stages.push(Self { name, outcome, ok });
+        ok
+    }
+}
+
+/// The format and lint checks, run before the tests (ahead of their long output).
+fn checks() -> [(&'static str, Command); 3] {
+    // Nightly rustfmt: rustfmt.toml's `group_imports` and `imports_granularity` are nightly-only.
+    let mut fmt = cmd::cargo();
+    fmt.args([&format!("+{EBPF_TOOLCHAIN}"), "fmt", "--all", "--check"]);
+    let mut clippy = cmd::cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "monitor-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    [
+        ("format (nightly rustfmt)", fmt),
+        ("clippy (userspace)", clippy),
+        ("clippy (eBPF)", ebpf::clippy()),
+    ]
+}
+
 /// Runs every stage even after a failure (a CI log then shows all of them), prints a summary, and
 /// fails when any stage failed.
 fn test(args: &[OsString]) -> Result<ExitCode> {
@@ -128,18 +168,10 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         root_required: false,
     })?;
     let mut stages = Vec::new();
-    let stage = |stages: &mut Vec<Stage>, name, status: ExitStatus| {
-        let ok = status.success();
-        let outcome = if ok {
-            "ok".to_string()
-        } else {
-            format!("FAILED ({status})")
-        };
-        stages.push(Stage { name, outcome, ok });
-        ok
-    };
-
-    stage(
+    for (name, mut check) in checks() {
+        Stage::record(&mut stages, name, cmd::status(&mut check)?);
+    }
+    Stage::record(
         &mut stages,
         "unit tests (workspace, no root)",
         cmd::status(
@@ -159,7 +191,7 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         )?,
     );
     // The end-to-end tests run the same debug build the unit tests just compiled: no second profile.
-    let built = stage(
+    let built = Stage::record(
         &mut stages,
         "build monitor (debug)",
         cmd::status(cmd::cargo().args(["build", "--package", "monitor"]))?,
@@ -177,7 +209,7 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
             ),
             None => {}
         }
-        stage(
+        Stage::record(
             &mut stages,
             "privileged end-to-end tests",
             cmd::status(
