@@ -5,23 +5,23 @@
 //! `sock:inet_sock_set_state` with newstate `TCP_SYN_SENT`, set just before in the same functions.
 //!
 //! That fallback fires before `inet_hash_connect()` picks the source port, so its `sport` is still
-//! 0. When the SYN_SENT happens inside connect(2) (marked by `syscalls:sys_enter_connect`) and the
+//! 0. When the `SYN_SENT` happens inside connect(2) (marked by `syscalls:sys_enter_connect`) and the
 //! socket offsets are known, the record is parked per thread with the `struct sock *` and sent, with
 //! the port, by whichever comes first:
 //! - `syscalls:sys_exit_connect` (the port is picked by then, `-EINPROGRESS` included: a
 //!   non-blocking connect goes out at once);
-//! - the socket leaving SYN_SENT (SYN-ACK, RST, timeout), whose tracepoint still carries the port
+//! - the socket leaving `SYN_SENT` (SYN-ACK, RST, timeout), whose tracepoint still carries the port
 //!   even when `inet_put_port()` is about to zero `skc_num`;
-//! - the first SYN retransmission (`tcp:tcp_retransmit_skb`, state SYN_SENT), so a blocking
+//! - the first SYN retransmission (`tcp:tcp_retransmit_skb`, state `SYN_SENT`), so a blocking
 //!   connect to a silent peer is reported after the initial RTO (1 s), not when connect(2) gives
 //!   up two minutes later.
 //!
 //! The last two run in softirq or timer context; the record already holds the caller's process
 //! fields. Exactly one of them sends it: the one whose `CONNECT_SOCKS` delete succeeds (the hash
-//! deletes under its bucket lock, so only one delete of a key returns 0). Every other SYN_SENT
-//! (io_uring, TCP Fast Open through sendmsg, kernel sockets, no offsets, full maps) is sent at
+//! deletes under its bucket lock, so only one delete of a key returns 0). Every other `SYN_SENT`
+//! (`io_uring`, TCP Fast Open through sendmsg, kernel sockets, no offsets, full maps) is sent at
 //! once with port 0: a record without its source port beats no record. Every record keeps its
-//! SYN_SENT timestamp.
+//! `SYN_SENT` timestamp.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
@@ -41,26 +41,26 @@ use crate::{
 };
 
 /// Threads inside connect(2), by `pid_tgid` (value unused). LRU because losing a mark is cheap:
-/// that connect is then reported at SYN_SENT, with port 0.
+/// that connect is then reported at `SYN_SENT`, with port 0.
 #[map(name = "CONNECT_IN_SYSCALL")]
 static CONNECT_IN_SYSCALL: SyscallMarks = LruHashMap::with_max_entries(CONNECT_TRACKED_THREADS, 0);
 
-/// Connect records parked at SYN_SENT, by `pid_tgid`. A plain hash, not an LRU: an LRU would
+/// Connect records parked at `SYN_SENT`, by `pid_tgid`. A plain hash, not an LRU: an LRU would
 /// evict a waiting record without a trace, whereas a full hash refuses the insert and the record
-/// is sent at once (port 0). Only the owning thread inserts or deletes its key (at SYN_SENT and at
-/// sys_exit_connect), so another context reading it never sees the slot reused under it.
+/// is sent at once (port 0). Only the owning thread inserts or deletes its key (at `SYN_SENT` and at
+/// `sys_exit_connect`), so another context reading it never sees the slot reused under it.
 #[map(name = "CONNECT_PENDING")]
 static CONNECT_PENDING: HashMap<u64, PendingConnect> =
     HashMap::with_max_entries(CONNECT_TRACKED_THREADS, 0);
 
 /// `struct sock *` → `pid_tgid` of the thread whose record for it is parked and not yet sent. It
-/// lets a socket leaving SYN_SENT or retransmitting its SYN in another context find the record,
+/// lets a socket leaving `SYN_SENT` or retransmitting its SYN in another context find the record,
 /// and deleting it is the claim on sending that record (see the module doc). A parked record
 /// always has its entry: when this map is full the record is sent at once instead.
 #[map(name = "CONNECT_SOCKS")]
 static CONNECT_SOCKS: HashMap<u64, u64> = HashMap::with_max_entries(CONNECT_TRACKED_THREADS, 0);
 
-/// A connect record seen at SYN_SENT, and the socket to read the source port from later.
+/// A connect record seen at `SYN_SENT`, and the socket to read the source port from later.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct PendingConnect {
@@ -101,7 +101,8 @@ pub fn connect_inet_sock_set_state(ctx: TracePointContext) -> u32 {
 fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     if tracepoint_oldstate(ctx)? == TCP_SYN_SENT {
         // Established, refused or timed out: the answer (or its absence) is known, send now.
-        return send_for_sock(tracepoint_sk(ctx)? as u64, tracepoint_sport(ctx)?);
+        send_for_sock(tracepoint_sk(ctx)? as u64, tracepoint_sport(ctx)?);
+        return Ok(());
     }
     let Some(family) = tracepoint_family(ctx, TCP_SYN_SENT)? else {
         return Ok(());
@@ -125,13 +126,14 @@ fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     if CONNECT_PENDING.insert(pid_tgid, pending, 0).is_err() {
         // Map full: send now, without the port, rather than lose the connect.
         // SAFETY: `pending` is an initialized local.
-        return unsafe { send_now(&raw const pending) };
+        unsafe { send_now(&raw const pending) };
+        return Ok(());
     }
     if CONNECT_SOCKS.insert(pending.sk, pid_tgid, 0).is_err() {
         // Without the socket entry nobody could claim the record: send it now, without the port.
         let _ = CONNECT_PENDING.remove(pid_tgid);
         // SAFETY: `pending` is an initialized local.
-        return unsafe { send_now(&raw const pending) };
+        unsafe { send_now(&raw const pending) };
     }
     Ok(())
 }
@@ -144,7 +146,7 @@ pub fn connect_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `tcp_retransmit_skb()`: in SYN_SENT this is the SYN going out again (the retransmit timer, at
+/// `tcp_retransmit_skb()`: in `SYN_SENT` this is the SYN going out again (the retransmit timer, at
 /// the initial RTO), so the peer is slow or silent: send the parked record now rather than when
 /// connect(2) gives up. The port was picked before the first SYN.
 fn try_connect_tcp_retransmit_skb(ctx: &TracePointContext) -> Res<()> {
@@ -158,31 +160,32 @@ fn try_connect_tcp_retransmit_skb(ctx: &TracePointContext) -> Res<()> {
     let sk: u64 = unsafe { ctx.read_at(TP_RTX_SKADDR)? };
     // SAFETY: as above, a u16.
     let sport: u16 = unsafe { ctx.read_at(TP_RTX_SPORT)? };
-    send_for_sock(sk, sport)
+    send_for_sock(sk, sport);
+    Ok(())
 }
 
 /// Sends the record parked for socket `sk`, if any, with `sport`, from whatever context the
 /// socket event runs in (softirq, timer, another task): the owner comes from [`CONNECT_SOCKS`].
 #[inline(always)]
-fn send_for_sock(sk: u64, sport: u16) -> Res<()> {
+fn send_for_sock(sk: u64, sport: u16) {
     if off!(sock_valid) != 1 {
-        return Ok(());
+        return;
     }
     let Some(owner) = CONNECT_SOCKS.get_ptr(sk) else {
-        return Ok(());
+        return;
     };
     // SAFETY: a CONNECT_SOCKS value (non-NULL checked), a u64 the kernel keeps valid for this run;
     // if its key was deleted meanwhile it may hold another owner, which the checks below reject.
     let owner = unsafe { *owner };
     let Some(p) = CONNECT_PENDING.get_ptr_mut(owner) else {
-        return Ok(());
+        return;
     };
     // SAFETY: `p` is a CONNECT_PENDING value (non-NULL checked) whose memory the kernel keeps valid
     // for this run even if the owner deletes it meanwhile; a reused slot holds another socket,
     // which the `sk` check and the claim in send_claimed reject.
     unsafe {
         if (*p).sk != sk {
-            return Ok(());
+            return;
         }
         // Kept in the record too, in case the ring buffer is full now and sys_exit_connect sends
         // it after inet_put_port() has zeroed skc_num. A u16 store: a concurrent reader sees the
@@ -192,7 +195,6 @@ fn send_for_sock(sk: u64, sport: u16) -> Res<()> {
         }
         send_claimed(p, owner, sport, false);
     }
-    Ok(())
 }
 
 #[tracepoint]
@@ -240,10 +242,10 @@ fn try_connect_sys_exit_connect() -> Res<()> {
 /// context has claimed, the owner may delete the record, so a copy made after could read a reused
 /// slot. A context that loses the claim discards its copy. `last_chance` is set for the owner
 /// thread, after which the record is gone: only then does a full ring buffer count as a drop
-/// (the others leave the record to the owner's sys_exit_connect).
+/// (the others leave the record to the owner's `sys_exit_connect`).
 ///
 /// # Safety
-/// `p` must be readable as one `PendingConnect` for the whole call: a CONNECT_PENDING value
+/// `p` must be readable as one `PendingConnect` for the whole call: a `CONNECT_PENDING` value
 /// (whose memory the kernel keeps valid while the program runs) or a local.
 #[inline(always)]
 unsafe fn send_claimed(p: *const PendingConnect, owner: u64, sport: u16, last_chance: bool) {
@@ -288,14 +290,13 @@ unsafe fn send_claimed(p: *const PendingConnect, owner: u64, sport: u16, last_ch
 /// # Safety
 /// `p` must be readable as one `PendingConnect`.
 #[inline(always)]
-unsafe fn send_now(p: *const PendingConnect) -> Res<()> {
+unsafe fn send_now(p: *const PendingConnect) {
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
         count_drop();
-        return Ok(());
+        return;
     };
     // SAFETY: `p` is readable (the caller's contract); the destination comes from
     // RingBufEntry::as_mut_ptr, valid for one SockEvent until submit, and does not overlap `p`.
     unsafe { core::ptr::copy_nonoverlapping(&raw const (*p).event, entry.as_mut_ptr(), 1) };
     entry.submit(0);
-    Ok(())
 }

@@ -111,7 +111,7 @@ unsafe fn fill_exec(ctx: &TracePointContext, ev: *mut ExecEvent) -> Res<()> {
 ///
 /// # Safety
 /// `ev` must be valid for writes of one `ExecEvent`. `mm` may be any address: it is only read
-/// through bpf_probe_read_kernel.
+/// through `bpf_probe_read_kernel`.
 #[inline(always)]
 unsafe fn exe_path(mm: *const u8, ev: *mut ExecEvent) -> Res<u32> {
     // SAFETY: read_ptr has no precondition; `exe` is EXE_LEN bytes of the valid `ev`, the
@@ -132,7 +132,7 @@ unsafe fn exe_path(mm: *const u8, ev: *mut ExecEvent) -> Res<u32> {
 ///
 /// # Safety
 /// `ev` must be valid for writes of one `ExecEvent`. `mm` may be any address: it is only read
-/// through bpf_probe_read_kernel.
+/// through `bpf_probe_read_kernel`.
 #[inline(always)]
 unsafe fn args(mm: *const u8, ev: *mut ExecEvent) -> Res<u32> {
     // SAFETY: read_kernel of two u64s; bpf_probe_read_user writes `len <= ARGS_LEN` bytes, the

@@ -15,7 +15,7 @@
 //! 0, with the port read from `skc_num` then. The bound address needs no re-read: `get_port()`
 //! binds the port to the address the socket already has (`0.0.0.0` / `::` when unbound). A failed
 //! listen sends nothing and counts nothing (it is not an error of ours). Every other `TCP_LISTEN`
-//! (io_uring's `IORING_OP_LISTEN`, no offsets, full maps) is sent at once, as the tracepoint has it.
+//! (`io_uring`'s `IORING_OP_LISTEN`, no offsets, full maps) is sent at once, as the tracepoint has it.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
@@ -41,7 +41,7 @@ static LISTEN_IN_SYSCALL: SyscallMarks = LruHashMap::with_max_entries(LISTEN_TRA
 
 /// Listen records parked at `TCP_LISTEN`, by `pid_tgid`. A plain hash, not an LRU: a full hash
 /// refuses the insert and the record is sent at once instead of being evicted without a trace.
-/// Only the owning thread touches its key (at `TCP_LISTEN` and at sys_exit_listen).
+/// Only the owning thread touches its key (at `TCP_LISTEN` and at `sys_exit_listen`).
 #[map(name = "LISTEN_PENDING")]
 static LISTEN_PENDING: HashMap<u64, PendingListen> =
     HashMap::with_max_entries(LISTEN_TRACKED_THREADS, 0);
@@ -112,7 +112,8 @@ fn try_listen_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     // sys_enter_listen) always clears the key: an existing entry cannot be pending.
     if LISTEN_PENDING.insert(pid_tgid, pending, 0).is_err() {
         // Map full: send now, as the plain tracepoint would, rather than lose the listen.
-        return send(&raw const pending, None);
+        // SAFETY: `pending` is a local PendingListen.
+        unsafe { send(&raw const pending, None) };
     }
     Ok(())
 }
@@ -152,10 +153,10 @@ fn try_listen_sys_exit_listen(ctx: &TracePointContext) -> Res<()> {
         // get_port() has bound the port by now (autobind included).
         // SAFETY: `p` is this thread's LISTEN_PENDING value (non-NULL checked), which the kernel
         // keeps valid for this run of the program; local_port has no precondition.
-        match unsafe { local_port((*p).sk as *const u8) } {
-            Ok(port) => send(p, Some(port)),
-            Err(e) => send(p, None).and(Err(e)),
-        }
+        let port = unsafe { local_port((*p).sk as *const u8) };
+        // SAFETY: as above, `p` is this thread's LISTEN_PENDING value.
+        unsafe { send(p, port.ok()) };
+        port.map(|_| ())
     } else {
         // get_port() or hash() failed: the socket is back in TCP_CLOSE and nothing listens.
         Ok(())
@@ -164,15 +165,19 @@ fn try_listen_sys_exit_listen(ctx: &TracePointContext) -> Res<()> {
     sent
 }
 
-/// Copies the record at `p` into the ring buffer, with `sport` when it is known and not 0.
+/// Copies the record at `p` into the ring buffer, with `sport` when it is known and not 0. A
+/// full ring buffer is counted in `DROPS`.
+///
+/// # Safety
+/// `p` must be readable as one `PendingListen` (a `LISTEN_PENDING` value or a local).
 #[inline(always)]
-fn send(p: *const PendingListen, sport: Option<u16>) -> Res<()> {
+unsafe fn send(p: *const PendingListen, sport: Option<u16>) {
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
         count_drop();
-        return Ok(());
+        return;
     };
     let ev = entry.as_mut_ptr();
-    // SAFETY: callers pass a LISTEN_PENDING value or a local, readable as one PendingListen; `ev`
+    // SAFETY: `p` is readable as one PendingListen (the caller's contract); `ev`
     // comes from RingBufEntry::as_mut_ptr and is valid for writes of one SockEvent until submit.
     // Ring-buffer memory does not overlap a map value or the stack.
     unsafe {
@@ -182,5 +187,4 @@ fn send(p: *const PendingListen, sport: Option<u16>) -> Res<()> {
         }
     }
     entry.submit(0);
-    Ok(())
 }

@@ -48,7 +48,7 @@ pub struct PathLen {
 ///
 /// # Safety
 /// `dst` must be valid for writes of `DST_MAX` bytes. `file` may be any address: the kernel
-/// structures are only read through bpf_probe_read_kernel.
+/// structures are only read through `bpf_probe_read_kernel`.
 #[inline(always)]
 pub unsafe fn file_path<const DST_MAX: usize>(file: *const u8, dst: *mut u8) -> Res<PathLen> {
     let scratch = PATH_SCRATCH.get_ptr_mut(0).ok_or(EFAULT)?;

@@ -69,7 +69,7 @@ fn child_tgid(parent_tgid: u32, child_tid: u32) -> u32 {
 /// was walked without finding it, `None` when the walk was cut short.
 ///
 /// # Safety
-/// No precondition: the task and list nodes are only read through bpf_probe_read_kernel.
+/// No precondition: the task and list nodes are only read through `bpf_probe_read_kernel`.
 #[inline(always)]
 unsafe fn find_thread(tid: u32) -> Res<Option<bool>> {
     // SAFETY: read_ptr and read_kernel::<u32> are probe reads of values valid for any bits;

@@ -16,7 +16,7 @@ use crate::{DROPS, ERRORS, EVENTS, MONITOR_TGID};
 pub type Res<T> = Result<T, i32>;
 
 /// Threads inside a syscall (`pid_tgid` → unused value): set by its `sys_enter` program so that
-/// a state-change tracepoint can tell a listen(2) / connect(2) from io_uring or kernel sockets,
+/// a state-change tracepoint can tell a listen(2) / connect(2) from `io_uring` or kernel sockets,
 /// cleared by its `sys_exit` program.
 pub type SyscallMarks = LruHashMap<u64, u8>;
 
@@ -83,7 +83,7 @@ pub fn count_drop() {
 }
 
 /// Adds 1 to a per-CPU counter. Per-CPU is not enough for a plain `+= 1`: a softirq program
-/// (a socket leaving SYN_SENT) can interrupt a syscall program on the same CPU between its load
+/// (a socket leaving `SYN_SENT`) can interrupt a syscall program on the same CPU between its load
 /// and its store, and one increment would be lost. The atomic add (`lock *(u64 *)(r + 0) += r`,
 /// without fetch since the result is unused) is one instruction that every eBPF kernel accepts.
 /// `AtomicU64::fetch_add` is not offered on the bpf target (it declares only atomic loads and

@@ -86,7 +86,7 @@ pub fn tracepoint_sport(ctx: &TracePointContext) -> Res<u16> {
 /// `sock_valid` offsets.
 ///
 /// # Safety
-/// No precondition: `sk` may be any address, it is only read through bpf_probe_read_kernel.
+/// No precondition: `sk` may be any address, it is only read through `bpf_probe_read_kernel`.
 #[inline(always)]
 pub unsafe fn local_port(sk: *const u8) -> Res<u16> {
     // SAFETY: read_kernel of a u16, valid for any bits.
@@ -141,7 +141,7 @@ pub unsafe fn fill_from_tracepoint(
 /// fentry programs without them).
 ///
 /// # Safety
-/// No precondition: `sk` may be any address, it is only read through bpf_probe_read_kernel.
+/// No precondition: `sk` may be any address, it is only read through `bpf_probe_read_kernel`.
 #[inline(always)]
 pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen: bool) -> Res<()> {
     if off!(sock_valid) != 1 {
@@ -174,7 +174,7 @@ pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen
 ///
 /// # Safety
 /// `ev` must be valid for writes of one `SockEvent`; it may be uninitialized. `sk` may be any
-/// address: it is only read through bpf_probe_read_kernel.
+/// address: it is only read through `bpf_probe_read_kernel`.
 #[inline(always)]
 unsafe fn fill_from_sock(
     sk: *const u8,
@@ -215,7 +215,7 @@ unsafe fn fill_from_sock(
 /// `struct socket *` → `struct sock *` (`socket->sk`).
 ///
 /// # Safety
-/// No precondition: `sock` may be any address, it is only read through bpf_probe_read_kernel.
+/// No precondition: `sock` may be any address, it is only read through `bpf_probe_read_kernel`.
 #[inline(always)]
 pub unsafe fn socket_sk(sock: *const u8) -> Res<*const u8> {
     // SAFETY: read_ptr has no precondition.

@@ -289,7 +289,7 @@ impl ProcessTable {
                 return None;
             }
             if let Some(p) = self.proc.read(pid) {
-                self.insert(ProcessEntry::from_proc(p))
+                self.insert(ProcessEntry::from_proc(p));
             } else {
                 if self.failed.len() >= FAILED_LOOKUPS_MAX {
                     self.failed.clear();

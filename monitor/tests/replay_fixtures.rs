@@ -179,14 +179,19 @@ fn hand_written_fixtures_raise_the_expected_alerts() {
 #[test]
 fn recorded_fixtures_raise_the_expected_alerts() {
     let dir = fixtures().join("recorded");
-    if jsonl_files(&dir).is_empty() {
-        // Recorded by the privileged end-to-end scenarios; until they are, say so loudly.
-        eprintln!(
-            "WARNING: no recorded fixtures in {}: only the manifest format is checked",
-            dir.display()
-        );
-    }
-    check_folder(&dir);
+    // Recorded by the privileged end-to-end scenarios (tests/scenarios/record.sh) and committed:
+    // a folder without them proves nothing.
+    let recorded = jsonl_files(&dir);
+    assert!(
+        !recorded.is_empty(),
+        "no recorded fixtures in {}: record them with tests/scenarios/record.sh",
+        dir.display()
+    );
+    let alerts = check_folder(&dir);
+    assert!(
+        !alerts.is_empty(),
+        "the recorded fixtures raise no alert at all"
+    );
 }
 
 fn schema_validator() -> jsonschema::Validator {

@@ -60,7 +60,7 @@ pub(super) fn attach_all(
             }
         }
         if let Some(label) = &status.attached {
-            info!("{hook}: attached {label}")
+            info!("{hook}: attached {label}");
         } else {
             let refused = status
                 .refused
