@@ -89,7 +89,8 @@ pub struct ProcessEntry {
 }
 
 impl ProcessEntry {
-    /// A process read from `/proc`: its lineage is resolved on first use.
+    /// A process read from `/proc` (or, when `/proc` no longer has it, described by an event):
+    /// its lineage is resolved on first use.
     pub fn from_proc(p: ProcProcess) -> Self {
         Self {
             pid: p.pid,
@@ -320,7 +321,7 @@ impl ProcessTable {
     pub fn for_event(&mut self, h: &Origin) -> &ProcessEntry {
         self.expire(h.ktime_ns);
         if self.lookup(h.tgid).is_none() {
-            self.insert(ProcessEntry {
+            self.insert(ProcessEntry::from_proc(ProcProcess {
                 pid: h.tgid,
                 ppid: h.ppid,
                 uid: h.uid,
@@ -329,16 +330,8 @@ impl ProcessTable {
                 exe: None,
                 argv: Vec::new(),
                 argv_truncated: false,
-                filename: None,
-                web_server: None,
-                lineage_resolved: false,
-                runs_web_server: false,
-                argv_inherited: false,
-                cgroup_id: None,
                 start_ns: None,
-                exited_ns: None,
-                last_used: 0,
-            });
+            }));
         }
         let e = self
             .entries
