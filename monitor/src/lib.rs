@@ -13,6 +13,7 @@ pub mod clock;
 pub mod daemon;
 pub mod decode;
 pub mod detect;
+pub mod iplist;
 pub mod netrange;
 pub mod output;
 pub mod policy;
