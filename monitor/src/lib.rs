@@ -18,6 +18,7 @@ pub mod decode;
 pub mod detect;
 pub mod enrich;
 pub mod host;
+pub mod iplist;
 pub mod matcher;
 pub mod netrange;
 pub mod output;
