@@ -37,6 +37,36 @@ pub const MAP_LISTEN_PENDING: &str = "LISTEN_PENDING";
 /// reports listens at once (port 0 for an unbound socket, failed listens included).
 pub const LISTEN_TRACKED_THREADS: u32 = 1024;
 
+/// Inode number of `mm->exe_file` (`u64`) → flags ([`EXE_SSH_SERVER`]): executables userspace
+/// watches (hash, [`WATCHED_EXES_MAX`] entries). The accept and PAM hooks report only for
+/// processes running one of them, unless [`MAP_ACCEPT_FILTER`] says otherwise. Keyed by inode
+/// alone: `stat`'s device numbers do not always match the kernel's `s_dev` (btrfs subvolumes,
+/// overlayfs), and a collision across filesystems only costs a record userspace drops.
+pub const MAP_WATCHED_EXES: &str = "WATCHED_EXES";
+pub const WATCHED_EXES_MAX: u32 = 256;
+/// The executable is an SSH server (`sshd`, `sshd-session`, `sshd-auth`).
+pub const EXE_SSH_SERVER: u32 = 1 << 0;
+
+/// LPM trie, key `{prefix_len, [u8; 16]}` (IPv4 as `::ffff:a.b.c.d`, prefix + 96) → flags: the
+/// prefixes of the loaded lists. An accepted connection from one of them is reported whoever
+/// accepts it. [`WATCHED_NETS_MAX`] entries; when the lists hold more, userspace switches
+/// [`MAP_ACCEPT_FILTER`] to send every accept instead.
+pub const MAP_WATCHED_NETS: &str = "WATCHED_NETS";
+pub const WATCHED_NETS_MAX: u32 = 1 << 20;
+
+/// Array of one `u32`: [`ACCEPT_SEND_ALL`] or [`ACCEPT_SEND_WATCHED`]. Set by userspace at start
+/// (`--events` sends all) and after list reloads.
+pub const MAP_ACCEPT_FILTER: &str = "ACCEPT_FILTER";
+/// Only accepts by a watched executable or from a watched network reach userspace.
+pub const ACCEPT_SEND_WATCHED: u32 = 0;
+/// Every accepted TCP connection reaches userspace.
+pub const ACCEPT_SEND_ALL: u32 = 1;
+
+/// `pid_tgid` → real uid at `sys_enter_set*uid` (LRU hash, [`CRED_TRACKED_THREADS`] entries):
+/// the exit reports only a change of the real uid. Kernel-side only.
+pub const MAP_CRED_ENTER: &str = "CRED_ENTER";
+pub const CRED_TRACKED_THREADS: u32 = 4096;
+
 /// Global (set by the loader before load): the daemon's own thread-group id, ignored by every hook.
 pub const GLOBAL_MONITOR_TGID: &str = "MONITOR_TGID";
 
@@ -63,6 +93,17 @@ pub const PROG_CONNECT_TCP_RETRANSMIT_SKB: &str = "connect_tcp_retransmit_skb";
 pub const PROG_EXEC_SCHED_PROCESS_EXEC: &str = "exec_sched_process_exec";
 pub const PROG_PROCESS_SCHED_PROCESS_FORK: &str = "process_sched_process_fork";
 pub const PROG_PROCESS_SCHED_PROCESS_EXIT: &str = "process_sched_process_exit";
+/// `syscalls:sys_exit_accept` and `sys_exit_accept4`: the accepted socket, read from the new
+/// descriptor.
+pub const PROG_ACCEPT_SYS_EXIT_ACCEPT: &str = "accept_sys_exit_accept";
+/// `syscalls:sys_enter_{setuid,setreuid,setresuid}` and the matching `sys_exit_*`: a change of
+/// the real uid.
+pub const PROG_CRED_SYS_ENTER_SETUID: &str = "cred_sys_enter_setuid";
+pub const PROG_CRED_SYS_EXIT_SETUID: &str = "cred_sys_exit_setuid";
+/// uretprobes on libpam's public entry points: their return values (never their arguments).
+pub const PROG_PAM_AUTHENTICATE: &str = "pam_authenticate";
+pub const PROG_PAM_ACCT_MGMT: &str = "pam_acct_mgmt";
+pub const PROG_PAM_OPEN_SESSION: &str = "pam_open_session";
 
 /// Default ring buffer size in bytes (a power of two and a multiple of the page size).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 1 << 22;
@@ -91,6 +132,12 @@ pub enum EventKind {
     Exec = 3,
     Fork = 4,
     Exit = 5,
+    /// An inbound TCP connection accepted ([`SockEvent`]: local = the accepting side).
+    Accept = 6,
+    /// The real uid of a process changed ([`CredEvent`]).
+    Cred = 7,
+    /// A libpam call returned ([`PamEvent`]).
+    Pam = 8,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -103,6 +150,9 @@ impl TryFrom<u32> for EventKind {
             3 => Self::Exec,
             4 => Self::Fork,
             5 => Self::Exit,
+            6 => Self::Accept,
+            7 => Self::Cred,
+            8 => Self::Pam,
             other => return Err(other),
         })
     }
@@ -118,6 +168,9 @@ pub enum Hook {
     TracepointSchedProcessExec = 4,
     TracepointSchedProcessFork = 5,
     TracepointSchedProcessExit = 6,
+    TracepointSysExitAccept = 7,
+    TracepointSysExitSetuid = 8,
+    UretprobePam = 9,
 }
 
 impl TryFrom<u32> for Hook {
@@ -131,6 +184,9 @@ impl TryFrom<u32> for Hook {
             4 => Self::TracepointSchedProcessExec,
             5 => Self::TracepointSchedProcessFork,
             6 => Self::TracepointSchedProcessExit,
+            7 => Self::TracepointSysExitAccept,
+            8 => Self::TracepointSysExitSetuid,
+            9 => Self::UretprobePam,
             other => return Err(other),
         })
     }
@@ -145,8 +201,11 @@ pub enum ErrorSlot {
     Exec = 2,
     Fork = 3,
     Exit = 4,
+    Accept = 5,
+    Cred = 6,
+    Pam = 7,
 }
-pub const ERROR_SLOTS: u32 = 5;
+pub const ERROR_SLOTS: u32 = 8;
 
 impl ErrorSlot {
     /// Every slot, in index order.
@@ -156,6 +215,9 @@ impl ErrorSlot {
         Self::Exec,
         Self::Fork,
         Self::Exit,
+        Self::Accept,
+        Self::Cred,
+        Self::Pam,
     ];
 
     /// The area's name, as the status record's `errors` object keys it.
@@ -166,6 +228,9 @@ impl ErrorSlot {
             Self::Exec => "exec",
             Self::Fork => "fork",
             Self::Exit => "exit",
+            Self::Accept => "accept",
+            Self::Cred => "cred",
+            Self::Pam => "pam",
         }
     }
 }
@@ -196,7 +261,8 @@ pub struct EventHeader {
 }
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 
-/// `listen` and `connect` (TCP, IPv4 and IPv6).
+/// `listen`, `connect` and `accept` (TCP, IPv4 and IPv6). Local and remote are the socket's own
+/// sides: for an accepted connection, local is the listening address and remote the client.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SockEvent {
@@ -274,6 +340,53 @@ pub struct ExitEvent {
 }
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 72);
 
+/// `cred` (`sys_exit_setuid`, `sys_exit_setreuid`, `sys_exit_setresuid` returning 0 with a new
+/// real uid). The header carries the new uid and gid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CredEvent {
+    pub header: EventHeader,
+    /// The real uid before the call (`u32::MAX` when the entry was not seen).
+    pub old_uid: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<CredEvent>() == 72);
+
+/// Which libpam entry point a [`PamEvent`] is about (stable numbers).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PamCall {
+    Authenticate = 1,
+    AcctMgmt = 2,
+    OpenSession = 3,
+}
+
+impl TryFrom<u32> for PamCall {
+    type Error = u32;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Ok(match value {
+            1 => Self::Authenticate,
+            2 => Self::AcctMgmt,
+            3 => Self::OpenSession,
+            other => return Err(other),
+        })
+    }
+}
+
+/// `pam` (a uretprobe on a libpam entry point, in a watched executable): the call and its return
+/// value, nothing else (never an argument: no password, no PAM handle).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PamEvent {
+    pub header: EventHeader,
+    /// A [`PamCall`] as `u32`.
+    pub call: u32,
+    /// The return value (`PAM_SUCCESS` = 0).
+    pub ret: i32,
+}
+const _: () = assert!(core::mem::size_of::<PamEvent>() == 72);
+
 /// Marks an absent member or tracepoint field in [`KernelOffsets`].
 pub const OFFSET_ABSENT: u32 = u32::MAX;
 
@@ -348,8 +461,22 @@ pub struct KernelOffsets {
     /// `dentry.d_hash` (an `hlist_bl_node`; part of the `valid` group): `d_hash.pprev == NULL`
     /// means the dentry is unhashed, i.e. the file was deleted.
     pub dentry_d_hash: u32,
+
+    /// 1 when every file-table and inode offset below was found (with `valid`): the accept hook
+    /// then reads the accepted socket from its descriptor, and the accept and PAM hooks know the
+    /// executable by inode.
+    pub files_valid: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_private_data: u32,
+    /// `socket.file`: the accept hook checks that the descriptor's file is the socket's own.
+    pub socket_file: u32,
+    pub file_f_inode: u32,
+    pub inode_i_ino: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48 * 4);
 
 impl KernelOffsets {
     /// Nothing known: `valid` and `sock_valid` are 0; tracepoint fields have their Linux 6.18
@@ -394,6 +521,15 @@ impl KernelOffsets {
         tp_exit_group_dead: 32,
         skc_state: 0,
         dentry_d_hash: 0,
+        files_valid: 0,
+        task_files: 0,
+        files_fdt: 0,
+        fdtable_max_fds: 0,
+        fdtable_fd: 0,
+        file_private_data: 0,
+        socket_file: 0,
+        file_f_inode: 0,
+        inode_i_ino: 0,
     };
 }
 
@@ -407,4 +543,6 @@ mod pod {
     unsafe impl aya::Pod for super::ForkEvent {}
     unsafe impl aya::Pod for super::ExitEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::CredEvent {}
+    unsafe impl aya::Pod for super::PamEvent {}
 }

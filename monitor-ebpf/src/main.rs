@@ -13,9 +13,12 @@
     reason = "atomic add on the bpf target, see shared::bump"
 )]
 
+mod accept;
 mod connect;
+mod cred;
 mod exec;
 mod listen;
+mod pam;
 mod path;
 mod process;
 mod shared;
@@ -23,9 +26,9 @@ mod sock;
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{DEFAULT_RING_BUFFER_BYTES, ERROR_SLOTS, KernelOffsets};
+use monitor_common::{DEFAULT_RING_BUFFER_BYTES, ERROR_SLOTS, KernelOffsets, WATCHED_EXES_MAX};
 
 /// Every event goes through this one ring buffer; the loader resizes it with
 /// `EbpfLoader::set_max_entries` before load.
@@ -39,6 +42,11 @@ static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// Failures inside the programs, indexed by `monitor_common::ErrorSlot`.
 #[map(name = "ERRORS")]
 static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERROR_SLOTS, 0);
+
+/// Executables userspace watches (sshd and its session binaries), by inode number → flags. The
+/// accept and PAM hooks report for these even when nothing else asks for it.
+#[map(name = "WATCHED_EXES")]
+static WATCHED_EXES: HashMap<u64, u32> = HashMap::with_max_entries(WATCHED_EXES_MAX, 0);
 
 /// The daemon's own thread-group id (set by the loader): its events are never reported, so the
 /// monitor cannot feed on itself.

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use monitor_common::{ErrorSlot, EventHeader, EventKind, Hook};
 
-use crate::{DROPS, ERRORS, EVENTS, MONITOR_TGID};
+use crate::{DROPS, ERRORS, EVENTS, MONITOR_TGID, WATCHED_EXES};
 
 /// Errors are the negative errno values the helpers return.
 pub type Res<T> = Result<T, i32>;
@@ -200,4 +200,33 @@ pub unsafe fn fill_header(h: *mut EventHeader, kind: EventKind, hook: Hook) {
         (*h).cgroup_id = bpf_get_current_cgroup_id();
         (*h).comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
+}
+
+/// The flags userspace gave the current process's executable in `WATCHED_EXES` (0 when it is
+/// not watched, or when the offsets to tell are unknown), by the inode number of
+/// `current->mm->exe_file->f_inode`.
+#[inline(always)]
+pub fn current_exe_flags() -> u32 {
+    if !offsets_valid() || off!(files_valid) != 1 {
+        return 0;
+    }
+    // SAFETY: read_ptr and read_kernel have no precondition: every address is only read through
+    // bpf_probe_read_kernel, and the values read are pointers and integers.
+    let ino = unsafe {
+        let Ok(mm) = read_ptr(current_task(), off!(task_mm)) else {
+            return 0;
+        };
+        let Ok(file) = read_ptr(mm, off!(mm_exe_file)) else {
+            return 0;
+        };
+        let Ok(inode) = read_ptr(file, off!(file_f_inode)) else {
+            return 0;
+        };
+        let Ok(ino) = read_kernel::<u64>(inode, off!(inode_i_ino)) else {
+            return 0;
+        };
+        ino
+    };
+    // SAFETY: a WATCHED_EXES value is a u32 the kernel keeps valid for this run of the program.
+    unsafe { WATCHED_EXES.get(ino) }.copied().unwrap_or(0)
 }

@@ -144,13 +144,32 @@ pub unsafe fn fill_from_tracepoint(
 /// No precondition: `sk` may be any address, it is only read through `bpf_probe_read_kernel`.
 #[inline(always)]
 pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen: bool) -> Res<()> {
-    if off!(sock_valid) != 1 {
+    // SAFETY: tcp_family has no precondition.
+    let Some(family) = (unsafe { tcp_family(sk)? }) else {
         return Ok(());
+    };
+    if is_monitor(current_tgid()) {
+        return Ok(());
+    }
+    // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one SockEvent
+    // until `emit` submits or discards it; `sk` may be any address.
+    emit::<SockEvent>(|ev| unsafe { fill_from_sock(sk, ev, family, kind, hook, listen) })
+}
+
+/// The family of `sk` when it is a TCP socket over IPv4 or IPv6 and the socket offsets are known;
+/// `None` otherwise.
+///
+/// # Safety
+/// No precondition: `sk` may be any address, it is only read through `bpf_probe_read_kernel`.
+#[inline(always)]
+pub unsafe fn tcp_family(sk: *const u8) -> Res<Option<u16>> {
+    if off!(sock_valid) != 1 {
+        return Ok(None);
     }
     // SAFETY: read_kernel of a u16, valid for any bits.
     let family: u16 = unsafe { read_kernel(sk, off!(skc_family))? };
     if family != AF_INET && family != AF_INET6 {
-        return Ok(());
+        return Ok(None);
     }
     // sk_protocol is a u16 since Linux 5.6 and an 8-bit bitfield before: read the containing
     // 32-bit word and cut the field out of it.
@@ -160,14 +179,26 @@ pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen
     let bits = off!(sk_protocol_bits) & 31;
     let protocol = (word >> (bit % 8)) & ((1u32 << bits) - 1);
     if protocol != u32::from(IPPROTO_TCP) {
-        return Ok(());
+        return Ok(None);
     }
-    if is_monitor(current_tgid()) {
-        return Ok(());
+    Ok(Some(family))
+}
+
+/// The remote address of `sk` in the `SockEvent` layout's IPv6 form: IPv4 as `::ffff:a.b.c.d`,
+/// the key shape of `WATCHED_NETS`.
+///
+/// # Safety
+/// No precondition: `sk` may be any address, it is only read through `bpf_probe_read_kernel`.
+#[inline(always)]
+pub unsafe fn remote_v6(sk: *const u8, family: u16) -> Res<[u8; 16]> {
+    // SAFETY: read_kernel of byte arrays, valid for any bits.
+    unsafe {
+        if family == AF_INET6 {
+            read_kernel(sk, off!(skc_v6_daddr))
+        } else {
+            Ok(mapped(read_kernel(sk, off!(skc_daddr))?))
+        }
     }
-    // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one SockEvent
-    // until `emit` submits or discards it; `sk` may be any address.
-    emit::<SockEvent>(|ev| unsafe { fill_from_sock(sk, ev, family, kind, hook, listen) })
 }
 
 /// Fills `ev` from the `struct sock *` `sk`.
@@ -176,7 +207,7 @@ pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen
 /// `ev` must be valid for writes of one `SockEvent`; it may be uninitialized. `sk` may be any
 /// address: it is only read through `bpf_probe_read_kernel`.
 #[inline(always)]
-unsafe fn fill_from_sock(
+pub unsafe fn fill_from_sock(
     sk: *const u8,
     ev: *mut SockEvent,
     family: u16,

@@ -4,10 +4,17 @@
 //! Order at start matters: the probes are attached BEFORE `/proc` is read, so a process is either
 //! in the seed or announced by an event (or both), never missed in between.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::BTreeSet,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use log::{info, warn};
+use monitor_common::EXE_SSH_SERVER;
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -15,14 +22,16 @@ use tokio::{
 
 use crate::{
     baseline,
-    clock::Clock,
+    clock::{self, Clock},
     detect::Detector,
     enrich::Enricher,
     host::{self, UserNames},
+    iplist::{IpLists, ReloadReport},
+    login::{self, Logins},
     output::{Output, OutputError},
     pipeline::Pipeline,
     policy::Policy,
-    probes::{Counters, ProbeOptions, Probes},
+    probes::{Counters, ProbeOptions, Probes, Watch},
     process_table::{self, ProcessTable},
     record::Status,
     status,
@@ -30,6 +39,10 @@ use crate::{
 
 /// Records handled per wake-up before the loop looks at signals and timers again.
 const BATCH_MAX: usize = 4096;
+/// How long after a change notice a list file is re-read (a downloader may write it in steps).
+const RELOAD_SETTLE: Duration = Duration::from_millis(200);
+/// The list files are also re-checked this often, in case a change notice was lost.
+const RELOAD_POLL: Duration = Duration::from_secs(10);
 
 /// Everything the daemon needs, resolved and validated by the caller (policy included) before
 /// any eBPF is loaded.
@@ -41,6 +54,8 @@ pub struct Options {
     pub policy: Policy,
     /// `"embedded default"` or the policy file's path, for the status record.
     pub policy_source: String,
+    /// The policy's list files, loaded (and checked) before anything else.
+    pub lists: Option<(IpLists, ReloadReport)>,
 }
 
 /// Runs the daemon on a current-thread tokio runtime until SIGINT / SIGTERM (or until stdout is
@@ -60,6 +75,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         status_interval,
         policy,
         policy_source,
+        lists,
     } = opts;
     // Signals first: a SIGTERM during start-up is then handled as a clean stop.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -76,6 +92,12 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     let ring = probes
         .take_ring_buf()
         .context("cannot open the ring buffer")?;
+    let mut watch = probes
+        .take_watch()
+        .context("cannot open the kernel's filter maps")?;
+    watch
+        .send_all_accepts(print_events)
+        .context("cannot set the accept filter")?;
     // SAFETY: the RingBuf owns its map fd (MapData) and returns that same fd from as_raw_fd for
     // its whole life; nothing else closes or replaces it while the AsyncFd owns the RingBuf.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -89,6 +111,9 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         Ok(n) => info!("process table seeded with {n} processes from /proc"),
         Err(e) => warn!("process table not seeded: {e}"),
     }
+    watch_ssh_servers(&mut watch, &policy.logins, &table);
+    let login_config = policy.logins.clone();
+    let list_paths = lists.as_ref().map(|(l, _)| l.paths()).unwrap_or_default();
 
     let mut p = Pipeline {
         print_events,
@@ -107,8 +132,16 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             ..status::Board::default()
         },
         counters: Counters::default(),
+        logins: Logins::new(),
+        login_config,
+        watch: Some(watch),
+        lists: None,
     };
+    if let Some((lists, report)) = lists {
+        p.serve_lists(lists, &report);
+    }
     p.refresh_counters(&probes);
+    let (_watcher, mut list_changed) = watch_files(&list_paths);
 
     let result: anyhow::Result<()> = async {
         p.start(&baseline_scan())?;
@@ -118,7 +151,16 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             status_interval,
         );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll_lists = tokio::time::interval(RELOAD_POLL);
+        poll_lists.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reload_at: Option<tokio::time::Instant> = None;
         loop {
+            // A login waiting for its session's first program is reported when its wait ends,
+            // even if no further event comes.
+            let login_at = p.logins.next_deadline().map(|deadline| {
+                let now = clock::boottime_ns().unwrap_or(deadline);
+                tokio::time::Instant::now() + Duration::from_nanos(deadline.saturating_sub(now))
+            });
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.context("waiting on the ring buffer")?;
@@ -134,6 +176,19 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                     p.refresh_counters(&probes);
                     p.report(Status::Running)?;
                 }
+                () = sleep_until(login_at), if login_at.is_some() => {
+                    let now = clock::boottime_ns().context("reading CLOCK_BOOTTIME")?;
+                    p.logins_due(now)?;
+                    p.out.flush()?;
+                }
+                Some(()) = list_changed.recv() => {
+                    reload_at = Some(tokio::time::Instant::now() + RELOAD_SETTLE);
+                }
+                () = sleep_until(reload_at), if reload_at.is_some() => {
+                    reload_at = None;
+                    p.reload_lists()?;
+                }
+                _ = poll_lists.tick() => p.reload_lists()?,
                 _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
                 _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
             }
@@ -164,6 +219,88 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         Ok(()) | Err(OutputError::Closed) => Ok(()),
         Err(e) => Err(e).context("cannot write the final records"),
     }
+}
+
+/// Sleeps until `at` (forever without one; the `select!` branch is disabled then).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells the kernel side which executables are SSH servers: the policy's paths as they are on
+/// disk now, and whatever running processes execute under those paths (a binary replaced by an
+/// upgrade keeps running from its old inode). New ones are added at their exec.
+fn watch_ssh_servers(watch: &mut Watch, config: &login::Config, table: &ProcessTable) {
+    let mut inodes = BTreeSet::new();
+    for pattern in &config.ssh_servers {
+        match glob::glob(pattern.as_str()) {
+            Ok(paths) => {
+                for path in paths.flatten() {
+                    if let Ok(m) = std::fs::metadata(&path) {
+                        inodes.insert(m.ino());
+                    }
+                }
+            }
+            Err(e) => warn!("{}: {e}", pattern.as_str()),
+        }
+    }
+    for pid in table.pids() {
+        let exe = table.get(pid).and_then(|e| e.exe.as_deref());
+        if config.is_ssh_server(exe)
+            && let Some(ino) = table.procfs().exe_inode(pid)
+        {
+            inodes.insert(ino);
+        }
+    }
+    for ino in inodes {
+        if let Err(e) = watch.watch_exe(ino, EXE_SSH_SERVER) {
+            warn!("cannot watch an SSH server executable (inode {ino}): {e}");
+        }
+    }
+}
+
+/// Change notices for the list files: their directories are watched (a downloader replaces a
+/// file by renaming a new one over it). Without inotify the periodic re-check still works.
+fn watch_files(
+    paths: &[PathBuf],
+) -> (
+    Option<notify::RecommendedWatcher>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    use notify::Watcher as _;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    if paths.is_empty() {
+        return (None, rx);
+    }
+    let wanted: BTreeSet<PathBuf> = paths.iter().cloned().collect();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && event.paths.iter().any(|p| wanted.contains(p))
+        {
+            let _ = tx.send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(
+                "cannot watch the list files for changes ({e}): they are re-checked every {RELOAD_POLL:?}"
+            );
+            return (None, rx);
+        }
+    };
+    let dirs: BTreeSet<&Path> = paths.iter().filter_map(|p| p.parent()).collect();
+    for dir in dirs {
+        if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            warn!(
+                "cannot watch {} for list changes ({e}): re-checked every {RELOAD_POLL:?}",
+                dir.display()
+            );
+        }
+    }
+    (Some(watcher), rx)
 }
 
 /// The sockets that were listening at start-up; none (with a warning) when the scan fails.

@@ -8,9 +8,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    AF_INET, AF_INET6, ARGS_LEN, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_RESOLVED,
+    AF_INET, AF_INET6, ARGS_LEN, CredEvent, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_RESOLVED,
     EXEC_FILENAME_TRUNCATED, EventHeader, EventKind, ExecEvent, ExitEvent, FILENAME_LEN, ForkEvent,
-    Hook, IPPROTO_TCP, SockEvent,
+    Hook, IPPROTO_TCP, PamCall, PamEvent, SockEvent,
 };
 
 use crate::record::{self, Endpoint, Family, Protocol, SocketInfo};
@@ -29,6 +29,8 @@ pub enum DecodeError {
     UnknownFamily(u16),
     #[error("unsupported protocol {0} in a socket event")]
     UnknownProtocol(u16),
+    #[error("unknown libpam call {0} in a pam event")]
+    UnknownPamCall(u32),
 }
 
 /// Who caused an event and when: the wire [`EventHeader`], decoded.
@@ -53,6 +55,8 @@ pub struct Origin {
 pub enum SockKind {
     Listen,
     Connect,
+    /// An inbound connection accepted: local is the listening side, remote the client.
+    Accept,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -93,12 +97,32 @@ pub struct Exit {
     pub exit_code: u32,
 }
 
+/// The real uid of a process changed (a successful setuid, setreuid or setresuid); the origin
+/// carries the new uid and gid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cred {
+    pub origin: Origin,
+    /// The real uid before the call; `None` when the kernel side did not see the call's entry.
+    pub old_uid: Option<u32>,
+}
+
+/// A libpam call returned in a watched SSH server process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pam {
+    pub origin: Origin,
+    pub call: PamCall,
+    /// `PAM_SUCCESS` is 0.
+    pub ret: i32,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum KernelEvent {
     Sock(Sock),
     Exec(Exec),
     Fork(Fork),
     Exit(Exit),
+    Cred(Cred),
+    Pam(Pam),
 }
 
 impl KernelEvent {
@@ -108,6 +132,8 @@ impl KernelEvent {
             Self::Exec(e) => &e.origin,
             Self::Fork(e) => &e.origin,
             Self::Exit(e) => &e.origin,
+            Self::Cred(e) => &e.origin,
+            Self::Pam(e) => &e.origin,
         }
     }
 }
@@ -134,12 +160,12 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
     let kind = EventKind::try_from(raw.kind).map_err(DecodeError::UnknownKind)?;
     let origin = decode_origin(&raw, kind);
     Ok(match kind {
-        EventKind::Listen | EventKind::Connect => {
+        EventKind::Listen | EventKind::Connect | EventKind::Accept => {
             let ev: SockEvent = read(buf, "socket event")?;
-            let sock_kind = if kind == EventKind::Listen {
-                SockKind::Listen
-            } else {
-                SockKind::Connect
+            let sock_kind = match kind {
+                EventKind::Listen => SockKind::Listen,
+                EventKind::Connect => SockKind::Connect,
+                _ => SockKind::Accept,
             };
             KernelEvent::Sock(Sock {
                 origin,
@@ -164,6 +190,21 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             KernelEvent::Exit(Exit {
                 origin,
                 exit_code: ev.exit_code,
+            })
+        }
+        EventKind::Cred => {
+            let ev: CredEvent = read(buf, "cred event")?;
+            KernelEvent::Cred(Cred {
+                origin,
+                old_uid: (ev.old_uid != u32::MAX).then_some(ev.old_uid),
+            })
+        }
+        EventKind::Pam => {
+            let ev: PamEvent = read(buf, "pam event")?;
+            KernelEvent::Pam(Pam {
+                origin,
+                call: PamCall::try_from(ev.call).map_err(DecodeError::UnknownPamCall)?,
+                ret: ev.ret,
             })
         }
     })
@@ -207,7 +248,7 @@ fn decode_socket(ev: &SockEvent, kind: SockKind) -> Result<SocketInfo, DecodeErr
     };
     let remote = match kind {
         SockKind::Listen => None,
-        SockKind::Connect => Some(Endpoint {
+        SockKind::Connect | SockKind::Accept => Some(Endpoint {
             ip: remote_ip,
             port: ev.dport,
         }),
@@ -497,7 +538,7 @@ mod tests {
 
     #[test]
     fn unknown_kind_rejected() {
-        for kind in [0u32, 6, 0xffff_ffff] {
+        for kind in [0u32, 9, 0xffff_ffff] {
             let mut h = header(EventKind::Listen);
             h.kind = kind;
             assert_eq!(decode(&bytes_of(&h)), Err(DecodeError::UnknownKind(kind)));

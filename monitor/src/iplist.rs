@@ -343,8 +343,9 @@ fn digits_with(s: &str, separator: u8, widths: &[usize]) -> bool {
 // Reputation CSV
 // ---------------------------------------------------------------------------------------------
 
-/// A reputation verdict, in the vocabulary of `GreyNoise`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A reputation verdict, in the vocabulary of `GreyNoise` (records print it lowercase).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Classification {
     Malicious,
     Suspicious,
@@ -1387,6 +1388,11 @@ impl IpLists {
     #[must_use]
     pub fn database(&self) -> Arc<Enrichment> {
         Arc::clone(&self.database)
+    }
+
+    /// Every configured file.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.files.iter().map(|f| f.path.clone()).collect()
     }
 }
 

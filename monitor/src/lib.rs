@@ -19,6 +19,7 @@ pub mod detect;
 pub mod enrich;
 pub mod host;
 pub mod iplist;
+pub mod login;
 pub mod matcher;
 pub mod netrange;
 pub mod output;

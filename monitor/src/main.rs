@@ -5,7 +5,12 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use monitor::{daemon, policy::Policy, replay};
+use monitor::{
+    daemon,
+    iplist::{IpLists, ReloadReport},
+    policy::Policy,
+    replay,
+};
 
 /// Exit code for a bad invocation or a bad policy file (clap uses the same for bad flags).
 const EXIT_USAGE: u8 = 2;
@@ -85,10 +90,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckPolicy { file }) => match Policy::from_file(&file) {
-            Ok(p) => {
-                print!("{}", p.to_effective_toml());
-                ExitCode::SUCCESS
-            }
+            Ok(p) => match load_lists(&p) {
+                Ok(lists) => {
+                    if let Some((_, report)) = &lists {
+                        for f in &report.files {
+                            eprintln!("monitor: {f}");
+                            for bad in f.bad_lines.shown() {
+                                eprintln!("monitor: {}; line skipped", bad.at(&f.path));
+                            }
+                        }
+                    }
+                    print!("{}", p.to_effective_toml());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("monitor: {e}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            },
             Err(e) => {
                 eprintln!("monitor: {e}");
                 ExitCode::from(EXIT_USAGE)
@@ -116,6 +135,13 @@ fn main() -> ExitCode {
                     }
                 },
             };
+            let lists = match load_lists(&policy) {
+                Ok(lists) => lists,
+                Err(e) => {
+                    eprintln!("monitor: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
             if let Err(e) = in_host_pid_namespace() {
                 eprintln!("monitor: {e}");
                 return ExitCode::FAILURE;
@@ -126,9 +152,22 @@ fn main() -> ExitCode {
                 status_interval: Duration::from_secs(cli.status_interval),
                 policy,
                 policy_source,
+                lists,
             }))
         }
     }
+}
+
+/// Reads the policy's list files in full (`None` without any): a file that cannot be read stops
+/// the daemon here, before any eBPF is loaded, naming the file and the policy key.
+fn load_lists(policy: &Policy) -> Result<Option<(IpLists, ReloadReport)>, String> {
+    let config = &policy.enrichment;
+    if config.is_empty() {
+        return Ok(None);
+    }
+    IpLists::load(&config.lists_config())
+        .map(Some)
+        .map_err(|e| format!("enrichment: {e}"))
 }
 
 /// `PROC_PID_INIT_INO` (`include/linux/proc_ns.h)`: the inode of the initial PID namespace, the

@@ -1,6 +1,6 @@
 //! The pipeline every ring-buffer record takes, in the order the data flows:
-//! [`decode`] → [`ProcessTable`] → [`Enricher`] → [`Detector`] → [`Output`], with the counts the
-//! status records report ([`status::Board`]). The start-up baseline's listeners enter at the
+//! [`decode`] → [`ProcessTable`] and the login tracker ([`Logins`]) → [`Enricher`] →
+//! [`Detector`] → [`Output`], with the counts the status records report ([`status::Board`]). The start-up baseline's listeners enter at the
 //! enrich stage. [`crate::daemon`] drives it from the ring buffer; the unit tests drive it with
 //! wire bytes.
 
@@ -8,14 +8,17 @@ use std::io::Write;
 
 use aya::maps::{MapData, RingBuf};
 use log::debug;
+use monitor_common::EXE_SSH_SERVER;
 
 use crate::{
     baseline, clock,
     decode::{self, KernelEvent},
     detect::Detector,
     enrich::Enricher,
+    iplist::{IpLists, Outcome, ReloadReport},
+    login::{self, Login, Logins},
     output::{Output, OutputError},
-    probes::{Counters, Probes},
+    probes::{Counters, Probes, Watch},
     process_table::ProcessTable,
     record::{EventRecord, EventType, Record, Status, StatusRecord},
     status,
@@ -33,6 +36,13 @@ pub struct Pipeline<W: Write> {
     pub board: status::Board,
     /// The kernel's drop and error counters as last read.
     pub counters: Counters,
+    /// SSH sessions being joined to their connections.
+    pub logins: Logins,
+    pub login_config: login::Config,
+    /// The kernel side's run-time filters (`None` in unit tests).
+    pub watch: Option<Watch>,
+    /// The `[enrichment]` list files (`None` without any).
+    pub lists: Option<IpLists>,
 }
 
 impl<W: Write> Pipeline<W> {
@@ -60,7 +70,8 @@ impl<W: Write> Pipeline<W> {
         Ok(true)
     }
 
-    /// One ring-buffer record: decoded, applied to the table, enriched, judged, printed.
+    /// One ring-buffer record: decoded, applied to the table and the login tracker, enriched,
+    /// judged, printed.
     pub fn handle(&mut self, bytes: &[u8]) -> Result<(), OutputError> {
         let ev = match decode::decode(bytes) {
             Ok(ev) => ev,
@@ -70,37 +81,62 @@ impl<W: Write> Pipeline<W> {
                 return Ok(());
             }
         };
+        let now = ev.origin().ktime_ns;
         let counts = &mut self.board.events;
-        let record = match ev {
+        let (record, login) = match ev {
             KernelEvent::Fork(f) => {
                 counts.fork += 1;
-                self.table.on_fork(&f.origin, f.child_tid, f.child_tgid);
-                return Ok(());
+                if let Some(child) = self.table.on_fork(&f.origin, f.child_tid, f.child_tgid) {
+                    self.logins.on_fork(f.origin.tgid, child);
+                }
+                (None, None)
             }
             KernelEvent::Exec(e) => {
                 counts.exec += 1;
                 self.table.on_exec(&e);
-                let mut record = self
-                    .enricher
-                    .event(&mut self.table, EventType::Exec, &e.origin);
+                let mut record =
+                    self.enricher
+                        .event(&mut self.table, EventType::Exec, &e.origin, None);
                 record.filename = Some(e.filename);
-                record
+                let exe = record.process.exe.as_deref();
+                if self.login_config.is_ssh_server(exe) {
+                    self.watch_exe(e.origin.tgid);
+                }
+                let exe = record.process.exe.as_deref();
+                let login = self.logins.on_exec(
+                    &self.login_config,
+                    e.origin.tgid,
+                    e.origin.uid,
+                    exe,
+                    &record.process.argv,
+                    e.origin.ktime_ns,
+                );
+                (Some(record), login)
             }
             KernelEvent::Exit(x) => {
                 counts.exit += 1;
-                if !self.print_events {
-                    // No rule judges exits: without --events nobody reads the record, so skip
-                    // building it (lookups and ancestry clones on every process exit).
-                    self.table.on_exit(&x.origin);
-                    return Ok(());
-                }
                 // Built before the table marks the process exited, with its last identity.
-                let mut record = self
-                    .enricher
-                    .event(&mut self.table, EventType::Exit, &x.origin);
-                record.exit_code = Some(x.exit_code);
+                let login = self
+                    .logins
+                    .on_exit(x.origin.tgid, x.origin.ktime_ns)
+                    .map(|l| self.enricher.login(&mut self.table, &l));
+                // No rule judges exits: without --events nobody reads the record, so skip
+                // building it (lookups and ancestry clones on every process exit).
+                let record = if self.print_events {
+                    let mut record =
+                        self.enricher
+                            .event(&mut self.table, EventType::Exit, &x.origin, None);
+                    record.exit_code = Some(x.exit_code);
+                    Some(record)
+                } else {
+                    None
+                };
                 self.table.on_exit(&x.origin);
-                record
+                if let Some(login) = login {
+                    self.board.events.login += 1;
+                    self.emit(login)?;
+                }
+                (record, None)
             }
             KernelEvent::Sock(s) => {
                 let kind = match s.kind {
@@ -112,13 +148,122 @@ impl<W: Write> Pipeline<W> {
                         counts.connect += 1;
                         EventType::Connect
                     }
+                    decode::SockKind::Accept => {
+                        counts.accept += 1;
+                        EventType::Accept
+                    }
                 };
-                let mut record = self.enricher.event(&mut self.table, kind, &s.origin);
-                record.socket = Some(s.socket);
-                record
+                let record = self
+                    .enricher
+                    .event(&mut self.table, kind, &s.origin, Some(s.socket));
+                if kind == EventType::Accept
+                    && let Some(socket) = &record.socket
+                {
+                    let ssh = self
+                        .login_config
+                        .is_ssh_server(record.process.exe.as_deref());
+                    self.logins.on_accept(s.origin.tgid, socket, ssh);
+                }
+                (Some(record), None)
+            }
+            KernelEvent::Cred(c) => {
+                counts.cred += 1;
+                self.table.on_cred(&c.origin);
+                let user = self.enricher.user_name(c.origin.uid);
+                self.logins.on_cred(
+                    &self.login_config,
+                    c.origin.tgid,
+                    c.origin.uid,
+                    user.as_deref(),
+                    c.origin.ktime_ns,
+                );
+                (None, None)
+            }
+            KernelEvent::Pam(p) => {
+                counts.pam += 1;
+                self.logins
+                    .on_pam(p.origin.tgid, p.call, p.ret, p.origin.ktime_ns);
+                (None, None)
             }
         };
+        if let Some(record) = record {
+            self.emit(record)?;
+        }
+        if let Some(login) = login {
+            self.emit_login(&login)?;
+        }
+        self.logins_due(now)
+    }
+
+    /// Reports the logins whose wait for a command ended by `now_ns` (`CLOCK_BOOTTIME`).
+    pub fn logins_due(&mut self, now_ns: u64) -> Result<(), OutputError> {
+        if self.logins.next_deadline().is_none_or(|d| d > now_ns) {
+            return Ok(());
+        }
+        for login in self.logins.due(now_ns) {
+            self.emit_login(&login)?;
+        }
+        Ok(())
+    }
+
+    fn emit_login(&mut self, login: &Login) -> Result<(), OutputError> {
+        self.board.events.login += 1;
+        let record = self.enricher.login(&mut self.table, login);
         self.emit(record)
+    }
+
+    /// Starts serving the lists as loaded (the daemon loaded them before any eBPF, so that a bad
+    /// file stops it with exit code 2): records are enriched from them and the kernel watches
+    /// their prefixes.
+    pub fn serve_lists(&mut self, lists: IpLists, report: &ReloadReport) {
+        log_lists(report);
+        self.board.lists_read(report, &clock::now_rfc3339());
+        self.use_database(&lists);
+        self.lists = Some(lists);
+    }
+
+    /// Re-reads the list files that changed; a file that cannot be used keeps its last good copy.
+    /// Prints a `reloaded` status record when anything was re-read or refused.
+    pub fn reload_lists(&mut self) -> Result<(), OutputError> {
+        let Some(mut lists) = self.lists.take() else {
+            return Ok(());
+        };
+        let report = lists.reload_changed();
+        if report.rebuilt {
+            self.use_database(&lists);
+        }
+        self.lists = Some(lists);
+        log_lists(&report);
+        if self.board.lists_read(&report, &clock::now_rfc3339()) {
+            self.board.reloads += 1;
+            self.report(Status::Reloaded)?;
+        }
+        Ok(())
+    }
+
+    fn use_database(&mut self, lists: &IpLists) {
+        let database = lists.database();
+        if let Some(watch) = self.watch.as_mut() {
+            match watch.set_nets(database.watched_prefixes()) {
+                Ok(update) => self.board.nets = update,
+                Err(e) => log::warn!("cannot update the kernel's watched prefixes: {e}"),
+            }
+        }
+        self.enricher.set_lists(database);
+    }
+
+    /// Tells the kernel side that the executable process `pid` runs is an SSH server, so that its
+    /// accepts and PAM results are sent (a new sshd binary after an upgrade, seen at its exec).
+    fn watch_exe(&mut self, pid: u32) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        let Some(ino) = self.table.procfs().exe_inode(pid) else {
+            return;
+        };
+        if let Err(e) = watch.watch_exe(ino, EXE_SSH_SERVER) {
+            log::warn!("cannot watch the SSH server executable of pid {pid}: {e}");
+        }
     }
 
     /// Judges the event, prints it (with `--events`), then prints its alerts.
@@ -166,9 +311,29 @@ impl<W: Write> Pipeline<W> {
                 kernel: &self.counters,
                 table: self.table.stats(),
                 dedup: self.detector.status(),
+                ssh_sessions: self.logins.len(),
             },
             pre_existing_listeners,
         )
+    }
+}
+
+/// Logs what a load or reload of the lists did: every bad line (up to the report's cap) with
+/// its file and line, every refusal.
+fn log_lists(report: &ReloadReport) {
+    for file in &report.files {
+        match &file.outcome {
+            Outcome::Unchanged => continue,
+            Outcome::KeptLastGood(_) => log::warn!("{file}"),
+            Outcome::Loaded | Outcome::Reloaded => log::info!("{file}"),
+        }
+        for bad in file.bad_lines.shown() {
+            log::warn!("{}; line skipped", bad.at(&file.path));
+        }
+        let hidden = file.bad_lines.count() - file.bad_lines.shown().len();
+        if hidden > 0 {
+            log::warn!("{}: {hidden} more bad lines skipped", file.path.display());
+        }
     }
 }
 
@@ -258,6 +423,7 @@ mod tests {
         )
         .unwrap();
         let policy = Policy::embedded_default();
+        let policy_logins = policy.logins.clone();
         let mut table = ProcessTable::new(1000, proc_root);
         table.set_web_servers(policy.web_servers.clone());
         table.seed().unwrap();
@@ -277,6 +443,10 @@ mod tests {
                 ..status::Board::default()
             },
             counters: Counters::default(),
+            logins: Logins::new(),
+            login_config: policy_logins,
+            watch: None,
+            lists: None,
         };
         Fixture { p, _dir: dir }
     }
@@ -348,6 +518,7 @@ mod tests {
                    "process":sh,"socket":{"protocol":"tcp","family":"ipv6",
                         "local":{"ip":"127.0.0.1","port":40000},"remote":{"ip":"127.0.0.1","port":4444},
                         "mapped_ipv4":true},
+                   "enrichment":{"tor_exit":false,"reputation":null,"lists":[],"trusted":false},
                    "ancestry":[nginx, init],"web_server":nginx})
         );
         assert_eq!(ev[2]["exit_code"], 256);
@@ -403,7 +574,7 @@ mod tests {
         assert_eq!(status["errors"]["decode"], 2);
         assert_eq!(
             status["events"],
-            json!({"listen":0,"connect":0,"exec":0,"fork":0,"exit":0})
+            json!({"listen":0,"connect":0,"accept":0,"exec":0,"fork":0,"exit":0,"cred":0,"pam":0,"login":0})
         );
         assert_eq!(status["process_table"]["size"], 2);
         assert_eq!(status["policy"], "embedded default");

@@ -275,6 +275,16 @@ impl ProcessTable {
         self.entries.is_empty()
     }
 
+    /// Every pid the table knows.
+    pub fn pids(&self) -> Vec<u32> {
+        self.entries.keys().copied().collect()
+    }
+
+    /// The `/proc` the table reads.
+    pub fn procfs(&self) -> &ProcFs {
+        &self.proc
+    }
+
     /// The entry without touching `/proc`.
     pub fn get(&self, pid: u32) -> Option<&ProcessEntry> {
         self.entries.get(&pid)
@@ -345,11 +355,12 @@ impl ProcessTable {
     }
 
     /// `sched_process_fork`: the child inherits the parent's identity. Threads are ignored.
-    pub fn on_fork(&mut self, parent: &Origin, child_tid: u32, child_tgid: u32) {
+    /// Returns the new process's tgid (`None` for a thread).
+    pub fn on_fork(&mut self, parent: &Origin, child_tid: u32, child_tgid: u32) -> Option<u32> {
         self.expire(parent.ktime_ns);
         let child = if child_tgid != 0 {
             if child_tgid != child_tid {
-                return; // a new thread of an existing process
+                return None; // a new thread of an existing process
             }
             child_tgid
         } else {
@@ -360,12 +371,12 @@ impl ProcessTable {
                 .tgid_of(child_tid)
                 .is_some_and(|tgid| tgid != child_tid)
             {
-                return;
+                return None;
             }
             child_tid
         };
         if child == parent.tgid {
-            return;
+            return None;
         }
         if self.lookup(parent.tgid).is_some() {
             self.resolve_web_server(parent.tgid);
@@ -406,6 +417,7 @@ impl ProcessTable {
             exited_ns: None,
             last_used: 0,
         });
+        Some(child)
     }
 
     /// `sched_process_exec`: the process now runs a new program.
@@ -479,6 +491,15 @@ impl ProcessTable {
                 Some(Arc::clone(w))
             }
             _ => Some(Arc::new(old.web_server_info())),
+        }
+    }
+
+    /// A successful setuid-family call changed the process's real uid: its later records and
+    /// its children's carry the new ids.
+    pub fn on_cred(&mut self, h: &Origin) {
+        if let Some(e) = self.entries.get_mut(&h.tgid) {
+            e.uid = h.uid;
+            e.gid = h.gid;
         }
     }
 

@@ -131,6 +131,28 @@ impl ProcFs {
         Some((argv, truncated))
     }
 
+    /// The audit login uid (`/proc/<pid>/loginuid`, set by `pam_loginuid` when a session
+    /// opens); `None` when unset (`4294967295`), unreadable, or without `CONFIG_AUDIT`.
+    pub fn loginuid(&self, pid: u32) -> Option<u32> {
+        let text = fs::read_to_string(self.path(pid, "loginuid")).ok()?;
+        text.trim().parse().ok().filter(|&uid| uid != u32::MAX)
+    }
+
+    /// The terminal on the process's standard input (`pts/0`, `tty1`), if it is one.
+    pub fn tty(&self, pid: u32) -> Option<String> {
+        let target = fs::read_link(self.path(pid, "fd/0")).ok()?;
+        let target = target.to_str()?;
+        let name = target.strip_prefix("/dev/")?;
+        (name.starts_with("pts/") || name.starts_with("tty")).then(|| name.to_owned())
+    }
+
+    /// The inode number of the executable the process runs (`stat` of `/proc/<pid>/exe`, which
+    /// also works for a deleted one).
+    pub fn exe_inode(&self, pid: u32) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(self.path(pid, "exe")).ok().map(|m| m.ino())
+    }
+
     pub fn tgid_of(&self, tid: u32) -> Option<u32> {
         let text = fs::read_to_string(self.path(tid, "status")).ok()?;
         parse_status(&text).tgid

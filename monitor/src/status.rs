@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use monitor_common::ErrorSlot;
 
 use crate::{
-    probes::Counters,
-    record::{AttachReport, DedupStatus, EventCounts, Status, StatusRecord, TableStats},
+    iplist::{self, FileReport, Outcome},
+    probes::{Counters, NetsUpdate},
+    record::{
+        AttachReport, DedupStatus, EventCounts, ListStatus, Status, StatusRecord, TableStats,
+    },
 };
 
 /// The daemon's own counts and the facts fixed at start.
@@ -22,6 +25,12 @@ pub struct Board {
     pub decode_errors: u64,
     /// Alerts printed.
     pub alerts: u64,
+    /// The list files as last read.
+    pub lists: Vec<ListStatus>,
+    /// The kernel's prefix watch after the last update.
+    pub nets: NetsUpdate,
+    /// List reloads that changed or refused something.
+    pub reloads: u64,
 }
 
 /// What the rest of the daemon knows at the moment of a status record.
@@ -31,6 +40,7 @@ pub struct Now<'a> {
     pub kernel: &'a Counters,
     pub table: TableStats,
     pub dedup: DedupStatus,
+    pub ssh_sessions: usize,
 }
 
 impl Board {
@@ -54,8 +64,62 @@ impl Board {
             process_table: now.table,
             alerts: self.alerts,
             dedup: now.dedup,
+            ssh_sessions: now.ssh_sessions,
+            list_reloads: self.reloads,
+            lists: self.lists.clone(),
+            watched_prefixes: self.nets.watched,
+            watched_prefixes_overflow: self.nets.overflow,
             pre_existing_listeners,
         }
+    }
+
+    /// Takes in a load or reload of the list files (at `time`); returns whether anything but
+    /// "unchanged" happened, which is worth a `reloaded` status record.
+    pub fn lists_read(&mut self, report: &iplist::ReloadReport, time: &str) -> bool {
+        let mut news = false;
+        let previous = std::mem::take(&mut self.lists);
+        for file in &report.files {
+            let source = source_name(file);
+            let kept = previous.iter().find(|l| l.source == source);
+            let (last, error) = match &file.outcome {
+                Outcome::Loaded => ("loaded", None),
+                Outcome::Reloaded => ("reloaded", None),
+                Outcome::Unchanged => ("unchanged", None),
+                Outcome::KeptLastGood(reason) => ("kept_last_good", Some(reason.to_string())),
+            };
+            news |= !matches!(file.outcome, Outcome::Unchanged);
+            let unchanged = matches!(file.outcome, Outcome::Unchanged);
+            self.lists.push(ListStatus {
+                source,
+                path: file.path.display().to_string(),
+                entries: file.entries,
+                bad_lines: match kept {
+                    Some(k) if unchanged => k.bad_lines,
+                    _ => file.bad_lines.count(),
+                },
+                last: match kept {
+                    Some(k) if unchanged => k.last,
+                    _ => last,
+                },
+                error: match kept {
+                    Some(k) if unchanged => k.error.clone(),
+                    _ => error,
+                },
+                read_at: match kept {
+                    Some(k) if unchanged => k.read_at.clone(),
+                    _ => time.to_owned(),
+                },
+            });
+        }
+        news
+    }
+}
+
+fn source_name(file: &FileReport) -> String {
+    match &file.source {
+        iplist::Source::TorExits => "tor_exits".to_owned(),
+        iplist::Source::Reputation => "reputation".to_owned(),
+        iplist::Source::List(name) => format!("list:{name}"),
     }
 }
 
@@ -90,6 +154,9 @@ mod tests {
                 ("exec", 12),
                 ("fork", 13),
                 ("exit", 14),
+                ("accept", 15),
+                ("cred", 16),
+                ("pam", 17),
                 ("decode", 7),
             ])
         );

@@ -13,8 +13,8 @@ use monitor_common::{COMM_LEN, EventHeader, EventKind, Hook};
 use crate::{
     decode::{self, Origin},
     record::{
-        Ancestor, Endpoint, EventRecord, EventType, Family, ProcessInfo, Protocol, SocketInfo,
-        WebServerInfo,
+        Ancestor, Endpoint, EnrichmentInfo, EventRecord, EventType, Family, LoginInfo, LoginMethod,
+        ProcessInfo, Protocol, SocketInfo, SshdPids, WebServerInfo,
     },
 };
 
@@ -222,6 +222,46 @@ pub fn connect(
         remote: Some(Endpoint { ip: dst, port }),
         mapped_ipv4: false,
     });
+    ev
+}
+
+/// alice's publickey login from `remote` (port 50000) to 10.77.0.1:22, running `bash -c id`
+/// under sshd, with `enrichment` on its address.
+pub fn login(time: &str, remote: &str, enrichment: EnrichmentInfo) -> EventRecord {
+    let sshd = ancestor(200, "/usr/sbin/sshd", "sshd", &["sshd: alice [priv]"]);
+    let mut process = process(203, "/usr/bin/bash", "bash", &["bash", "-c", "id"]);
+    process.uid = 1001;
+    process.user = Some("alice".to_owned());
+    let mut ev = event(EventType::Login, time, process, vec![sshd, systemd()]);
+    let remote = Endpoint {
+        ip: ip(remote),
+        port: 50_000,
+    };
+    let local = Endpoint {
+        ip: ip("10.77.0.1"),
+        port: 22,
+    };
+    ev.socket = Some(SocketInfo {
+        protocol: Protocol::Tcp,
+        family: family(remote.ip),
+        local,
+        remote: Some(remote),
+        mapped_ipv4: false,
+    });
+    ev.login = Some(LoginInfo {
+        user: Some("alice".to_owned()),
+        uid: 1001,
+        remote,
+        local,
+        sshd: SshdPids {
+            listener: 100,
+            session: 200,
+        },
+        command: Some(strings(&["bash", "-c", "id"])),
+        tty: None,
+        method: LoginMethod::Publickey,
+    });
+    ev.enrichment = Some(enrichment);
     ev
 }
 

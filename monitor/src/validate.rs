@@ -291,6 +291,47 @@ pub fn settings(
     })
 }
 
+/// A rule section with only the common keys (`enabled`, `severity`, `exceptions`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommonInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exceptions: Option<Vec<Spanned<ExceptionInput>>>,
+}
+
+impl CommonInput {
+    pub fn validate(
+        self,
+        base: Option<&RuleSettings>,
+        key: &str,
+        kinds: ExceptionKinds,
+        src: &Source<'_>,
+    ) -> Result<RuleSettings, PolicyError> {
+        settings(
+            self.enabled,
+            self.severity,
+            self.exceptions,
+            base,
+            key,
+            kinds,
+            src,
+        )
+    }
+
+    pub fn of(s: &RuleSettings) -> Self {
+        let (enabled, severity, exceptions) = settings_input(s);
+        Self {
+            enabled,
+            severity,
+            exceptions,
+        }
+    }
+}
+
 /// The common keys' inputs that validate back to `s`.
 pub fn settings_input(
     s: &RuleSettings,
@@ -410,7 +451,8 @@ pub fn exception(
             return Err(src.error(
                 Some(&d.span()),
                 &format!("{key}.destination"),
-                "`destination` applies only to webserver_egress exceptions",
+                "`destination` applies only to the exceptions of rules about a destination \
+                 (webserver_egress, egress_listed_ip)",
             ));
         }
         Some(d) => Some(cidr(d, &format!("{key}.destination"), src)?),
@@ -421,7 +463,8 @@ pub fn exception(
             return Err(src.error(
                 Some(&p.span()),
                 &format!("{key}.port"),
-                "`port` applies only to unexpected_listen and webserver_egress exceptions",
+                "`port` applies only to the exceptions of rules about a port (unexpected_listen, \
+                 webserver_egress, egress_listed_ip, inbound_tor)",
             ));
         }
         Some(p) => Some(port_value(p, &format!("{key}.port"), src)?),

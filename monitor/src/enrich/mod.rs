@@ -1,15 +1,20 @@
 //! The enrich stage, between the process table and the rules: it turns a decoded kernel event
 //! plus the table's state into an event record's context (the process, its ancestry, the
-//! nearest web server), and gives the rules that record as a [`Context`] whose lineage verdicts
-//! ([`lineage`]) are computed once, on first use.
+//! nearest web server, what the offline lists say of the remote address), and gives the rules
+//! that record as a [`Context`] whose lineage verdicts ([`lineage`]) are computed once, on first
+//! use.
 //!
-//! Live events come through [`Enricher::event`], the start-up baseline's listeners through
-//! [`Enricher::pre_existing_listener`]; both build the record from the same pieces, so a socket
+//! Live events come through [`Enricher::event`], logins the tracker recognised through
+//! [`Enricher::login`], the start-up baseline's listeners through
+//! [`Enricher::pre_existing_listener`]; all build the record from the same pieces, so a socket
 //! found at start-up reads exactly like one seen live. Replayed records already carry their
 //! context and go straight to [`Context`].
 
 mod context;
 pub mod lineage;
+pub mod lists;
+
+use std::{net::IpAddr, sync::Arc};
 
 pub use self::context::{Context, Programs};
 use crate::{
@@ -17,20 +22,58 @@ use crate::{
     clock::Clock,
     decode::{self, Origin},
     host::UserNames,
+    iplist,
+    login::{Login, Trigger},
+    netrange,
     process_table::{ProcessEntry, ProcessTable},
-    record::{Endpoint, EventRecord, EventType, Family, ProcessInfo},
+    record::{
+        Endpoint, EnrichmentInfo, EventRecord, EventType, Family, LoginInfo, ProcessInfo,
+        ReputationInfo, SocketInfo, SshdPids,
+    },
 };
 
-/// Builds event records: host name, user names and wall-clock time on top of the table.
+/// Builds event records: host name, user names, wall-clock time and the offline lists on top of
+/// the table.
 pub struct Enricher {
     host: String,
     users: UserNames,
     clock: Clock,
+    lists: Arc<iplist::Enrichment>,
 }
 
 impl Enricher {
     pub fn new(host: String, users: UserNames, clock: Clock) -> Self {
-        Self { host, users, clock }
+        Self {
+            host,
+            users,
+            clock,
+            lists: Arc::default(),
+        }
+    }
+
+    /// The lists records are enriched from from now on (a reload swaps them whole).
+    pub fn set_lists(&mut self, lists: Arc<iplist::Enrichment>) {
+        self.lists = lists;
+    }
+
+    /// The user name of `uid`, from the passwd database.
+    pub fn user_name(&mut self, uid: u32) -> Option<String> {
+        self.users.name(uid)
+    }
+
+    /// What the lists say about `ip` (IPv4-mapped and NAT64 addresses as their IPv4).
+    pub fn address(&self, ip: IpAddr) -> EnrichmentInfo {
+        let hit = self.lists.lookup(netrange::canonical(ip));
+        EnrichmentInfo {
+            tor_exit: hit.tor_exit,
+            reputation: hit.reputation.map(|r| ReputationInfo {
+                classification: r.classification,
+                name: r.name.clone(),
+                tags: r.tags.clone(),
+            }),
+            lists: hit.lists.iter().map(str::to_owned).collect(),
+            trusted: hit.trusted,
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -43,17 +86,70 @@ impl Enricher {
     }
 
     /// An event record for the process that caused `origin`: ids, comm and cgroup as the kernel
-    /// reported them, executable and argv from the table, and its lineage.
+    /// reported them, executable and argv from the table, its lineage, and the socket with what
+    /// the lists say of its remote address.
     pub fn event(
         &mut self,
         table: &mut ProcessTable,
         event: EventType,
         origin: &Origin,
+        socket: Option<SocketInfo>,
     ) -> EventRecord {
         let entry = table.for_event(origin);
         let process = self.process_info(entry, Some(origin));
         let time = self.clock.rfc3339(origin.ktime_ns);
-        self.with_lineage(table, event, time, process)
+        let mut record = self.with_lineage(table, event, time, process);
+        self.set_socket(&mut record, socket);
+        record
+    }
+
+    /// The `login` record for a login the tracker recognised: the process it is reported for,
+    /// the connection, the user, the session's terminal.
+    pub fn login(&mut self, table: &mut ProcessTable, login: &Login) -> EventRecord {
+        // Root with `-N`: the monitor's uid is root's, and pam_loginuid set the real one.
+        let uid = match login.trigger {
+            Trigger::PamSession => table.procfs().loginuid(login.pid).unwrap_or(login.uid),
+            Trigger::Credentials | Trigger::Exec => login.uid,
+        };
+        let tty = table.procfs().tty(login.pid);
+        let mut process = match table.lookup(login.pid) {
+            Some(entry) => self.process_info(entry, None),
+            None => ProcessInfo {
+                pid: login.pid,
+                ..ProcessInfo::default()
+            },
+        };
+        process.uid = uid;
+        process.user = self.users.name(uid);
+        let user = process.user.clone();
+        let time = self.clock.rfc3339(login.ktime_ns);
+        let mut record = self.with_lineage(table, EventType::Login, time, process);
+        let (local, remote) = (
+            login.socket.local,
+            login.socket.remote.unwrap_or(login.socket.local),
+        );
+        record.login = Some(LoginInfo {
+            user,
+            uid,
+            remote,
+            local,
+            sshd: SshdPids {
+                listener: login.listener,
+                session: login.session,
+            },
+            command: login.command.clone(),
+            tty,
+            method: login.method,
+        });
+        self.set_socket(&mut record, Some(login.socket.clone()));
+        record
+    }
+
+    fn set_socket(&self, record: &mut EventRecord, socket: Option<SocketInfo>) {
+        if let Some(remote) = socket.as_ref().and_then(|s| s.remote) {
+            record.enrichment = Some(self.address(remote.ip));
+        }
+        record.socket = socket;
     }
 
     /// A `listen` record with `pre_existing` for a socket the start-up scan found, at wall-clock

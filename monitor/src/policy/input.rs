@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::rules::RulesInput;
+use crate::{enrich::lists, login, rules::RulesInput};
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -15,6 +15,10 @@ pub(super) struct PolicyInput {
     pub web_servers: Option<Vec<Spanned<String>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shells: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub logins: login::ConfigInput,
+    #[serde(default)]
+    pub enrichment: lists::ConfigInput,
     #[serde(default)]
     pub rules: RulesInput,
 }

@@ -20,6 +20,8 @@ use toml::Spanned;
 
 pub use crate::validate::PolicyError;
 use crate::{
+    enrich::lists,
+    login,
     matcher::ExeGlob,
     rules::Rules,
     validate::{self, Source, or_base, unspanned},
@@ -38,6 +40,10 @@ pub struct Policy {
     pub web_servers: Vec<ExeGlob>,
     /// Shells, matched on executable paths (busybox applets: see `enrich::lineage`).
     pub shells: Vec<ExeGlob>,
+    /// How SSH logins are recognised (`[logins]`).
+    pub logins: login::Config,
+    /// The offline lists describing remote addresses (`[enrichment]`).
+    pub enrichment: lists::Config,
     /// Every rule's section.
     pub rules: Rules,
 }
@@ -79,6 +85,8 @@ impl Policy {
             dedup_window: Some(unspanned(window_text(self.dedup_window))),
             web_servers: Some(glob_inputs(&self.web_servers)),
             shells: Some(glob_inputs(&self.shells)),
+            logins: self.logins.to_input(),
+            enrichment: self.enrichment.to_input(),
             rules: self.rules.to_input(),
         };
         let body = match toml::to_string_pretty(&input) {
@@ -133,6 +141,8 @@ fn parse(text: &str, name: &str, base: Option<&Policy>) -> Result<Policy, Policy
             "web_servers",
         )?,
         shells: or_base(shells, base.map(|b| b.shells.clone()), &src, "shells")?,
+        logins: login::Config::validate(input.logins, base.map(|b| &b.logins), &src)?,
+        enrichment: lists::Config::validate(input.enrichment, base.map(|b| &b.enrichment), &src)?,
         rules: Rules::validate(input.rules, base.map(|b| &b.rules), &src)?,
     })
 }

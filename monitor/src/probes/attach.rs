@@ -4,7 +4,7 @@
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    programs::{FEntry, TracePoint},
+    programs::{FEntry, TracePoint, UProbe, uprobe::UProbeScope},
 };
 use log::{debug, info, warn};
 use monitor_common::{GLOBAL_KERNEL_OFFSETS, GLOBAL_MONITOR_TGID, KernelOffsets, MAP_EVENTS};
@@ -38,7 +38,8 @@ pub(super) fn attach_all(
     let mut ebpf = loader.load(EBPF_OBJECT)?;
 
     let mut report = AttachReport::new();
-    for &(hook, attaches) in PROBE_TABLE {
+    for spec in PROBE_TABLE {
+        let (hook, attaches) = (spec.name, spec.attaches);
         let mut status = HookStatus::default();
         for &attach in attaches {
             match try_attach(&mut ebpf, attach, btf, offsets) {
@@ -61,6 +62,16 @@ pub(super) fn attach_all(
         }
         if let Some(label) = &status.attached {
             info!("{hook}: attached {label}");
+        } else if !spec.required {
+            warn!(
+                "{hook}: not attached ({}); what needs it is not seen",
+                status
+                    .refused
+                    .iter()
+                    .map(|r| format!("{}: {}", r.hook, r.error))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
         } else {
             let refused = status
                 .refused
@@ -155,6 +166,55 @@ fn try_attach(
                 }
             }
         }
+        Attach::Syscalls {
+            exit,
+            enter,
+            syscalls,
+            needs_files,
+        } => {
+            if needs_files && (offsets.files_valid != 1 || offsets.sock_valid != 1) {
+                return Err(
+                    "file-table or struct sock offsets not found in BTF (or switched off)".into(),
+                );
+            }
+            // Exits first: a thread that an enter program marks must be seen leaving.
+            let mut points: Vec<(&str, String)> = syscalls
+                .iter()
+                .map(|s| (exit, format!("sys_exit_{s}")))
+                .collect();
+            if let Some(enter) = enter {
+                points.extend(syscalls.iter().map(|s| (enter, format!("sys_enter_{s}"))));
+            }
+            for (program, point) in &points {
+                if let Err(e) = attach_tracepoint(ebpf, program, "syscalls", point) {
+                    for p in [Some(exit), enter].into_iter().flatten() {
+                        unload_tracepoint(ebpf, p);
+                    }
+                    return Err(format!("tracepoint:syscalls:{point}: {e}"));
+                }
+            }
+        }
+        Attach::URetProbes { library, probes } => {
+            if offsets.files_valid != 1 {
+                return Err(
+                    "file-table offsets not found in BTF (or switched off): the probes \
+                            could not tell an SSH server from any other program"
+                        .into(),
+                );
+            }
+            let path = find_library(library)
+                .ok_or_else(|| format!("{library} not found in the library directories"))?;
+            let path = path.to_string_lossy().into_owned();
+            took.label = format!("{} ({path})", took.label);
+            for (program, function) in probes {
+                if let Err(e) = attach_uretprobe(ebpf, program, &path, function) {
+                    for (p, _) in probes {
+                        unload_uprobe(ebpf, p);
+                    }
+                    return Err(format!("{function}: {e}"));
+                }
+            }
+        }
     }
     // How close a program is to the verifier's 1M-instruction budget, for whoever grows it next.
     for program in attach.programs() {
@@ -191,9 +251,65 @@ fn attach_tracepoint(
         .ok_or_else(|| format!("program {program} missing from the object"))?
         .try_into()
         .map_err(error_chain)?;
-    prog.load().map_err(error_chain)?;
+    // One program may serve several tracepoints: load it once.
+    if prog.fd().is_err() {
+        prog.load().map_err(error_chain)?;
+    }
     prog.attach(category, name).map_err(error_chain)?;
     Ok(())
+}
+
+/// Loads one uretprobe program and attaches it to `function` in `library` for every process.
+pub(super) fn attach_uretprobe(
+    ebpf: &mut Ebpf,
+    program: &str,
+    library: &str,
+    function: &str,
+) -> Result<(), String> {
+    let prog: &mut UProbe = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?
+        .try_into()
+        .map_err(error_chain)?;
+    if prog.fd().is_err() {
+        prog.load().map_err(error_chain)?;
+    }
+    prog.attach(function, library, UProbeScope::AllProcesses)
+        .map_err(error_chain)?;
+    Ok(())
+}
+
+/// Where the dynamic loader finds `name` on Debian-like and Red Hat-like systems (multiarch
+/// directories first), resolved through symlinks: uprobes attach to the file's inode.
+pub(super) fn find_library(name: &str) -> Option<std::path::PathBuf> {
+    let triple = format!("{}-linux-gnu", std::env::consts::ARCH);
+    [
+        format!("/lib/{triple}"),
+        format!("/usr/lib/{triple}"),
+        "/lib64".to_owned(),
+        "/usr/lib64".to_owned(),
+        "/lib".to_owned(),
+        "/usr/lib".to_owned(),
+    ]
+    .iter()
+    .map(|dir| std::path::Path::new(dir).join(name))
+    .find(|path| path.is_file())
+    .and_then(|path| path.canonicalize().ok())
+}
+
+/// Detaches and unloads a uprobe program if it was loaded (best effort, on a failing path).
+fn unload_uprobe(ebpf: &mut Ebpf, program: &str) {
+    let Some(prog) = ebpf.program_mut(program) else {
+        return;
+    };
+    let Ok(prog) = <&mut UProbe>::try_from(prog) else {
+        return;
+    };
+    if prog.fd().is_ok()
+        && let Err(e) = prog.unload()
+    {
+        debug!("unloading {program}: {}", error_chain(e));
+    }
 }
 
 /// Detaches and unloads a tracepoint program if it was loaded (best effort: used on a path that

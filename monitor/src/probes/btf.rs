@@ -501,6 +501,25 @@ pub fn kernel_offsets(btf: &Btf) -> OffsetsReport {
         Err(e) => missing.push(format!("socket offsets (fentry hooks): {e}")),
     }
 
+    let files = (|| -> Result<(), BtfError> {
+        o.task_files = btf.member_offset("task_struct", "files")?;
+        o.files_fdt = btf.member_offset("files_struct", "fdt")?;
+        o.fdtable_max_fds = btf.member_offset("fdtable", "max_fds")?;
+        o.fdtable_fd = btf.member_offset("fdtable", "fd")?;
+        o.file_private_data = btf.member_offset("file", "private_data")?;
+        o.socket_file = btf.member_offset("socket", "file")?;
+        o.file_f_inode = btf.member_offset("file", "f_inode")?;
+        o.inode_i_ino = btf.member_offset("inode", "i_ino")?;
+        Ok(())
+    })();
+    match files {
+        Ok(()) if o.valid == 1 => o.files_valid = 1,
+        Ok(()) => {}
+        Err(e) => missing.push(format!(
+            "file-table offsets (accept records, watched executables): {e}"
+        )),
+    }
+
     OffsetsReport {
         offsets: o,
         missing,

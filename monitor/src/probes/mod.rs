@@ -11,6 +11,7 @@ mod attach;
 pub mod btf;
 mod offsets;
 mod table;
+mod watch;
 
 use aya::{
     Btf, Ebpf,
@@ -19,6 +20,7 @@ use aya::{
 use log::{debug, warn};
 use monitor_common::{ERROR_SLOTS, KernelOffsets, MAP_DROPS, MAP_ERRORS, MAP_EVENTS};
 
+pub use self::watch::{NetsUpdate, Watch};
 use crate::record::{AttachReport, Refusal};
 
 /// The eBPF object built by `build.rs` (aya-build) from `monitor-ebpf`.
@@ -108,6 +110,7 @@ impl Probes {
                     valid: 0,
                     threads_valid: 0,
                     sock_valid: 0,
+                    files_valid: 0,
                     ..offsets
                 };
                 let (ebpf, mut report) = attach::attach_all(opts, btf.as_ref(), &degraded)?;
@@ -141,6 +144,11 @@ impl Probes {
     /// The offsets handed to the eBPF programs (`valid == 0`: exec records carry no exe/argv).
     pub fn kernel_offsets(&self) -> &KernelOffsets {
         &self.offsets
+    }
+
+    /// Takes the run-time filter maps (call once).
+    pub fn take_watch(&mut self) -> Result<Watch, ProbeError> {
+        Watch::take(&mut self.ebpf)
     }
 
     /// Takes the ring buffer (call once); the daemon wraps it in `tokio::io::unix::AsyncFd`.

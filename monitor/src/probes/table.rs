@@ -1,12 +1,14 @@
-//! The probe table: each logical hook (`listen`, `connect`, `exec`, `fork`, `exit`) and the ways
-//! of attaching it, in order of preference. [`super::attach`] walks it.
+//! The probe table: each logical hook (`listen`, `connect`, `exec`, `fork`, `exit`, `accept`,
+//! `cred`, `pam`) and the ways of attaching it, in order of preference. [`super::attach`] walks
+//! it.
 
 use monitor_common::{
-    PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_ENTER_CONNECT,
+    PROG_ACCEPT_SYS_EXIT_ACCEPT, PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_ENTER_CONNECT,
     PROG_CONNECT_SYS_EXIT_CONNECT, PROG_CONNECT_TCP_CONNECT, PROG_CONNECT_TCP_RETRANSMIT_SKB,
-    PROG_EXEC_SCHED_PROCESS_EXEC, PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE,
-    PROG_LISTEN_SYS_ENTER_LISTEN, PROG_LISTEN_SYS_EXIT_LISTEN, PROG_PROCESS_SCHED_PROCESS_EXIT,
-    PROG_PROCESS_SCHED_PROCESS_FORK,
+    PROG_CRED_SYS_ENTER_SETUID, PROG_CRED_SYS_EXIT_SETUID, PROG_EXEC_SCHED_PROCESS_EXEC,
+    PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE, PROG_LISTEN_SYS_ENTER_LISTEN,
+    PROG_LISTEN_SYS_EXIT_LISTEN, PROG_PAM_ACCT_MGMT, PROG_PAM_AUTHENTICATE, PROG_PAM_OPEN_SESSION,
+    PROG_PROCESS_SCHED_PROCESS_EXIT, PROG_PROCESS_SCHED_PROCESS_FORK,
 };
 
 /// One way of attaching a logical hook.
@@ -36,6 +38,31 @@ pub(super) enum Attach {
         /// attach, the rest still works; the report names it among the refusals.
         hasten: Option<Companion>,
     },
+    /// `exit` attached to `syscalls:sys_exit_<s>` and, when given, `enter` to
+    /// `syscalls:sys_enter_<s>`, for every syscall `s` (one program, several tracepoints).
+    Syscalls {
+        exit: &'static str,
+        enter: Option<&'static str>,
+        syscalls: &'static [&'static str],
+        /// Reads the file table and executable inodes (`files_valid`), and sockets.
+        needs_files: bool,
+    },
+    /// uretprobes on functions of a shared library (found through `ld.so.cache`): (program,
+    /// function) pairs. Need the file-table offsets: they report only for watched executables.
+    URetProbes {
+        library: &'static str,
+        probes: &'static [(&'static str, &'static str)],
+    },
+}
+
+/// One logical hook and its attachments in order of preference. A required hook without any
+/// working attachment stops the daemon; an optional one is reported as not attached (the
+/// `started` status record says why) and what needs it degrades.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Hook {
+    pub(super) name: &'static str,
+    pub(super) required: bool,
+    pub(super) attaches: &'static [Attach],
 }
 
 /// A tracepoint program attached alongside another attachment.
@@ -53,26 +80,43 @@ impl Companion {
 }
 
 impl Attach {
+    #[cfg(test)]
     pub(super) fn program(self) -> &'static str {
         match self {
             Attach::FEntry { program, .. }
             | Attach::TracePoint { program, .. }
             | Attach::TracePointInSyscall { program, .. } => program,
+            Attach::Syscalls { exit, .. } => exit,
+            Attach::URetProbes { probes, .. } => probes.first().map_or("", |(program, _)| program),
         }
     }
 
     /// Every program this attachment loads (a companion that did not take is simply not loaded).
-    pub(super) fn programs(self) -> impl Iterator<Item = &'static str> {
-        let (brackets, hasten) = match self {
+    pub(super) fn programs(self) -> Vec<&'static str> {
+        match self {
             Attach::TracePointInSyscall {
+                program,
                 enter,
                 exit,
                 hasten,
                 ..
-            } => ([Some(enter), Some(exit)], hasten.map(|c| c.program)),
-            Attach::FEntry { .. } | Attach::TracePoint { .. } => ([None, None], None),
-        };
-        core::iter::once(self.program()).chain(brackets.into_iter().chain([hasten]).flatten())
+            } => [
+                Some(program),
+                Some(enter),
+                Some(exit),
+                hasten.map(|c| c.program),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            Attach::FEntry { program, .. } | Attach::TracePoint { program, .. } => vec![program],
+            Attach::Syscalls { exit, enter, .. } => {
+                [Some(exit), enter].into_iter().flatten().collect()
+            }
+            Attach::URetProbes { probes, .. } => {
+                probes.iter().map(|(program, _)| *program).collect()
+            }
+        }
     }
 
     /// The name the report uses: `fentry:inet_listen`, `tracepoint:sock:inet_sock_set_state`,
@@ -87,15 +131,30 @@ impl Attach {
                 syscall,
                 ..
             } => format!("tracepoint:{category}:{name}+syscalls:sys_exit_{syscall}"),
+            Attach::Syscalls {
+                enter, syscalls, ..
+            } => {
+                let mut points: Vec<String> =
+                    syscalls.iter().map(|s| format!("sys_exit_{s}")).collect();
+                if enter.is_some() {
+                    points.extend(syscalls.iter().map(|s| format!("sys_enter_{s}")));
+                }
+                format!("tracepoint:syscalls:{}", points.join(","))
+            }
+            Attach::URetProbes { library, probes } => {
+                let functions: Vec<&str> = probes.iter().map(|(_, f)| *f).collect();
+                format!("uretprobe:{library}:{}", functions.join(","))
+            }
         }
     }
 }
 
 /// The probe table: logical hook → attachments in order of preference.
-pub(super) const PROBE_TABLE: &[(&str, &[Attach])] = &[
-    (
-        "listen",
-        &[
+pub(super) const PROBE_TABLE: &[Hook] = &[
+    Hook {
+        name: "listen",
+        required: true,
+        attaches: &[
             Attach::FEntry {
                 program: PROG_LISTEN_INET_LISTEN,
                 function: "inet_listen",
@@ -119,10 +178,11 @@ pub(super) const PROBE_TABLE: &[(&str, &[Attach])] = &[
                 name: "inet_sock_set_state",
             },
         ],
-    ),
-    (
-        "connect",
-        &[
+    },
+    Hook {
+        name: "connect",
+        required: true,
+        attaches: &[
             Attach::FEntry {
                 program: PROG_CONNECT_TCP_CONNECT,
                 function: "tcp_connect",
@@ -151,31 +211,71 @@ pub(super) const PROBE_TABLE: &[(&str, &[Attach])] = &[
                 name: "inet_sock_set_state",
             },
         ],
-    ),
-    (
-        "exec",
-        &[Attach::TracePoint {
+    },
+    Hook {
+        name: "exec",
+        required: true,
+        attaches: &[Attach::TracePoint {
             program: PROG_EXEC_SCHED_PROCESS_EXEC,
             category: "sched",
             name: "sched_process_exec",
         }],
-    ),
-    (
-        "fork",
-        &[Attach::TracePoint {
+    },
+    Hook {
+        name: "fork",
+        required: true,
+        attaches: &[Attach::TracePoint {
             program: PROG_PROCESS_SCHED_PROCESS_FORK,
             category: "sched",
             name: "sched_process_fork",
         }],
-    ),
-    (
-        "exit",
-        &[Attach::TracePoint {
+    },
+    Hook {
+        name: "exit",
+        required: true,
+        attaches: &[Attach::TracePoint {
             program: PROG_PROCESS_SCHED_PROCESS_EXIT,
             category: "sched",
             name: "sched_process_exit",
         }],
-    ),
+    },
+    // Inbound connections, for the login tracker (sshd's accepts) and the list rules. Optional:
+    // without it (no file-table offsets) logins are not seen, everything else works.
+    Hook {
+        name: "accept",
+        required: false,
+        attaches: &[Attach::Syscalls {
+            exit: PROG_ACCEPT_SYS_EXIT_ACCEPT,
+            enter: None,
+            syscalls: &["accept", "accept4"],
+            needs_files: true,
+        }],
+    },
+    // A session dropping to its user's credentials (setresuid in OpenSSH's user child).
+    Hook {
+        name: "cred",
+        required: false,
+        attaches: &[Attach::Syscalls {
+            exit: PROG_CRED_SYS_EXIT_SETUID,
+            enter: Some(PROG_CRED_SYS_ENTER_SETUID),
+            syscalls: &["setuid", "setreuid", "setresuid"],
+            needs_files: false,
+        }],
+    },
+    // How a login authenticated; where uprobes are refused, logins are still seen, with method
+    // `unknown`.
+    Hook {
+        name: "pam",
+        required: false,
+        attaches: &[Attach::URetProbes {
+            library: "libpam.so.0",
+            probes: &[
+                (PROG_PAM_AUTHENTICATE, "pam_authenticate"),
+                (PROG_PAM_ACCT_MGMT, "pam_acct_mgmt"),
+                (PROG_PAM_OPEN_SESSION, "pam_open_session"),
+            ],
+        }],
+    },
 ];
 
 #[cfg(test)]
@@ -184,10 +284,11 @@ mod tests {
 
     #[test]
     fn connect_falls_back_to_the_bracketed_tracepoint_then_the_plain_one() {
-        let (_, attaches) = PROBE_TABLE
+        let attaches = PROBE_TABLE
             .iter()
-            .find(|(hook, _)| *hook == "connect")
-            .expect("connect is in the probe table");
+            .find(|h| h.name == "connect")
+            .expect("connect is in the probe table")
+            .attaches;
         let labels: Vec<String> = attaches.iter().map(|a| a.label()).collect();
         assert_eq!(
             labels,
@@ -215,10 +316,11 @@ mod tests {
 
     #[test]
     fn listen_falls_back_to_the_bracketed_tracepoint_then_the_plain_one() {
-        let (_, attaches) = PROBE_TABLE
+        let attaches = PROBE_TABLE
             .iter()
-            .find(|(hook, _)| *hook == "listen")
-            .expect("listen is in the probe table");
+            .find(|h| h.name == "listen")
+            .expect("listen is in the probe table")
+            .attaches;
         let labels: Vec<String> = attaches.iter().map(|a| a.label()).collect();
         assert_eq!(
             labels,
@@ -229,7 +331,7 @@ mod tests {
             ]
         );
         assert_eq!(attaches[1].program(), attaches[2].program());
-        let programs: Vec<&str> = attaches[1].programs().collect();
+        let programs: Vec<&str> = attaches[1].programs();
         assert_eq!(
             programs,
             [

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{Ancestor, EventRecord, EventType, ProcessInfo, SocketInfo, WebServerInfo};
+use super::event::{
+    Ancestor, EnrichmentInfo, EventRecord, EventType, LoginInfo, ProcessInfo, SocketInfo,
+    WebServerInfo,
+};
 
 /// The rule ids: part of the output contract (docs/alerts.md), never renamed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -11,6 +14,11 @@ pub enum RuleId {
     UnexpectedListen,
     WebserverEgress,
     WebserverShell,
+    SshLoginTor,
+    SshLoginMaliciousIp,
+    SshLoginListed,
+    EgressListedIp,
+    InboundTor,
 }
 
 impl RuleId {
@@ -19,6 +27,11 @@ impl RuleId {
             Self::UnexpectedListen => "unexpected_listen",
             Self::WebserverEgress => "webserver_egress",
             Self::WebserverShell => "webserver_shell",
+            Self::SshLoginTor => "ssh_login_tor",
+            Self::SshLoginMaliciousIp => "ssh_login_malicious_ip",
+            Self::SshLoginListed => "ssh_login_listed",
+            Self::EgressListedIp => "egress_listed_ip",
+            Self::InboundTor => "inbound_tor",
         }
     }
 }
@@ -55,6 +68,12 @@ pub struct AlertRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_server: Option<WebServerInfo>,
     pub socket: Option<SocketInfo>,
+    /// The event's `login`, for the login rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginInfo>,
+    /// The event's `enrichment`: what the lists say of the remote address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<EnrichmentInfo>,
     pub pre_existing: bool,
     /// Repeats of this dedup key held back since the previous alert with it.
     pub suppressed: u64,
@@ -87,6 +106,8 @@ impl AlertRecord {
             ancestry: event.ancestry.clone(),
             web_server: event.web_server.clone(),
             socket: event.socket.clone(),
+            login: event.login.clone(),
+            enrichment: event.enrichment.clone(),
             pre_existing: event.pre_existing,
             suppressed,
             events_lost,

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::is_false;
+pub use crate::iplist::Classification;
 
 /// Most arguments kept in `process.argv`; more set `argv_truncated`.
 pub const ARGV_MAX: usize = 32;
@@ -16,8 +17,12 @@ pub const ANCESTRY_MAX: usize = 16;
 pub enum EventType {
     Listen,
     Connect,
+    /// An inbound TCP connection accepted on a listening socket.
+    Accept,
     Exec,
     Exit,
+    /// A successful SSH login (docs/login.md).
+    Login,
 }
 
 impl EventType {
@@ -25,8 +30,10 @@ impl EventType {
         match self {
             Self::Listen => "listen",
             Self::Connect => "connect",
+            Self::Accept => "accept",
             Self::Exec => "exec",
             Self::Exit => "exit",
+            Self::Login => "login",
         }
     }
 }
@@ -45,8 +52,14 @@ pub struct EventRecord {
     /// exit: the exit status (as `wait(2)` encodes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<u32>,
-    /// listen / connect; `null` otherwise.
+    /// listen / connect / accept, and login (the connection it came in on); `null` otherwise.
     pub socket: Option<SocketInfo>,
+    /// login: who logged in, how, and what the session ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginInfo>,
+    /// What the offline lists know of the remote address (every record with one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<EnrichmentInfo>,
     /// Parent first, up to pid 1 (at most [`ANCESTRY_MAX`]). Recorded with every event so that a
     /// replay judges lineage exactly as the live daemon did.
     #[serde(default)]
@@ -75,6 +88,8 @@ impl EventRecord {
             filename: None,
             exit_code: None,
             socket: None,
+            login: None,
+            enrichment: None,
             ancestry: Vec::new(),
             web_server: None,
             pre_existing: false,
@@ -148,6 +163,64 @@ pub struct SocketInfo {
     pub remote: Option<Endpoint>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub mapped_ipv4: bool,
+}
+
+/// A login's facts (`"event": "login"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginInfo {
+    /// The user name of `uid` from the passwd database, `null` when unknown.
+    pub user: Option<String>,
+    pub uid: u32,
+    /// The client, as the kernel socket has it.
+    pub remote: Endpoint,
+    /// The server address and port the connection came in on.
+    pub local: Endpoint,
+    pub sshd: SshdPids,
+    /// argv of the first program the session ran; `null` for sessions that ran none (`-N`,
+    /// internal-sftp) or before it ran one.
+    pub command: Option<Vec<String>>,
+    /// The session's terminal (`pts/0`), `null` without one.
+    pub tty: Option<String>,
+    pub method: LoginMethod,
+}
+
+/// The SSH server processes of a login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshdPids {
+    /// The listener that accepted the connection.
+    pub listener: u32,
+    /// The process forked for the connection (OpenSSH's monitor, `sshd: user [priv]`).
+    pub session: u32,
+}
+
+/// How a login authenticated, from libpam's return values (docs/login.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoginMethod {
+    Publickey,
+    Password,
+    KeyboardInteractive,
+    /// No libpam result was seen (uprobes refused, `UsePAM no`).
+    Unknown,
+}
+
+/// `enrichment`: what the offline lists say about a record's remote address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrichmentInfo {
+    pub tor_exit: bool,
+    pub reputation: Option<ReputationInfo>,
+    /// Every named list holding the address, in the policy's order.
+    pub lists: Vec<String>,
+    /// In the policy's `trusted_networks`: logins from here never alert.
+    pub trusted: bool,
+}
+
+/// The reputation file's verdict on the address (longest prefix).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReputationInfo {
+    pub classification: Classification,
+    pub name: Option<String>,
+    pub tags: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

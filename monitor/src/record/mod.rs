@@ -17,12 +17,13 @@ use serde::Serialize;
 pub use self::{
     alert::{AlertRecord, RuleId, Severity, Verdict},
     event::{
-        ANCESTRY_MAX, ARGV_MAX, Ancestor, Endpoint, EventRecord, EventType, Family, ProcessInfo,
-        Protocol, SocketInfo, WebServerInfo,
+        ANCESTRY_MAX, ARGV_MAX, Ancestor, Classification, Endpoint, EnrichmentInfo, EventRecord,
+        EventType, Family, LoginInfo, LoginMethod, ProcessInfo, Protocol, ReputationInfo,
+        SocketInfo, SshdPids, WebServerInfo,
     },
     status::{
-        AttachReport, DedupStatus, EventCounts, HookStatus, Refusal, Status, StatusRecord,
-        TableStats,
+        AttachReport, DedupStatus, EventCounts, HookStatus, ListStatus, Refusal, Status,
+        StatusRecord, TableStats,
     },
 };
 

@@ -11,6 +11,8 @@ use serde::Serialize;
 pub enum Status {
     Started,
     Running,
+    /// A list file changed and was re-read, or a re-read was refused (`lists` says which).
+    Reloaded,
     Stopped,
 }
 
@@ -35,6 +37,18 @@ pub struct StatusRecord {
     /// Alerts printed since start.
     pub alerts: u64,
     pub dedup: DedupStatus,
+    /// SSH sessions being followed until they become logins or end.
+    pub ssh_sessions: usize,
+    /// List reloads that re-read or refused a file.
+    pub list_reloads: u64,
+    /// The `[enrichment]` list files, as last read (absent without lists).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lists: Vec<ListStatus>,
+    /// Prefixes the kernel watches for inbound connections, and whether the lists outgrew it
+    /// (every accept is then sent to userspace).
+    pub watched_prefixes: usize,
+    #[serde(skip_serializing_if = "crate::record::is_false")]
+    pub watched_prefixes_overflow: bool,
     /// started only: sockets found listening by the start-up scan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pre_existing_listeners: Option<usize>,
@@ -45,9 +59,16 @@ pub struct StatusRecord {
 pub struct EventCounts {
     pub listen: u64,
     pub connect: u64,
+    pub accept: u64,
     pub exec: u64,
     pub fork: u64,
     pub exit: u64,
+    /// Real-uid changes (setuid family).
+    pub cred: u64,
+    /// libpam results from SSH servers.
+    pub pam: u64,
+    /// Logins recognised.
+    pub login: u64,
 }
 
 /// One attach attempt that did not take.
@@ -75,6 +96,25 @@ pub struct TableStats {
     pub size: usize,
     pub capacity: usize,
     pub evicted: u64,
+}
+
+/// One list file of `[enrichment]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ListStatus {
+    /// `tor_exits`, `reputation`, or `list:<name>`.
+    pub source: String,
+    pub path: String,
+    /// Entries served now.
+    pub entries: usize,
+    /// Malformed lines skipped the last time it was read.
+    pub bad_lines: usize,
+    /// `loaded`, `reloaded`, `unchanged` or `kept_last_good`.
+    pub last: &'static str,
+    /// Why the last re-read was refused (the last good copy is served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was last read (RFC 3339).
+    pub read_at: String,
 }
 
 /// Dedup accounting (fields in this order: the record's keys are sorted).

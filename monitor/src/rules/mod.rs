@@ -8,8 +8,13 @@
 //! `policy/default_policy.toml`, and its docs (docs/policy.md, docs/alerts.md) and fixtures.
 
 pub mod egress;
+pub mod egress_listed;
+pub mod inbound_tor;
 pub mod listen;
 pub mod shell;
+pub mod ssh_login_listed;
+pub mod ssh_login_malicious;
+pub mod ssh_login_tor;
 
 use std::fmt;
 
@@ -18,7 +23,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::{
     enrich::Context,
     matcher::{RuleSettings, Subject},
-    record::{EventType, RuleId},
+    record::{EnrichmentInfo, EventRecord, EventType, LoginInfo, RuleId},
     validate::{PolicyError, Source},
 };
 
@@ -69,6 +74,64 @@ pub struct Finding<'e> {
 pub(crate) fn exe_key(exe: Option<&str>) -> &str {
     exe.unwrap_or("?")
 }
+
+/// A login event's facts and its address's enrichment, unless the address is in a trusted
+/// network (logins from there never alert).
+pub(crate) fn untrusted_login(event: &EventRecord) -> Option<(&LoginInfo, &EnrichmentInfo)> {
+    let login = event.login.as_ref()?;
+    let enrichment = event.enrichment.as_ref()?;
+    (!enrichment.trusted).then_some((login, enrichment))
+}
+
+/// The user for titles and dedup keys: the name, else the uid.
+pub(crate) fn user_key(login: &LoginInfo) -> String {
+    login.user.clone().unwrap_or_else(|| login.uid.to_string())
+}
+
+/// The subject a process-only exception is matched against.
+pub(crate) fn process_subject(event: &EventRecord) -> Subject<'_> {
+    Subject {
+        exe: event.process.exe.as_deref(),
+        argv: &event.process.argv,
+        ancestry: &event.ancestry,
+        destination: None,
+        port: None,
+    }
+}
+
+/// The section of a rule whose struct is `{ settings }`: only the common keys, exceptions of
+/// the given kinds.
+macro_rules! common_section {
+    ($rule:ty, port: $port:expr, destination: $destination:expr) => {
+        impl $crate::rules::Section for $rule {
+            type Input = $crate::validate::CommonInput;
+
+            fn validate(
+                input: Self::Input,
+                base: Option<&Self>,
+                key: &str,
+                src: &$crate::validate::Source<'_>,
+            ) -> Result<Self, $crate::validate::PolicyError> {
+                Ok(Self {
+                    settings: input.validate(
+                        base.map(|b| &b.settings),
+                        key,
+                        $crate::validate::ExceptionKinds {
+                            port: $port,
+                            destination: $destination,
+                        },
+                        src,
+                    )?,
+                })
+            }
+
+            fn to_input(&self) -> Self::Input {
+                $crate::validate::CommonInput::of(&self.settings)
+            }
+        }
+    };
+}
+pub(crate) use common_section;
 
 /// Declares the rules: the `[rules]` table's shape and its validation, and the list the detector
 /// runs, in this order.
@@ -124,4 +187,9 @@ rules! {
     unexpected_listen: listen::UnexpectedListen,
     webserver_egress: egress::WebserverEgress,
     webserver_shell: shell::WebserverShell,
+    ssh_login_tor: ssh_login_tor::SshLoginTor,
+    ssh_login_malicious_ip: ssh_login_malicious::SshLoginMaliciousIp,
+    ssh_login_listed: ssh_login_listed::SshLoginListed,
+    egress_listed_ip: egress_listed::EgressListedIp,
+    inbound_tor: inbound_tor::InboundTor,
 }

@@ -5,15 +5,11 @@
 //! Section `[rules.webserver_shell]`: only `enabled`, `severity` and `exceptions` (`exe`: the
 //! shell, `argv_prefix`, `ancestor_exe`). What a shell is comes from the policy's `shells`.
 
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
-
-use super::{Finding, Rule, Section};
+use super::{Finding, Rule, common_section};
 use crate::{
     enrich::Context,
     matcher::{RuleSettings, Subject},
-    record::{EventType, RuleId, Severity},
-    validate::{self, ExceptionInput, ExceptionKinds, PolicyError, Source, settings_input},
+    record::{EventType, RuleId},
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -66,51 +62,7 @@ impl Rule for WebserverShell {
     }
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShellInput {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    enabled: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    severity: Option<Severity>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exceptions: Option<Vec<Spanned<ExceptionInput>>>,
-}
-
-impl Section for WebserverShell {
-    type Input = ShellInput;
-
-    fn validate(
-        input: ShellInput,
-        base: Option<&Self>,
-        key: &str,
-        src: &Source<'_>,
-    ) -> Result<Self, PolicyError> {
-        Ok(Self {
-            settings: validate::settings(
-                input.enabled,
-                input.severity,
-                input.exceptions,
-                base.map(|b| &b.settings),
-                key,
-                ExceptionKinds {
-                    port: false,
-                    destination: false,
-                },
-                src,
-            )?,
-        })
-    }
-
-    fn to_input(&self) -> ShellInput {
-        let (enabled, severity, exceptions) = settings_input(&self.settings);
-        ShellInput {
-            enabled,
-            severity,
-            exceptions,
-        }
-    }
-}
+common_section!(WebserverShell, port: false, destination: false);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,120 @@
+//! `accept`: an inbound TCP connection accepted on a listening socket, at
+//! `syscalls:sys_exit_accept` and `sys_exit_accept4` (one program attached to both). The 4-tuple
+//! is read from the kernel socket behind the new descriptor
+//! (`current->files->fdt->fd[ret]->private_data->sk`), never from the caller's sockaddr buffer,
+//! which may be NULL or lie.
+//!
+//! A busy web server accepts thousands of connections a second that no rule cares about, so in
+//! the default mode the record goes out only when something needs it: the accepting process runs
+//! a watched executable (sshd: the login tracker joins the connection to its session), or the
+//! client's address is in a loaded list (`WATCHED_NETS`). `ACCEPT_FILTER` = `ACCEPT_SEND_ALL`
+//! (`--events`, or lists too large for the trie) sends every one.
+
+use aya_ebpf::{
+    macros::{map, tracepoint},
+    maps::{Array, LpmTrie, lpm_trie::Key},
+    programs::TracePointContext,
+};
+use monitor_common::{
+    ACCEPT_SEND_ALL, EXE_SSH_SERVER, ErrorSlot, EventKind, Hook, SockEvent, WATCHED_NETS_MAX,
+};
+
+use crate::{
+    shared::{
+        Res, count_error, current_exe_flags, current_task, current_tgid, emit, is_monitor, off,
+        offsets_valid, read_kernel, read_ptr,
+    },
+    sock::{fill_from_sock, remote_v6, socket_sk, tcp_family},
+};
+
+/// The prefixes of the loaded lists (IPv4 as `::ffff:a.b.c.d/96+n`) → flags (unused here).
+#[map(name = "WATCHED_NETS")]
+static WATCHED_NETS: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(WATCHED_NETS_MAX, 0);
+
+/// Index 0: `ACCEPT_SEND_WATCHED` or `ACCEPT_SEND_ALL`, set by userspace.
+#[map(name = "ACCEPT_FILTER")]
+static ACCEPT_FILTER: Array<u32> = Array::with_max_entries(1, 0);
+
+// `ret` of the `syscalls:sys_exit_*` records (after the common fields and `__syscall_nr`).
+const TP_SYS_EXIT_RET: usize = 16;
+
+#[tracepoint]
+pub fn accept_sys_exit_accept(ctx: TracePointContext) -> u32 {
+    if try_accept_sys_exit_accept(&ctx).is_err() {
+        count_error(ErrorSlot::Accept);
+    }
+    0
+}
+
+fn try_accept_sys_exit_accept(ctx: &TracePointContext) -> Res<()> {
+    if !offsets_valid() || off!(files_valid) != 1 || is_monitor(current_tgid()) {
+        return Ok(());
+    }
+    // SAFETY: read_at probe-reads an i64 (valid for any bits) from the record.
+    let ret: i64 = unsafe { ctx.read_at(TP_SYS_EXIT_RET)? };
+    let Ok(fd) = u32::try_from(ret) else {
+        // A failed accept (-EAGAIN on a non-blocking listener is the common case).
+        return Ok(());
+    };
+    // SAFETY: fd_sock and tcp_family have no precondition.
+    let sk = unsafe { fd_sock(fd)? };
+    let Some(family) = (unsafe { tcp_family(sk)? }) else {
+        return Ok(());
+    };
+    if !wanted(sk, family)? {
+        return Ok(());
+    }
+    // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one SockEvent
+    // until `emit` submits or discards it; `sk` may be any address.
+    emit::<SockEvent>(|ev| unsafe {
+        fill_from_sock(
+            sk,
+            ev,
+            family,
+            EventKind::Accept,
+            Hook::TracepointSysExitAccept,
+            false,
+        )
+    })
+}
+
+/// Whether userspace needs this accept in the current mode.
+#[inline(always)]
+fn wanted(sk: *const u8, family: u16) -> Res<bool> {
+    if ACCEPT_FILTER.get(0).copied() == Some(ACCEPT_SEND_ALL) {
+        return Ok(true);
+    }
+    if current_exe_flags() & EXE_SSH_SERVER != 0 {
+        return Ok(true);
+    }
+    // SAFETY: remote_v6 has no precondition.
+    let remote = unsafe { remote_v6(sk, family)? };
+    Ok(WATCHED_NETS.get(Key::new(128, remote)).is_some())
+}
+
+/// The `struct sock *` behind descriptor `fd` of the current task, after checking that the file
+/// is the socket's own (`socket->file == file`).
+///
+/// # Safety
+/// No precondition: every address is only read through `bpf_probe_read_kernel`.
+#[inline(always)]
+unsafe fn fd_sock(fd: u32) -> Res<*const u8> {
+    // SAFETY: read_ptr / read_kernel have no precondition; the values read are pointers and
+    // integers, only ever followed through further probe reads.
+    unsafe {
+        let files = read_ptr(current_task(), off!(task_files))?;
+        let fdt = read_ptr(files, off!(files_fdt))?;
+        let max_fds: u32 = read_kernel(fdt, off!(fdtable_max_fds))?;
+        if fd >= max_fds {
+            return Err(crate::shared::EFAULT);
+        }
+        let fds = read_ptr(fdt, off!(fdtable_fd))?;
+        let file = read_ptr(fds, fd.wrapping_mul(8))?;
+        let socket = read_ptr(file, off!(file_private_data))?;
+        let back = read_ptr(socket, off!(socket_file))?;
+        if back != file {
+            return Err(crate::shared::EFAULT);
+        }
+        socket_sk(socket)
+    }
+}

@@ -1,0 +1,188 @@
+//! The `[enrichment]` section of the policy: which offline lists describe remote addresses, and
+//! the networks the admins log in from. The lists themselves are loaded and reloaded by
+//! [`crate::iplist::IpLists`]; every record with a remote address carries what they say
+//! ([`super::Enricher`]).
+//!
+//! ```toml
+//! [enrichment]
+//! tor_exits = "/var/lib/monitor/tor-exits.txt"      # torbulkexitlist or exit-addresses
+//! reputation = "/var/lib/monitor/reputation.csv"    # ip_or_cidr,classification[,name[,tags]]
+//! trusted_networks = ["198.51.100.0/24"]            # logins from here never alert
+//! [[enrichment.lists]]
+//! name = "vpn"
+//! path = "/var/lib/monitor/vpn.netset"
+//! ```
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::{
+    iplist::{IpListsConfig, NamedList},
+    netrange::Cidr,
+    validate::{self, PolicyError, Source, unspanned},
+};
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Config {
+    pub tor_exits: Option<PathBuf>,
+    pub reputation: Option<PathBuf>,
+    pub trusted_networks: Vec<Cidr>,
+    pub lists: Vec<NamedList>,
+}
+
+impl Config {
+    /// What [`crate::iplist::IpLists::load`] reads.
+    pub fn lists_config(&self) -> IpListsConfig {
+        IpListsConfig {
+            tor_exits: self.tor_exits.clone(),
+            reputation: self.reputation.clone(),
+            lists: self.lists.clone(),
+            trusted: self.trusted_networks.clone(),
+        }
+    }
+
+    /// No list and no trusted network: records carry an empty enrichment.
+    pub fn is_empty(&self) -> bool {
+        self.tor_exits.is_none()
+            && self.reputation.is_none()
+            && self.lists.is_empty()
+            && self.trusted_networks.is_empty()
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tor_exits: Option<Spanned<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reputation: Option<Spanned<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trusted_networks: Option<Vec<Spanned<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lists: Option<Vec<Spanned<ListInput>>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<Spanned<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<Spanned<String>>,
+}
+
+const KEY: &str = "enrichment";
+
+impl Config {
+    /// Validates the section. A list file must exist and be readable now: the daemon never
+    /// starts with a list it cannot read (it is read in full when the daemon starts).
+    pub fn validate(
+        input: ConfigInput,
+        base: Option<&Self>,
+        src: &Source<'_>,
+    ) -> Result<Self, PolicyError> {
+        let base = base.cloned().unwrap_or_default();
+        let tor_exits = match &input.tor_exits {
+            Some(p) => Some(readable(p, &format!("{KEY}.tor_exits"), src)?),
+            None => base.tor_exits,
+        };
+        let reputation = match &input.reputation {
+            Some(p) => Some(readable(p, &format!("{KEY}.reputation"), src)?),
+            None => base.reputation,
+        };
+        let trusted_networks = match &input.trusted_networks {
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, c)| validate::cidr(c, &format!("{KEY}.trusted_networks[{i}]"), src))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => base.trusted_networks,
+        };
+        let lists = match &input.lists {
+            Some(list) => {
+                let mut out: Vec<NamedList> = Vec::new();
+                for (i, entry) in list.iter().enumerate() {
+                    let key = format!("{KEY}.lists[{i}]");
+                    let raw = entry.get_ref();
+                    let (Some(name), Some(path)) = (&raw.name, &raw.path) else {
+                        return Err(src.error(
+                            Some(&entry.span()),
+                            &key,
+                            "a list needs both `name` and `path`",
+                        ));
+                    };
+                    let n = name.get_ref().trim();
+                    if n.is_empty() {
+                        return Err(src.error(
+                            Some(&name.span()),
+                            &format!("{key}.name"),
+                            "a list name cannot be empty",
+                        ));
+                    }
+                    if out.iter().any(|l| l.name == n) {
+                        return Err(src.error(
+                            Some(&name.span()),
+                            &format!("{key}.name"),
+                            format!("list `{n}` is named twice"),
+                        ));
+                    }
+                    out.push(NamedList {
+                        name: n.to_owned(),
+                        path: readable(path, &format!("{key}.path"), src)?,
+                    });
+                }
+                out
+            }
+            None => base.lists,
+        };
+        Ok(Self {
+            tor_exits,
+            reputation,
+            trusted_networks,
+            lists,
+        })
+    }
+
+    pub fn to_input(&self) -> ConfigInput {
+        let path = |p: &PathBuf| unspanned(p.display().to_string());
+        ConfigInput {
+            tor_exits: self.tor_exits.as_ref().map(path),
+            reputation: self.reputation.as_ref().map(path),
+            trusted_networks: Some(
+                self.trusted_networks
+                    .iter()
+                    .map(|c| unspanned(c.to_string()))
+                    .collect(),
+            ),
+            lists: Some(
+                self.lists
+                    .iter()
+                    .map(|l| {
+                        unspanned(ListInput {
+                            name: Some(unspanned(l.name.clone())),
+                            path: Some(path(&l.path)),
+                        })
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// An absolute path to a regular file we can open.
+fn readable(p: &Spanned<String>, key: &str, src: &Source<'_>) -> Result<PathBuf, PolicyError> {
+    let text = p.get_ref();
+    let bad = |message: String| src.error(Some(&p.span()), key, message);
+    if !text.starts_with('/') {
+        return Err(bad(format!("`{text}` is not an absolute path")));
+    }
+    let path = PathBuf::from(text);
+    match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(_) => Err(bad(format!("{text}: not a regular file"))),
+        Err(e) => Err(bad(format!("{text}: cannot read IP list: {e}"))),
+    }
+}
