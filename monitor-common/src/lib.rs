@@ -100,6 +100,9 @@ pub const PROG_ACCEPT_SYS_EXIT_ACCEPT: &str = "accept_sys_exit_accept";
 /// the real uid.
 pub const PROG_CRED_SYS_ENTER_SETUID: &str = "cred_sys_enter_setuid";
 pub const PROG_CRED_SYS_EXIT_SETUID: &str = "cred_sys_exit_setuid";
+/// `syscalls:sys_exit_setsid`: a process became a session leader (an SSH session's program does
+/// before it execs; PAM modules' helpers do not).
+pub const PROG_CRED_SYS_EXIT_SETSID: &str = "cred_sys_exit_setsid";
 /// uretprobes on libpam's public entry points: their return values (never their arguments).
 pub const PROG_PAM_AUTHENTICATE: &str = "pam_authenticate";
 pub const PROG_PAM_ACCT_MGMT: &str = "pam_acct_mgmt";
@@ -138,6 +141,8 @@ pub enum EventKind {
     Cred = 7,
     /// A libpam call returned ([`PamEvent`]).
     Pam = 8,
+    /// A process became a session leader ([`SetsidEvent`]).
+    Setsid = 9,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -153,6 +158,7 @@ impl TryFrom<u32> for EventKind {
             6 => Self::Accept,
             7 => Self::Cred,
             8 => Self::Pam,
+            9 => Self::Setsid,
             other => return Err(other),
         })
     }
@@ -171,6 +177,7 @@ pub enum Hook {
     TracepointSysExitAccept = 7,
     TracepointSysExitSetuid = 8,
     UretprobePam = 9,
+    TracepointSysExitSetsid = 10,
 }
 
 impl TryFrom<u32> for Hook {
@@ -187,6 +194,7 @@ impl TryFrom<u32> for Hook {
             7 => Self::TracepointSysExitAccept,
             8 => Self::TracepointSysExitSetuid,
             9 => Self::UretprobePam,
+            10 => Self::TracepointSysExitSetsid,
             other => return Err(other),
         })
     }
@@ -351,6 +359,17 @@ pub struct CredEvent {
     pub _pad0: u32,
 }
 const _: () = assert!(core::mem::size_of::<CredEvent>() == 72);
+
+/// `setsid` (`sys_exit_setsid` returning the new session id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SetsidEvent {
+    pub header: EventHeader,
+    /// The new session id (the caller's pid).
+    pub sid: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<SetsidEvent>() == 72);
 
 /// Which libpam entry point a [`PamEvent`] is about (stable numbers).
 #[repr(u32)]
@@ -545,4 +564,5 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::CredEvent {}
     unsafe impl aya::Pod for super::PamEvent {}
+    unsafe impl aya::Pod for super::SetsidEvent {}
 }

@@ -1,5 +1,6 @@
 //! `cred`: the real uid of a process changed, at `syscalls:sys_exit_setuid`, `sys_exit_setreuid`
-//! and `sys_exit_setresuid` (one program attached to the three exits, one to the three enters).
+//! and `sys_exit_setresuid` (one program attached to the three exits, one to the three enters);
+//! and a process became a session leader, at `sys_exit_setsid`.
 //!
 //! This is how an SSH session drops to its user (OpenSSH's user child calls setresuid). Only a
 //! change of the *real* uid is reported: the enter program remembers it, the exit program
@@ -13,7 +14,7 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::TracePointContext,
 };
-use monitor_common::{CRED_TRACKED_THREADS, CredEvent, ErrorSlot, EventKind, Hook};
+use monitor_common::{CRED_TRACKED_THREADS, CredEvent, ErrorSlot, EventKind, Hook, SetsidEvent};
 
 use crate::shared::{Res, count_error, emit, fill_header, is_monitor};
 
@@ -79,6 +80,42 @@ fn try_cred_sys_exit_setuid(ctx: &TracePointContext) -> Res<()> {
                 Hook::TracepointSysExitSetuid,
             );
             (*ev).old_uid = old;
+            (*ev)._pad0 = 0;
+        }
+        Ok(())
+    })
+}
+
+#[tracepoint]
+pub fn cred_sys_exit_setsid(ctx: TracePointContext) -> u32 {
+    if try_cred_sys_exit_setsid(&ctx).is_err() {
+        count_error(ErrorSlot::Cred);
+    }
+    0
+}
+
+/// An SSH session's program calls setsid() before it execs; a successful call can happen once per
+/// process (a session leader cannot call it again), so this costs at most one record per fork.
+fn try_cred_sys_exit_setsid(ctx: &TracePointContext) -> Res<()> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_monitor((pid_tgid >> 32) as u32) {
+        return Ok(());
+    }
+    // SAFETY: read_at probe-reads an i64 (valid for any bits) from the record.
+    let ret: i64 = unsafe { ctx.read_at(TP_SYS_EXIT_RET)? };
+    let Ok(sid) = u32::try_from(ret) else {
+        return Ok(());
+    };
+    emit::<SetsidEvent>(|ev| {
+        // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one
+        // SetsidEvent until `emit` submits or discards it; its fields are integers.
+        unsafe {
+            fill_header(
+                &raw mut (*ev).header,
+                EventKind::Setsid,
+                Hook::TracepointSysExitSetsid,
+            );
+            (*ev).sid = sid;
             (*ev)._pad0 = 0;
         }
         Ok(())

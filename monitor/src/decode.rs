@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use monitor_common::{
     AF_INET, AF_INET6, ARGS_LEN, CredEvent, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_RESOLVED,
     EXEC_FILENAME_TRUNCATED, EventHeader, EventKind, ExecEvent, ExitEvent, FILENAME_LEN, ForkEvent,
-    Hook, IPPROTO_TCP, PamCall, PamEvent, SockEvent,
+    Hook, IPPROTO_TCP, PamCall, PamEvent, SetsidEvent, SockEvent,
 };
 
 use crate::record::{self, Endpoint, Family, Protocol, SocketInfo};
@@ -106,6 +106,13 @@ pub struct Cred {
     pub old_uid: Option<u32>,
 }
 
+/// A process became the leader of a new session (`setsid`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setsid {
+    pub origin: Origin,
+    pub sid: u32,
+}
+
 /// A libpam call returned in a watched SSH server process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pam {
@@ -123,6 +130,7 @@ pub enum KernelEvent {
     Exit(Exit),
     Cred(Cred),
     Pam(Pam),
+    Setsid(Setsid),
 }
 
 impl KernelEvent {
@@ -134,6 +142,7 @@ impl KernelEvent {
             Self::Exit(e) => &e.origin,
             Self::Cred(e) => &e.origin,
             Self::Pam(e) => &e.origin,
+            Self::Setsid(e) => &e.origin,
         }
     }
 }
@@ -197,6 +206,13 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             KernelEvent::Cred(Cred {
                 origin,
                 old_uid: (ev.old_uid != u32::MAX).then_some(ev.old_uid),
+            })
+        }
+        EventKind::Setsid => {
+            let ev: SetsidEvent = read(buf, "setsid event")?;
+            KernelEvent::Setsid(Setsid {
+                origin,
+                sid: ev.sid,
             })
         }
         EventKind::Pam => {
@@ -538,7 +554,7 @@ mod tests {
 
     #[test]
     fn unknown_kind_rejected() {
-        for kind in [0u32, 9, 0xffff_ffff] {
+        for kind in [0u32, 10, 0xffff_ffff] {
             let mut h = header(EventKind::Listen);
             h.kind = kind;
             assert_eq!(decode(&bytes_of(&h)), Err(DecodeError::UnknownKind(kind)));

@@ -1,9 +1,11 @@
 //! SSH logins from kernel facts (docs/login.md): an SSH server process accepted connection C;
 //! the process tree forked for C (the tag is inherited through fork) then either drops to a
-//! user's real uid (OpenSSH's user child calls setresuid), or runs a program that is not an SSH
-//! server (a root session, where OpenSSH 9.2 changes no uid), or — seen through libpam's
-//! `pam_open_session` returning success — opens a session that does neither (root with `-N` or
-//! the internal sftp server). A failed authentication does none of these.
+//! user's real uid (OpenSSH's user child calls setresuid), or starts the session's program (a
+//! session leader, after setsid, executing something that is not an SSH server: how a root
+//! session shows, where OpenSSH 9.2 changes no uid), or, for a session that does neither (root
+//! with `-N` or the internal sftp server), authenticates and waits: the pre-authentication child
+//! exits with status 0 only after a success, and libpam's `pam_open_session` returns 0. A failed
+//! authentication does none of these.
 //!
 //! The tracker is fed the kernel events in order ([`Logins::on_accept`], [`Logins::on_fork`],
 //! [`Logins::on_exec`], [`Logins::on_cred`], [`Logins::on_pam`], [`Logins::on_exit`]) and hands
@@ -28,8 +30,9 @@ use crate::{
 /// How long a session that dropped to its user's uid waits for its first program (the command)
 /// before the login is reported without one: sshd execs it within milliseconds.
 pub const COMMAND_WAIT_NS: u64 = 300_000_000;
-/// How long a session whose PAM session opened waits for the uid drop or the first program
-/// before it is reported as a login of the process's own uid (root with `-N` or internal-sftp).
+/// How long an authenticated session (pre-authentication child exited 0, or PAM session opened)
+/// waits for the uid drop or the first program before it is reported as a login of the
+/// monitor's uid (root with `-N` or internal-sftp).
 pub const SESSION_WAIT_NS: u64 = 1_000_000_000;
 
 /// `PAM_SUCCESS`.
@@ -124,8 +127,9 @@ pub enum Trigger {
     Credentials,
     /// The session ran a program that is not an SSH server.
     Exec,
-    /// libpam opened the session, and nothing else followed (root with `-N` or internal-sftp).
-    PamSession,
+    /// The session authenticated (pre-authentication child exited 0, or libpam opened the
+    /// session), and nothing else followed (root with `-N` or internal-sftp).
+    Authenticated,
 }
 
 /// A recognised login, for the enrich stage to turn into a `login` record.
@@ -158,12 +162,9 @@ struct Accepted {
 /// What libpam said in a session.
 #[derive(Clone, Copy, Debug, Default)]
 struct PamSeen {
-    /// Some call returned: the hooks are there.
-    any: bool,
     /// `pam_authenticate` succeeded, in the monitor (`Some(true)`) or a helper child.
     authenticated_in_monitor: Option<bool>,
     acct_ok: bool,
-    session_opened: bool,
 }
 
 /// A session waiting to become a login.
@@ -172,17 +173,33 @@ struct Session {
     socket: SocketInfo,
     listener: u32,
     monitor: u32,
+    /// The monitor's first child: OpenSSH's pre-authentication (`[net]`) child, which exits with
+    /// status 0 only after a successful authentication.
+    preauth: Option<u32>,
+    /// Members that became session leaders (setsid): the session's program is one of them.
+    leaders: Vec<u32>,
     /// Processes of the tree still alive.
     members: usize,
     pam: PamSeen,
     /// The uid drop that makes it a login (pid, uid, ktime), waiting for the command.
     dropped: Option<(u32, u32, u64)>,
+    /// The pre-authentication child exited 0, or PAM opened the session.
+    authenticated: bool,
     /// When it is reported without waiting longer.
     deadline: Option<u64>,
     reported: bool,
 }
 
 impl Session {
+    /// Authenticated at `ktime_ns`: a login, even without a uid drop or a program, once
+    /// [`SESSION_WAIT_NS`] has passed.
+    fn authenticated(&mut self, ktime_ns: u64) {
+        self.authenticated = true;
+        if !self.reported && self.deadline.is_none() {
+            self.deadline = Some(ktime_ns.saturating_add(SESSION_WAIT_NS));
+        }
+    }
+
     fn method(&self) -> Method {
         match self.pam.authenticated_in_monitor {
             Some(true) => Method::Password,
@@ -268,9 +285,12 @@ impl Logins {
                     socket: accepted.socket,
                     listener: parent,
                     monitor: child,
+                    preauth: None,
+                    leaders: Vec::new(),
                     members: 1,
                     pam: PamSeen::default(),
                     dropped: None,
+                    authenticated: false,
                     deadline: None,
                     reported: false,
                 },
@@ -280,12 +300,17 @@ impl Logins {
             && let Some(session) = self.sessions.get_mut(&id)
         {
             session.members += 1;
+            if parent == session.monitor && session.preauth.is_none() {
+                session.preauth = Some(child);
+            }
             self.members.insert(child, id);
         }
     }
 
-    /// Process `tgid` (running as `uid`) executed `exe` with `argv`. The first program of a
-    /// session that is not an SSH server completes its login, with that argv as the command.
+    /// Process `tgid` (running as `uid`) executed `exe` with `argv`. The first program a
+    /// session leader of the session runs that is not an SSH server completes its login, with
+    /// that argv as the command. (pam_motd's `sh -c run-parts …`, forked by the monitor during
+    /// `pam_open_session`, is not a session leader.)
     pub fn on_exec(
         &mut self,
         config: &Config,
@@ -296,7 +321,11 @@ impl Logins {
         ktime_ns: u64,
     ) -> Option<Login> {
         let session = self.session_of(tgid)?;
-        if session.reported || config.is_ssh_server(exe) {
+        if session.reported
+            || config.is_ssh_server(exe)
+            || tgid == session.monitor
+            || !session.leaders.contains(&tgid)
+        {
             return None;
         }
         // The uid dropped earlier is the user's; an exec without one is a root session.
@@ -305,8 +334,9 @@ impl Logins {
     }
 
     /// Process `tgid`'s real uid became `uid` (`user` is its name). Not a login yet: it waits
-    /// [`COMMAND_WAIT_NS`] for the session's first program. The privilege-separated child's drop
-    /// to the `sshd` user is not a login.
+    /// [`COMMAND_WAIT_NS`] for the session's first program. Neither the privilege-separated
+    /// child's drop to the `sshd` user nor the monitor's own switches (pam_keyinit sets its real
+    /// uid to the user's and straight back during `pam_open_session`) are the user's drop.
     pub fn on_cred(
         &mut self,
         config: &Config,
@@ -321,11 +351,20 @@ impl Logins {
         let Some(session) = self.session_of(tgid) else {
             return;
         };
-        if session.reported || session.dropped.is_some() {
+        if session.reported || session.dropped.is_some() || tgid == session.monitor {
             return;
         }
         session.dropped = Some((tgid, uid, ktime_ns));
         session.deadline = Some(ktime_ns.saturating_add(COMMAND_WAIT_NS));
+    }
+
+    /// Process `tgid` became a session leader.
+    pub fn on_setsid(&mut self, tgid: u32) {
+        if let Some(session) = self.session_of(tgid)
+            && !session.leaders.contains(&tgid)
+        {
+            session.leaders.push(tgid);
+        }
     }
 
     /// A libpam call returned in process `tgid`.
@@ -334,7 +373,6 @@ impl Logins {
             return;
         };
         let monitor = session.monitor;
-        session.pam.any = true;
         if ret != PAM_SUCCESS {
             return;
         }
@@ -345,22 +383,21 @@ impl Logins {
                 }
             }
             monitor_common::PamCall::AcctMgmt => session.pam.acct_ok = true,
-            monitor_common::PamCall::OpenSession => {
-                session.pam.session_opened = true;
-                if !session.reported && session.deadline.is_none() {
-                    session.deadline = Some(ktime_ns.saturating_add(SESSION_WAIT_NS));
-                }
-            }
+            monitor_common::PamCall::OpenSession => session.authenticated(ktime_ns),
         }
     }
 
-    /// Process `tgid` exited. A login still waiting for its command is reported now, without
-    /// one, when the process that dropped to the user (or the session) ends.
-    pub fn on_exit(&mut self, tgid: u32, ktime_ns: u64) -> Option<Login> {
+    /// Process `tgid` exited with wait status `status`. A login still waiting for its command is
+    /// reported now, without one, when the process that dropped to the user (or the session)
+    /// ends; the pre-authentication child's status 0 says the session authenticated.
+    pub fn on_exit(&mut self, tgid: u32, status: u32, ktime_ns: u64) -> Option<Login> {
         self.accepted.remove(&tgid);
         let id = self.members.remove(&tgid)?;
         let session = self.sessions.get_mut(&id)?;
         session.members = session.members.saturating_sub(1);
+        if session.preauth == Some(tgid) && status == 0 {
+            session.authenticated(ktime_ns);
+        }
         // Only the end of the process that dropped to the user, of the monitor, or of the last
         // process ends the wait: the `[net]` child exits while the session goes on.
         let ends_wait = session.dropped.is_some_and(|(pid, _, _)| pid == tgid)
@@ -407,9 +444,9 @@ impl Logins {
         if let Some((pid, uid, at)) = session.dropped {
             return Some(session.login(pid, uid, at, Trigger::Credentials, None));
         }
-        if session.pam.session_opened && session.deadline.is_some_and(|d| d <= now_ns) {
+        if session.authenticated && session.deadline.is_some_and(|d| d <= now_ns) {
             let monitor = session.monitor;
-            return Some(session.login(monitor, 0, now_ns, Trigger::PamSession, None));
+            return Some(session.login(monitor, 0, now_ns, Trigger::Authenticated, None));
         }
         None
     }
@@ -422,6 +459,10 @@ impl Logins {
 
 #[cfg(test)]
 mod tests {
+    //! The sequences are OpenSSH 9.2p1's on Debian 12, as traced with tracepoints and libpam
+    //! uretprobes (docs/research/sshd-9.2-trace.md): the same order of kernel facts, with the
+    //! processes renamed L, M, NET, U, S.
+
     use monitor_common::PamCall;
 
     use super::*;
@@ -432,11 +473,15 @@ mod tests {
     };
 
     const MS: u64 = 1_000_000;
+    /// `exit(255)`: how every sshd process ends but a successful pre-authentication child.
+    const EXIT_255: u32 = 0xff00;
     const L: u32 = 100; // the listener
     const M: u32 = 200; // the monitor forked for the connection (`sshd: alice [priv]`)
-    const NET: u32 = 201; // the privilege-separated preauth child
-    const U: u32 = 202; // the user child
-    const S: u32 = 203; // the session's program
+    const NET: u32 = 201; // the privilege-separated pre-authentication child
+    const MOTD: u32 = 202; // pam_motd's `sh -c run-parts …`
+    const U: u32 = 203; // the user child
+    const S: u32 = 204; // the session's program
+    const PAM: u32 = 205; // keyboard-interactive's PAM child
 
     fn config() -> Config {
         Policy::embedded_default().logins
@@ -458,12 +503,12 @@ mod tests {
         }
     }
 
-    /// A session of OpenSSH 9.2 up to the end of pre-authentication: the listener accepts and
-    /// forks the monitor, which re-executes sshd and forks the `[net]` child, which drops to
-    /// the `sshd` user.
+    /// Every connection: the listener accepts and forks M, which calls setsid, re-executes
+    /// sshd and forks the pre-authentication child, which drops to the `sshd` user.
     fn preauth(t: &mut Logins, c: &Config) {
         t.on_accept(L, &socket(), true);
         t.on_fork(L, M);
+        t.on_setsid(M);
         assert_eq!(
             t.on_exec(
                 c,
@@ -471,30 +516,57 @@ mod tests {
                 0,
                 Some("/usr/sbin/sshd"),
                 &strings(&["/usr/sbin/sshd", "-D", "-R"]),
-                10 * MS
+                MS
             ),
             None
         );
         t.on_fork(M, NET);
-        t.on_cred(c, NET, 102, Some("sshd"), 12 * MS);
+        t.on_cred(c, NET, 102, Some("sshd"), 7 * MS);
     }
 
-    /// The user child drops to alice (uid 1001) and forks the session's program.
+    /// After a successful authentication of `uid` by key: acct_mgmt, the pre-authentication
+    /// child exits 0, pam_keyinit switches M's real uid there and back (non-root), pam_motd runs
+    /// its script, and the PAM session opens.
+    fn authenticated(t: &mut Logins, c: &Config, uid: u32) {
+        t.on_pam(M, PamCall::AcctMgmt, 0, 143 * MS);
+        assert_eq!(t.on_exit(NET, 0, 143 * MS), None);
+        if uid != 0 {
+            t.on_cred(c, M, uid, Some("alice"), 144 * MS);
+            t.on_cred(c, M, 0, Some("root"), 144 * MS);
+        }
+        t.on_fork(M, MOTD);
+        assert_eq!(
+            t.on_exec(
+                c,
+                MOTD,
+                0,
+                Some("/usr/bin/dash"),
+                &strings(&["sh", "-c", "/usr/bin/env -i PATH=/usr/bin run-parts --lsbsysinit /etc/update-motd.d > /run/motd.dynamic.new"]),
+                145 * MS
+            ),
+            None,
+            "pam_motd's script is not the session's program"
+        );
+        assert_eq!(t.on_exit(MOTD, 0, 149 * MS), None);
+        t.on_pam(M, PamCall::OpenSession, 0, 151 * MS);
+    }
+
+    /// The user child drops to alice (uid 1001) and forks the session's program, which becomes
+    /// a session leader.
     fn user_child(t: &mut Logins, c: &Config) {
         t.on_fork(M, U);
-        t.on_cred(c, U, 1001, Some("alice"), 40 * MS);
+        t.on_cred(c, U, 1001, Some("alice"), 153 * MS);
         t.on_fork(U, S);
+        t.on_setsid(S);
     }
 
     #[test]
     fn publickey_command_is_a_login_with_its_command() {
         let (mut t, c) = (Logins::new(), config());
         preauth(&mut t, &c);
-        t.on_pam(M, PamCall::AcctMgmt, 0, 30 * MS);
-        t.on_pam(M, PamCall::OpenSession, 0, 35 * MS);
-        assert_eq!(t.on_exit(NET, 36 * MS), None);
+        authenticated(&mut t, &c, 1001);
         user_child(&mut t, &c);
-        assert!(t.due(41 * MS).is_empty(), "waits for the command");
+        assert!(t.due(190 * MS).is_empty(), "waits for the command");
         let login = t
             .on_exec(
                 &c,
@@ -502,7 +574,7 @@ mod tests {
                 1001,
                 Some("/usr/bin/bash"),
                 &strings(&["bash", "-c", "id"]),
-                42 * MS,
+                195 * MS,
             )
             .expect("a login");
         assert_eq!(
@@ -510,7 +582,7 @@ mod tests {
             Login {
                 pid: S,
                 uid: 1001,
-                ktime_ns: 42 * MS,
+                ktime_ns: 195 * MS,
                 socket: socket(),
                 listener: L,
                 session: M,
@@ -521,73 +593,69 @@ mod tests {
         );
         // Once: later programs of the session are not logins.
         assert_eq!(
-            t.on_exec(&c, S, 1001, Some("/usr/bin/id"), &strings(&["id"]), 43 * MS),
+            t.on_exec(&c, S, 1001, Some("/usr/bin/id"), &strings(&["id"]), 197 * MS),
             None
         );
         assert!(t.due(10_000 * MS).is_empty());
         for pid in [S, U, M] {
-            assert_eq!(t.on_exit(pid, 50 * MS), None);
+            assert_eq!(t.on_exit(pid, EXIT_255, 200 * MS), None);
         }
-        assert!(
-            t.is_empty(),
-            "the session is forgotten with its last process"
-        );
+        assert!(t.is_empty(), "the session is forgotten with its last process");
     }
 
     #[test]
-    fn pty_session_names_the_login_shell() {
-        let (mut t, c) = (Logins::new(), config());
-        preauth(&mut t, &c);
-        t.on_pam(M, PamCall::AcctMgmt, 0, 30 * MS);
-        user_child(&mut t, &c);
-        let login = t
-            .on_exec(
-                &c,
-                S,
-                1001,
-                Some("/usr/bin/bash"),
-                &strings(&["-bash"]),
-                42 * MS,
-            )
-            .expect("a login");
-        assert_eq!(login.command, Some(strings(&["-bash"])));
-        assert_eq!(login.trigger, Trigger::Exec);
+    fn pty_and_sftp_sessions_name_their_first_program() {
+        for argv in [
+            &["-bash"][..],
+            &["bash", "-c", "/usr/lib/openssh/sftp-server"],
+        ] {
+            let (mut t, c) = (Logins::new(), config());
+            preauth(&mut t, &c);
+            authenticated(&mut t, &c, 1001);
+            user_child(&mut t, &c);
+            let login = t
+                .on_exec(&c, S, 1001, Some("/usr/bin/bash"), &strings(argv), 236 * MS)
+                .expect("a login");
+            assert_eq!(login.command, Some(strings(argv)));
+            assert_eq!((login.pid, login.uid, login.trigger), (S, 1001, Trigger::Exec));
+        }
     }
 
     #[test]
     fn a_session_without_a_program_is_a_login_once_its_wait_ends() {
-        // `ssh -N` or the internal sftp server: the user child drops to alice and runs nothing.
+        // `ssh -N` (or the internal sftp server): the user child drops to alice and runs nothing.
         let (mut t, c) = (Logins::new(), config());
         preauth(&mut t, &c);
-        t.on_pam(M, PamCall::AcctMgmt, 0, 30 * MS);
+        authenticated(&mut t, &c, 1001);
         t.on_fork(M, U);
-        t.on_cred(&c, U, 1001, Some("alice"), 40 * MS);
-        assert_eq!(t.next_deadline(), Some(40 * MS + COMMAND_WAIT_NS));
-        assert!(t.due(40 * MS + COMMAND_WAIT_NS - 1).is_empty());
-        let logins = t.due(40 * MS + COMMAND_WAIT_NS);
+        t.on_cred(&c, U, 1001, Some("alice"), 153 * MS);
+        assert_eq!(t.next_deadline(), Some(153 * MS + COMMAND_WAIT_NS));
+        assert!(t.due(153 * MS + COMMAND_WAIT_NS - 1).is_empty());
+        let logins = t.due(153 * MS + COMMAND_WAIT_NS);
         assert_eq!(logins.len(), 1);
         let login = &logins[0];
-        assert_eq!((login.pid, login.uid, login.ktime_ns), (U, 1001, 40 * MS));
+        assert_eq!((login.pid, login.uid, login.ktime_ns), (U, 1001, 153 * MS));
         assert_eq!(login.command, None);
         assert_eq!(login.trigger, Trigger::Credentials);
         assert_eq!(t.next_deadline(), None);
         // A session that ends while waiting is reported at its end, not lost.
         let (mut t, c) = (Logins::new(), config());
         preauth(&mut t, &c);
+        authenticated(&mut t, &c, 1001);
         t.on_fork(M, U);
-        t.on_cred(&c, U, 1001, Some("alice"), 40 * MS);
-        let login = t.on_exit(U, 60 * MS).expect("reported at the end");
+        t.on_cred(&c, U, 1001, Some("alice"), 153 * MS);
+        let login = t.on_exit(U, EXIT_255, 160 * MS).expect("reported at the end");
         assert_eq!((login.pid, login.uid), (U, 1001));
     }
 
     #[test]
     fn root_sessions_change_no_uid() {
-        // OpenSSH 9.2 turns privilege separation off for root: the monitor forks the program.
+        // OpenSSH 9.2 turns privilege separation off for root: M forks the program itself.
         let (mut t, c) = (Logins::new(), config());
         preauth(&mut t, &c);
-        t.on_pam(M, PamCall::AcctMgmt, 0, 30 * MS);
-        t.on_pam(M, PamCall::OpenSession, 0, 35 * MS);
+        authenticated(&mut t, &c, 0);
         t.on_fork(M, S);
+        t.on_setsid(S);
         let login = t
             .on_exec(
                 &c,
@@ -595,43 +663,56 @@ mod tests {
                 0,
                 Some("/usr/bin/bash"),
                 &strings(&["bash", "-c", "id"]),
-                42 * MS,
+                194 * MS,
             )
             .expect("a login");
         assert_eq!(
             (login.pid, login.uid, login.method),
             (S, 0, Method::Publickey)
         );
-        // Root with -N: only the opened PAM session tells.
+        // Root with -N: only the authentication tells (the pre-authentication child's exit 0
+        // and the opened PAM session), then nothing happens.
         let (mut t, c) = (Logins::new(), config());
         preauth(&mut t, &c);
-        t.on_pam(M, PamCall::AcctMgmt, 0, 30 * MS);
-        t.on_pam(M, PamCall::OpenSession, 0, 35 * MS);
-        assert!(t.due(35 * MS + SESSION_WAIT_NS - 1).is_empty());
-        let logins = t.due(35 * MS + SESSION_WAIT_NS);
+        authenticated(&mut t, &c, 0);
+        assert!(t.due(143 * MS + SESSION_WAIT_NS - 1).is_empty());
+        let logins = t.due(143 * MS + SESSION_WAIT_NS);
         assert_eq!(logins.len(), 1);
         assert_eq!(
             (logins[0].pid, logins[0].uid, logins[0].trigger),
-            (M, 0, Trigger::PamSession)
+            (M, 0, Trigger::Authenticated)
         );
+        // Without uprobes the pre-authentication child's exit status alone does it.
+        let (mut t, c) = (Logins::new(), config());
+        preauth(&mut t, &c);
+        assert_eq!(t.on_exit(NET, 0, 143 * MS), None);
+        let logins = t.due(143 * MS + SESSION_WAIT_NS);
+        assert_eq!(logins.len(), 1);
+        assert_eq!(logins[0].method, Method::Unknown);
     }
 
     #[test]
     fn a_failed_authentication_is_not_a_login() {
-        // A wrong key: the [net] child drops to sshd, the monitor swaps only its effective uid
-        // (the kernel side does not report that), the connection ends.
+        // A wrong key: the pre-authentication child dropped to sshd, M swapped only its
+        // effective uid (the kernel side does not report that), the connection ends with exit
+        // statuses 255.
         let (mut t, c) = (Logins::new(), config());
         preauth(&mut t, &c);
         assert_eq!(t.next_deadline(), None);
-        assert_eq!(t.on_exit(NET, 500 * MS), None);
-        assert_eq!(t.on_exit(M, 501 * MS), None);
+        assert_eq!(t.on_exit(NET, EXIT_255, 500 * MS), None);
+        assert_eq!(t.on_exit(M, EXIT_255, 501 * MS), None);
         assert!(t.due(100_000 * MS).is_empty());
         assert!(t.is_empty());
-        // A failed password: pam_authenticate fails, acct_mgmt is never called.
+        // A wrong keyboard-interactive password: the PAM child exits 0 too, it is not the
+        // pre-authentication child.
         let (mut t, c) = (Logins::new(), config());
         preauth(&mut t, &c);
-        t.on_pam(M, PamCall::Authenticate, 7, 30 * MS);
-        assert_eq!(t.on_exit(M, 40 * MS), None);
+        t.on_fork(M, PAM);
+        t.on_pam(PAM, PamCall::Authenticate, 7, 1_800 * MS);
+        assert_eq!(t.on_exit(PAM, 0, 1_800 * MS), None);
+        assert_eq!(t.on_exit(NET, EXIT_255, 1_900 * MS), None);
+        assert_eq!(t.on_exit(M, EXIT_255, 1_901 * MS), None);
+        assert!(t.due(100_000 * MS).is_empty());
     }
 
     #[test]
@@ -639,10 +720,11 @@ mod tests {
         let login_with = |pam: &[(u32, PamCall, i32)]| {
             let (mut t, c) = (Logins::new(), config());
             preauth(&mut t, &c);
-            t.on_fork(M, 205); // kbd-interactive's PAM helper
+            t.on_fork(M, PAM);
             for &(pid, call, ret) in pam {
                 t.on_pam(pid, call, ret, 30 * MS);
             }
+            t.on_exit(NET, 0, 143 * MS);
             user_child(&mut t, &c);
             t.on_exec(
                 &c,
@@ -650,7 +732,7 @@ mod tests {
                 1001,
                 Some("/usr/bin/bash"),
                 &strings(&["-bash"]),
-                42 * MS,
+                195 * MS,
             )
             .expect("a login")
             .method
@@ -662,7 +744,7 @@ mod tests {
             Method::Password
         );
         assert_eq!(
-            login_with(&[(205, Authenticate, 0), (M, AcctMgmt, 0)]),
+            login_with(&[(PAM, Authenticate, 0), (PAM, AcctMgmt, 0)]),
             Method::KeyboardInteractive
         );
         assert_eq!(login_with(&[]), Method::Unknown, "no uprobes");
@@ -677,9 +759,9 @@ mod tests {
         t.on_accept(L, &first, true);
         t.on_accept(L, &socket(), true);
         t.on_fork(L, M);
-        t.on_fork(M, U);
-        t.on_cred(&c, U, 1001, Some("alice"), 40 * MS);
-        t.on_fork(U, S);
+        t.on_fork(M, NET);
+        t.on_exit(NET, 0, 143 * MS);
+        user_child(&mut t, &c);
         let login = t
             .on_exec(
                 &c,
@@ -687,7 +769,7 @@ mod tests {
                 1001,
                 Some("/usr/bin/bash"),
                 &strings(&["-bash"]),
-                42 * MS,
+                195 * MS,
             )
             .expect("a login");
         assert_eq!(login.socket.remote.unwrap().port, 50_000);

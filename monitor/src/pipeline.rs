@@ -118,7 +118,7 @@ impl<W: Write> Pipeline<W> {
                 // Built before the table marks the process exited, with its last identity.
                 let login = self
                     .logins
-                    .on_exit(x.origin.tgid, x.origin.ktime_ns)
+                    .on_exit(x.origin.tgid, x.exit_code, x.origin.ktime_ns)
                     .map(|l| self.enricher.login(&mut self.table, &l));
                 // No rule judges exits: without --events nobody reads the record, so skip
                 // building it (lookups and ancestry clones on every process exit).
@@ -177,6 +177,11 @@ impl<W: Write> Pipeline<W> {
                     user.as_deref(),
                     c.origin.ktime_ns,
                 );
+                (None, None)
+            }
+            KernelEvent::Setsid(e) => {
+                counts.setsid += 1;
+                self.logins.on_setsid(e.origin.tgid);
                 (None, None)
             }
             KernelEvent::Pam(p) => {

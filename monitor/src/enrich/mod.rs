@@ -108,7 +108,7 @@ impl Enricher {
     pub fn login(&mut self, table: &mut ProcessTable, login: &Login) -> EventRecord {
         // Root with `-N`: the monitor's uid is root's, and pam_loginuid set the real one.
         let uid = match login.trigger {
-            Trigger::PamSession => table.procfs().loginuid(login.pid).unwrap_or(login.uid),
+            Trigger::Authenticated => table.procfs().loginuid(login.pid).unwrap_or(login.uid),
             Trigger::Credentials | Trigger::Exec => login.uid,
         };
         let tty = table.procfs().tty(login.pid);

@@ -1,11 +1,11 @@
 //! The probe table: each logical hook (`listen`, `connect`, `exec`, `fork`, `exit`, `accept`,
-//! `cred`, `pam`) and the ways of attaching it, in order of preference. [`super::attach`] walks
+//! `cred`, `setsid`, `pam`) and the ways of attaching it, in order of preference. [`super::attach`] walks
 //! it.
 
 use monitor_common::{
     PROG_ACCEPT_SYS_EXIT_ACCEPT, PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_ENTER_CONNECT,
     PROG_CONNECT_SYS_EXIT_CONNECT, PROG_CONNECT_TCP_CONNECT, PROG_CONNECT_TCP_RETRANSMIT_SKB,
-    PROG_CRED_SYS_ENTER_SETUID, PROG_CRED_SYS_EXIT_SETUID, PROG_EXEC_SCHED_PROCESS_EXEC,
+    PROG_CRED_SYS_ENTER_SETUID, PROG_CRED_SYS_EXIT_SETSID, PROG_CRED_SYS_EXIT_SETUID, PROG_EXEC_SCHED_PROCESS_EXEC,
     PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE, PROG_LISTEN_SYS_ENTER_LISTEN,
     PROG_LISTEN_SYS_EXIT_LISTEN, PROG_PAM_ACCT_MGMT, PROG_PAM_AUTHENTICATE, PROG_PAM_OPEN_SESSION,
     PROG_PROCESS_SCHED_PROCESS_EXIT, PROG_PROCESS_SCHED_PROCESS_FORK,
@@ -259,6 +259,18 @@ pub(super) const PROBE_TABLE: &[Hook] = &[
             exit: PROG_CRED_SYS_EXIT_SETUID,
             enter: Some(PROG_CRED_SYS_ENTER_SETUID),
             syscalls: &["setuid", "setreuid", "setresuid"],
+            needs_files: false,
+        }],
+    },
+    // An SSH session's program becoming a session leader before its exec (PAM modules' helpers,
+    // like pam_motd's, do not): tells the session's first program from theirs.
+    Hook {
+        name: "setsid",
+        required: false,
+        attaches: &[Attach::Syscalls {
+            exit: PROG_CRED_SYS_EXIT_SETSID,
+            enter: None,
+            syscalls: &["setsid"],
             needs_files: false,
         }],
     },

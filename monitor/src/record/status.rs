@@ -65,6 +65,8 @@ pub struct EventCounts {
     pub exit: u64,
     /// Real-uid changes (setuid family).
     pub cred: u64,
+    /// Processes becoming session leaders.
+    pub setsid: u64,
     /// libpam results from SSH servers.
     pub pam: u64,
     /// Logins recognised.
