@@ -16,6 +16,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod sshd;
+
 /// Set (to `1`) by CI: privileged tests must run, never skip.
 pub const REQUIRE_ENV: &str = "MONITOR_REQUIRE_PRIVILEGED";
 

@@ -1,9 +1,9 @@
 //! Debian packages the tests and the benchmark start, installed only when missing.
 //!
-//! Installing nginx or php-fpm normally starts them (nginx on :80). The tests start their own
-//! instances with their own configuration, so the packaged services must stay stopped: during the
-//! install a `policy-rc.d` that answers 101 ("action forbidden") keeps invoke-rc.d and
-//! deb-systemd-invoke from starting them, and afterwards they are disabled at boot.
+//! Installing nginx, php-fpm or openssh-server normally starts them (nginx on :80, sshd on :22).
+//! The tests start their own instances with their own configuration, so the packaged services must
+//! stay stopped: during the install a `policy-rc.d` that answers 101 ("action forbidden") keeps
+//! invoke-rc.d and deb-systemd-invoke from starting them, and afterwards they are disabled at boot.
 
 use std::{fs, path::Path, process::Command};
 
@@ -12,8 +12,18 @@ use anyhow::{Context as _, Result};
 use crate::{cmd, step::Step};
 
 /// Programs the privileged end-to-end tests start (issue 3: real nginx + php-fpm, a socat listener
-/// or upstream, `ss` from iproute2 and `ps`/`pgrep` from procps to inspect them).
-pub const TEST_PACKAGES: &[&str] = &["nginx", "php-fpm", "socat", "iproute2", "procps"];
+/// or upstream, `ss` from iproute2 and `ps`/`pgrep` from procps to inspect them; SSH logins: the
+/// real OpenSSH server and clients, and sshpass to type a password into `ssh` non-interactively).
+pub const TEST_PACKAGES: &[&str] = &[
+    "nginx",
+    "php-fpm",
+    "socat",
+    "iproute2",
+    "procps",
+    "openssh-server",
+    "openssh-client",
+    "sshpass",
+];
 /// `cargo xtask bench` drives its workloads with hyperfine; stress-ng is there for load generators
 /// a later benchmark adds.
 pub const BENCH_PACKAGES: &[&str] = &[
@@ -27,8 +37,15 @@ pub const BENCH_PACKAGES: &[&str] = &[
 ];
 
 /// Packages whose install starts a service, and the init script / unit names they bring
-/// (`*` matches the PHP version, e.g. `php8.2-fpm`).
-const SERVICES: &[(&str, &str)] = &[("nginx", "nginx"), ("php-fpm", "php*-fpm")];
+/// (`*` matches the PHP version, e.g. `php8.2-fpm`). openssh-server's service is `ssh` (init script
+/// /etc/init.d/ssh, unit ssh.service; ssh.socket is only enabled on request): the tests run their
+/// own `sshd -f <scratch config>` on a test port, so the packaged one on :22 must neither start now
+/// nor at boot.
+const SERVICES: &[(&str, &str)] = &[
+    ("nginx", "nginx"),
+    ("php-fpm", "php*-fpm"),
+    ("openssh-server", "ssh"),
+];
 
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
@@ -196,5 +213,8 @@ mod tests {
         assert!(!glob_match("php*-fpm", "php8.2-fpm.conf"));
         assert!(glob_match("nginx", "nginx"));
         assert!(!glob_match("nginx", "nginx-debug"));
+        // openssh-server's unit is ssh.service; its install adds the alias sshd.service.
+        assert!(glob_match("ssh", "ssh"));
+        assert!(!glob_match("ssh", "sshd"));
     }
 }
