@@ -94,7 +94,7 @@ pub fn cred_sys_exit_setsid(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// An SSH session's program calls setsid() before it execs; a successful call can happen once per
+/// An SSH session's program calls `setsid()` before it execs; a successful call can happen once per
 /// process (a session leader cannot call it again), so this costs at most one record per fork.
 fn try_cred_sys_exit_setsid(ctx: &TracePointContext) -> Res<()> {
     let pid_tgid = bpf_get_current_pid_tgid();

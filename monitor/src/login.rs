@@ -309,7 +309,7 @@ impl Logins {
 
     /// Process `tgid` (running as `uid`) executed `exe` with `argv`. The first program a
     /// session leader of the session runs that is not an SSH server completes its login, with
-    /// that argv as the command. (pam_motd's `sh -c run-parts …`, forked by the monitor during
+    /// that argv as the command. (`pam_motd`'s `sh -c run-parts …`, forked by the monitor during
     /// `pam_open_session`, is not a session leader.)
     pub fn on_exec(
         &mut self,
@@ -335,7 +335,7 @@ impl Logins {
 
     /// Process `tgid`'s real uid became `uid` (`user` is its name). Not a login yet: it waits
     /// [`COMMAND_WAIT_NS`] for the session's first program. Neither the privilege-separated
-    /// child's drop to the `sshd` user nor the monitor's own switches (pam_keyinit sets its real
+    /// child's drop to the `sshd` user nor the monitor's own switches (`pam_keyinit` sets its real
     /// uid to the user's and straight back during `pam_open_session`) are the user's drop.
     pub fn on_cred(
         &mut self,
@@ -524,8 +524,8 @@ mod tests {
         t.on_cred(c, NET, 102, Some("sshd"), 7 * MS);
     }
 
-    /// After a successful authentication of `uid` by key: acct_mgmt, the pre-authentication
-    /// child exits 0, pam_keyinit switches M's real uid there and back (non-root), pam_motd runs
+    /// After a successful authentication of `uid` by key: `acct_mgmt`, the pre-authentication
+    /// child exits 0, `pam_keyinit` switches M's real uid there and back (non-root), `pam_motd` runs
     /// its script, and the PAM session opens.
     fn authenticated(t: &mut Logins, c: &Config, uid: u32) {
         t.on_pam(M, PamCall::AcctMgmt, 0, 143 * MS);
@@ -593,14 +593,24 @@ mod tests {
         );
         // Once: later programs of the session are not logins.
         assert_eq!(
-            t.on_exec(&c, S, 1001, Some("/usr/bin/id"), &strings(&["id"]), 197 * MS),
+            t.on_exec(
+                &c,
+                S,
+                1001,
+                Some("/usr/bin/id"),
+                &strings(&["id"]),
+                197 * MS
+            ),
             None
         );
         assert!(t.due(10_000 * MS).is_empty());
         for pid in [S, U, M] {
             assert_eq!(t.on_exit(pid, EXIT_255, 200 * MS), None);
         }
-        assert!(t.is_empty(), "the session is forgotten with its last process");
+        assert!(
+            t.is_empty(),
+            "the session is forgotten with its last process"
+        );
     }
 
     #[test]
@@ -617,7 +627,10 @@ mod tests {
                 .on_exec(&c, S, 1001, Some("/usr/bin/bash"), &strings(argv), 236 * MS)
                 .expect("a login");
             assert_eq!(login.command, Some(strings(argv)));
-            assert_eq!((login.pid, login.uid, login.trigger), (S, 1001, Trigger::Exec));
+            assert_eq!(
+                (login.pid, login.uid, login.trigger),
+                (S, 1001, Trigger::Exec)
+            );
         }
     }
 
@@ -644,7 +657,9 @@ mod tests {
         authenticated(&mut t, &c, 1001);
         t.on_fork(M, U);
         t.on_cred(&c, U, 1001, Some("alice"), 153 * MS);
-        let login = t.on_exit(U, EXIT_255, 160 * MS).expect("reported at the end");
+        let login = t
+            .on_exit(U, EXIT_255, 160 * MS)
+            .expect("reported at the end");
         assert_eq!((login.pid, login.uid), (U, 1001));
     }
 
@@ -797,5 +812,30 @@ mod tests {
             assert!(!c.is_ssh_server(Some(exe)), "{exe}");
         }
         assert!(!c.is_ssh_server(None));
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use crate::policy::Policy;
+
+    #[test]
+    fn ssh_servers_are_absolute_paths() {
+        let e = Policy::from_toml_str("[logins]\nssh_servers = [\"sshd\"]\n", "policy.toml")
+            .expect_err("a basename");
+        assert!(
+            e.to_string().starts_with(
+                "policy.toml:2:16: logins.ssh_servers[0]: `sshd` is not an absolute path"
+            ),
+            "{e}"
+        );
+        let p = Policy::from_toml_str(
+            "[logins]\nssh_servers = [\"/opt/openssh/sbin/sshd\"]\nprivsep_users = [\"sshd\", \"_sshd\"]\n",
+            "policy.toml",
+        )
+        .expect("valid");
+        assert!(p.logins.is_ssh_server(Some("/opt/openssh/sbin/sshd")));
+        assert!(!p.logins.is_ssh_server(Some("/usr/sbin/sshd")));
+        assert_eq!(p.logins.privsep_users, ["sshd", "_sshd"]);
     }
 }

@@ -579,7 +579,7 @@ mod tests {
         assert_eq!(status["errors"]["decode"], 2);
         assert_eq!(
             status["events"],
-            json!({"listen":0,"connect":0,"accept":0,"exec":0,"fork":0,"exit":0,"cred":0,"pam":0,"login":0})
+            json!({"listen":0,"connect":0,"accept":0,"exec":0,"fork":0,"exit":0,"cred":0,"setsid":0,"pam":0,"login":0})
         );
         assert_eq!(status["process_table"]["size"], 2);
         assert_eq!(status["policy"], "embedded default");

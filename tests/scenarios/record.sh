@@ -31,7 +31,7 @@ record() {
     # The daemon's raw output, of which the tests keep the scenario's lines.
     trap 'rm -f "$out"/raw-*.jsonl' EXIT
     local status=0
-    cargo test -p monitor-tests --test detections -- --test-threads=1 "$@" || status=$?
+    cargo test -p monitor-tests --test detections --test logins -- --test-threads=1 "$@" || status=$?
     ls -l "$out"
     return "$status"
 }

@@ -7,7 +7,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc::{Receiver, RecvTimeoutError, channel},
     thread,
@@ -198,4 +198,66 @@ impl Drop for Monitor {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Recording for the replay fixtures (tests/scenarios/record.sh sets this up): the daemon runs
+/// through tests/scenarios/tee-monitor.sh, which copies its stdout verbatim to
+/// `$MONITOR_E2E_RECORD_DIR/raw-<daemon pid>.jsonl`. After the daemon stopped, the event lines
+/// about this scenario's processes (this test process and its descendants, leaving out the daemon
+/// and its helpers) are copied unedited to `<dir>/<scenario>.jsonl`.
+pub fn record(daemon_pid: u32, scenario: &str) {
+    record_only(daemon_pid, scenario, &[]);
+}
+
+/// [`record`], keeping only the events of `kinds` (all when empty): a scenario whose shells run
+/// hundreds of programs keeps what its rules judge.
+pub fn record_only(daemon_pid: u32, scenario: &str, kinds: &[&str]) {
+    let Some(dir) = std::env::var_os("MONITOR_E2E_RECORD_DIR") else {
+        return;
+    };
+    let raw = Path::new(&dir).join(format!("raw-{daemon_pid}.jsonl"));
+    // tee may still be writing the last lines when the daemon has exited.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&raw).unwrap_or_default();
+        if text.lines().any(|l| l.contains(r#""status":"stopped""#)) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the final status record in {}",
+            raw.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let me = std::process::id();
+    let monitor_exe = std::env::var("MONITOR_REAL_BIN")
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.to_string_lossy().into_owned());
+    let is_daemon = |p: &Value| {
+        p["pid"] == daemon_pid || monitor_exe.as_deref().is_some_and(|exe| p["exe"] == exe)
+    };
+    let ours = |v: &Value| {
+        let ancestry = v["ancestry"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        v["type"] == "event"
+            && (kinds.is_empty() || kinds.iter().any(|k| v["event"] == *k))
+            && !is_daemon(&v["process"])
+            && !ancestry.iter().any(is_daemon)
+            && (v["process"]["pid"] == me || ancestry.iter().any(|e| e["pid"] == me))
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| ours(&v)))
+        .fold(String::new(), |mut kept, l| {
+            kept.push_str(l);
+            kept.push('\n');
+            kept
+        });
+    let path = Path::new(&dir).join(format!("{scenario}.jsonl"));
+    std::fs::write(&path, kept).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    // The raw file stays for inspection; tests/scenarios/record.sh removes it.
 }

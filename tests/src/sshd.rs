@@ -293,7 +293,11 @@ impl TestUser {
         File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut bytes))
             .expect("read /dev/urandom");
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let secret: String = bytes.iter().fold(String::new(), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
         let mut chpasswd = Command::new("chpasswd")
             .stdin(Stdio::piped())
             .spawn()
@@ -418,10 +422,11 @@ impl Sshd {
         let keys = dir.join("authorized_keys");
         fs::create_dir_all(&keys).expect("mkdir authorized_keys");
         fs::set_permissions(&keys, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let listen_lines: String = listen
-            .iter()
-            .map(|a| format!("ListenAddress {a}\n"))
-            .collect();
+        let listen_lines: String = listen.iter().fold(String::new(), |mut lines, a| {
+            use std::fmt::Write as _;
+            let _ = writeln!(lines, "ListenAddress {a}");
+            lines
+        });
         let d = dir.display();
         let config = format!(
             "# Written by monitor-tests (tests/src/sshd.rs); removed with its scratch directory.\n\
@@ -730,6 +735,7 @@ impl<'a> Client<'a> {
     }
 
     /// The same client over IPv6.
+    #[must_use]
     pub fn over_v6(mut self) -> Self {
         self.v6 = true;
         self
@@ -739,21 +745,21 @@ impl<'a> Client<'a> {
     pub fn run(&self, command: &str) -> Output {
         let mut cmd = self.ssh();
         cmd.arg(self.destination(false)).arg(command);
-        self.finish(cmd, None)
+        Self::finish(cmd, None)
     }
 
     /// `ssh -tt host` with `stdin` typed into the remote login shell (e.g. `"id\nexit\n"`).
     pub fn pty(&self, stdin: &str) -> Output {
         let mut cmd = self.ssh();
         cmd.arg("-tt").arg(self.destination(false));
-        self.finish(cmd, Some(stdin))
+        Self::finish(cmd, Some(stdin))
     }
 
     /// `ssh -tt host <command>`: a command on a pty.
     pub fn pty_run(&self, command: &str) -> Output {
         let mut cmd = self.ssh();
         cmd.arg("-tt").arg(self.destination(false)).arg(command);
-        self.finish(cmd, Some(""))
+        Self::finish(cmd, Some(""))
     }
 
     /// `sftp -b <dir>/sftp.batch host` with `batch` (e.g. `"ls /tmp\n"`) as the batch file.
@@ -764,7 +770,7 @@ impl<'a> Client<'a> {
             .arg("-P")
             .arg(self.port.to_string());
         cmd.arg("-b").arg(&batch_file).arg(self.destination(true));
-        self.finish(cmd, None)
+        Self::finish(cmd, None)
     }
 
     /// `ssh -N host`, returned once the session is established (see [`OpenSession`]).
@@ -866,7 +872,7 @@ impl<'a> Client<'a> {
         o
     }
 
-    fn finish(&self, cmd: Command, stdin: Option<&str>) -> Output {
+    fn finish(cmd: Command, stdin: Option<&str>) -> Output {
         Running::spawn(cmd, stdin).wait(CLIENT_TIMEOUT)
     }
 }
@@ -985,7 +991,7 @@ impl Running {
             libc::waitid(
                 libc::P_PID,
                 pid as libc::id_t,
-                &mut info,
+                &raw mut info,
                 libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
             )
         };

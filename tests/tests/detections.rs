@@ -22,7 +22,7 @@ use std::{
 };
 
 use monitor::{baseline::scan_listeners, record::ANCESTRY_MAX};
-use monitor_tests::{Monitor, monitor_bin, privileged};
+use monitor_tests::{Monitor, monitor_bin, privileged, record};
 use serde_json::{Value, json};
 
 /// Scenario files (config templates, PHP scripts, helper sources).
@@ -1303,56 +1303,6 @@ fn run_ok(cmd: &mut Command) {
         "{cmd:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Recording for the replay fixtures (tests/scenarios/record.sh sets this up): the daemon runs
-/// through tests/scenarios/tee-monitor.sh, which copies its stdout verbatim to
-/// `$MONITOR_E2E_RECORD_DIR/raw-<daemon pid>.jsonl`. After the daemon stopped, the event lines
-/// about this scenario's processes (this test process and its descendants, leaving out the daemon
-/// and its helpers) are copied unedited to `<dir>/<scenario>.jsonl`.
-fn record(daemon_pid: u32, scenario: &str) {
-    let Some(dir) = std::env::var_os("MONITOR_E2E_RECORD_DIR") else {
-        return;
-    };
-    let raw = Path::new(&dir).join(format!("raw-{daemon_pid}.jsonl"));
-    // tee may still be writing the last lines when the daemon has exited.
-    let text = poll(
-        &format!("the final status record in {}", raw.display()),
-        || {
-            let text = fs::read_to_string(&raw).ok()?;
-            text.lines()
-                .any(|l| l.contains(r#""status":"stopped""#))
-                .then_some(text)
-        },
-    );
-    let me = std::process::id();
-    let monitor_exe = std::env::var("MONITOR_REAL_BIN")
-        .ok()
-        .map(|p| path_str(&canonical(Path::new(&p))).to_owned());
-    let is_daemon = |p: &Value| {
-        p["pid"] == daemon_pid || monitor_exe.as_deref().is_some_and(|exe| p["exe"] == exe)
-    };
-    let ours = |v: &Value| {
-        let ancestry = v["ancestry"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        v["type"] == "event"
-            && !is_daemon(&v["process"])
-            && !ancestry.iter().any(is_daemon)
-            && (v["process"]["pid"] == me || ancestry.iter().any(|e| e["pid"] == me))
-    };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| ours(&v)))
-        .fold(String::new(), |mut kept, l| {
-            kept.push_str(l);
-            kept.push('\n');
-            kept
-        });
-    let path = Path::new(&dir).join(format!("{scenario}.jsonl"));
-    fs::write(&path, kept).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    // The raw file stays for inspection; tests/scenarios/record.sh removes it.
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -186,3 +186,75 @@ fn readable(p: &Spanned<String>, key: &str, src: &Source<'_>) -> Result<PathBuf,
         Err(e) => Err(bad(format!("{text}: cannot read IP list: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{policy::Policy, testing::TempDir};
+
+    fn err(text: &str) -> String {
+        match Policy::from_toml_str(text, "policy.toml") {
+            Ok(p) => panic!("expected an error for:\n{text}\ngot {p:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn list_files_must_be_readable_absolute_paths() {
+        let e = err("[enrichment]\ntor_exits = \"/nonexistent/tor.txt\"\n");
+        assert!(
+            e.starts_with("policy.toml:2:13: enrichment.tor_exits: /nonexistent/tor.txt: cannot read IP list: "),
+            "{e}"
+        );
+        let e = err("[enrichment]\nreputation = \"rep.csv\"\n");
+        assert!(
+            e.starts_with(
+                "policy.toml:2:14: enrichment.reputation: `rep.csv` is not an absolute path"
+            ),
+            "{e}"
+        );
+        let e = err("[enrichment]\ntor_exits = \"/tmp\"\n");
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = err("[enrichment]\ntrusted_networks = [\"10.0.0.1/8\"]\n");
+        assert!(
+            e.starts_with("policy.toml:2:21: enrichment.trusted_networks[0]: bad CIDR"),
+            "{e}"
+        );
+        let e = err("[enrichment]\nfeeds = []\n");
+        assert!(e.contains("unknown field `feeds`"), "{e}");
+    }
+
+    #[test]
+    fn named_lists_need_a_unique_name_and_a_path() {
+        let dir = TempDir::new();
+        let file = dir.path().join("vpn.netset");
+        std::fs::write(&file, "192.0.2.0/24\n").unwrap();
+        let path = file.display();
+        let e = err("[[enrichment.lists]]\nname = \"vpn\"\n");
+        assert!(
+            e.starts_with("policy.toml:")
+                && e.contains("enrichment.lists[0]: a list needs both `name` and `path`"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[[enrichment.lists]]\nname = \"vpn\"\npath = \"{path}\"\n[[enrichment.lists]]\nname = \"vpn\"\npath = \"{path}\"\n"
+        ));
+        assert!(
+            e.starts_with("policy.toml:5:8: enrichment.lists[1].name: list `vpn` is named twice"),
+            "{e}"
+        );
+        let p = Policy::from_toml_str(
+            &format!(
+                "[enrichment]\ntor_exits = \"{path}\"\ntrusted_networks = [\"198.51.100.0/24\"]\n[[enrichment.lists]]\nname = \"vpn\"\npath = \"{path}\"\n"
+            ),
+            "policy.toml",
+        )
+        .expect("valid");
+        assert_eq!(p.enrichment.tor_exits.as_deref(), Some(file.as_path()));
+        assert_eq!(p.enrichment.lists[0].name, "vpn");
+        // The effective policy names the same files.
+        let back =
+            Policy::from_toml_str(&p.to_effective_toml(), "effective.toml").expect("round trip");
+        assert_eq!(back, p);
+        assert!(Policy::embedded_default().enrichment.is_empty());
+    }
+}
