@@ -206,6 +206,19 @@ fn ssh_login_from_a_tor_exit_then_a_malicious_address() {
         (0..1000).contains(&ms),
         "login {ms} ms after the accept:\n{accept}\n{login_event}"
     );
+    // The same exit over IPv6: its own alert (another address), the 4-tuple read from the socket.
+    let source6 = IpAddr::from(exit_node.ns_v6);
+    client
+        .clone()
+        .over_v6()
+        .run("id")
+        .assert_ok("ssh over IPv6", &log());
+    let alert6 = m.wait_for("ssh_login_tor over IPv6", TIMEOUT, |v| {
+        is_alert(v, "ssh_login_tor") && v["login"]["remote"]["ip"] == source6.to_string()
+    });
+    validate(&alert6);
+    assert_eq!(alert6["socket"]["family"], "ipv6", "{alert6}");
+    assert_eq!(alert6["login"]["local"]["ip"], exit_node.host_v6.to_string(), "{alert6}");
     // Nothing else calls it malicious or listed.
     for rule in ["ssh_login_malicious_ip", "ssh_login_listed"] {
         assert!(
@@ -262,6 +275,25 @@ fn ssh_login_from_a_tor_exit_then_a_malicious_address() {
         !since(&m, from).iter().any(|v| is_alert(v, "ssh_login_tor")),
         "ssh_login_tor after the address left the Tor list"
     );
+
+    // A broken download: the reputation file turns into garbage. The last good copy stays, and
+    // a status record says why.
+    replace(&scratch, "reputation.csv", "<html>404 Not Found</html>\n\x00\x01\n");
+    let kept = m.wait_for("the refused reload", TIMEOUT, |v| {
+        v["type"] == "status"
+            && v["status"] == "reloaded"
+            && v["lists"].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|f| f["source"] == "reputation" && f["last"] == "kept_last_good")
+            })
+    });
+    let reputation = kept["lists"]
+        .as_array()
+        .and_then(|l| l.iter().find(|f| f["source"] == "reputation"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(reputation["entries"], 1, "{kept}");
+    assert!(reputation["error"].as_str().is_some_and(|e| !e.is_empty()), "{kept}");
 
     // A process of this host calling out to the listed address (a C2 callback).
     let listener = in_namespace_listener(&exit_node, 24_301);
