@@ -218,7 +218,11 @@ fn ssh_login_from_a_tor_exit_then_a_malicious_address() {
     });
     validate(&alert6);
     assert_eq!(alert6["socket"]["family"], "ipv6", "{alert6}");
-    assert_eq!(alert6["login"]["local"]["ip"], exit_node.host_v6.to_string(), "{alert6}");
+    assert_eq!(
+        alert6["login"]["local"]["ip"],
+        exit_node.host_v6.to_string(),
+        "{alert6}"
+    );
     // Nothing else calls it malicious or listed.
     for rule in ["ssh_login_malicious_ip", "ssh_login_listed"] {
         assert!(
@@ -278,7 +282,11 @@ fn ssh_login_from_a_tor_exit_then_a_malicious_address() {
 
     // A broken download: the reputation file turns into garbage. The last good copy stays, and
     // a status record says why.
-    replace(&scratch, "reputation.csv", "<html>404 Not Found</html>\n\x00\x01\n");
+    replace(
+        &scratch,
+        "reputation.csv",
+        "<html>404 Not Found</html>\n\x00\x01\n",
+    );
     let kept = m.wait_for("the refused reload", TIMEOUT, |v| {
         v["type"] == "status"
             && v["status"] == "reloaded"
@@ -293,7 +301,10 @@ fn ssh_login_from_a_tor_exit_then_a_malicious_address() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(reputation["entries"], 1, "{kept}");
-    assert!(reputation["error"].as_str().is_some_and(|e| !e.is_empty()), "{kept}");
+    assert!(
+        reputation["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{kept}"
+    );
 
     // A process of this host calling out to the listed address (a C2 callback).
     let listener = in_namespace_listener(&exit_node, 24_301);
