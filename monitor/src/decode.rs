@@ -80,6 +80,23 @@ pub struct Exec {
     /// First [`record::ARGV_MAX`] arguments.
     pub argv: Vec<String>,
     pub argv_truncated: bool,
+    /// The executable file's identity as the kernel has it (`mm->exe_file->f_inode`), `None`
+    /// when the kernel side could not read it.
+    pub file: Option<FileId>,
+}
+
+/// Which file an executable is, from its inode: what content identity
+/// ([`crate::identity`]) is keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileId {
+    /// The device, in `stat(2)`'s `st_dev` encoding (converted from the kernel's `s_dev`).
+    pub dev: u64,
+    pub ino: u64,
+    /// `i_size`, bytes.
+    pub size: u64,
+    /// Last modification, seconds and nanoseconds since the epoch.
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -348,6 +365,7 @@ fn decode_exec(ev: &ExecEvent, origin: Origin) -> Exec {
         exe_truncated,
         argv,
         argv_truncated: cut || ev.flags & EXEC_ARGS_TRUNCATED != 0,
+        file: None,
     }
 }
 

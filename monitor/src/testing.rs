@@ -95,6 +95,7 @@ pub fn exec(
         exe_truncated: false,
         argv: strings(argv),
         argv_truncated: false,
+        file: None,
     }
 }
 

@@ -143,6 +143,8 @@ pub struct WebServerInfo {
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
+    /// A UDP connect or send (only for processes under a web server unless `--events`).
+    Udp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
