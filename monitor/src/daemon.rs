@@ -26,6 +26,7 @@ use crate::{
     detect::Detector,
     enrich::Enricher,
     host::{self, UserNames},
+    identity::Catalog,
     iplist::{IpLists, ReloadReport},
     login::{self, Logins},
     output::{Output, OutputError},
@@ -106,7 +107,13 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
 
     let mut table = ProcessTable::new(process_table::DEFAULT_CAPACITY, "/proc");
     // Before seeding: the table hands down the nearest web server from the first entry on.
-    table.set_web_servers(policy.web_servers.clone());
+    let programs = policy.programs();
+    let catalog = Catalog::resolve(&programs.lists());
+    info!(
+        "identity: {} of the host's shells, web servers and egress tools catalogued by file and content",
+        catalog.stats().catalogued
+    );
+    table.set_programs(programs, catalog);
     match table.seed() {
         Ok(n) => info!("process table seeded with {n} processes from /proc"),
         Err(e) => warn!("process table not seeded: {e}"),
@@ -123,7 +130,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             UserNames::new("/etc/passwd"),
             Clock::new().context("cannot read the system clocks")?,
         ),
-        detector: Detector::new(Arc::new(policy)),
+        detector: Detector::new(Arc::new(policy.clone())),
         out: Output::stdout(),
         board: status::Board {
             hooks,
@@ -137,6 +144,8 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         watch: Some(watch),
         lists: None,
     };
+    p.enricher
+        .set_web_server_users(policy.web_server_users.clone());
     if let Some((lists, report)) = lists {
         p.serve_lists(lists, &report);
     }

@@ -18,6 +18,7 @@ pub mod decode;
 pub mod detect;
 pub mod enrich;
 pub mod host;
+pub mod identity;
 pub mod iplist;
 pub mod login;
 pub mod matcher;

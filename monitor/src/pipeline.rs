@@ -430,7 +430,7 @@ mod tests {
         let policy = Policy::embedded_default();
         let policy_logins = policy.logins.clone();
         let mut table = ProcessTable::new(1000, proc_root);
-        table.set_web_servers(policy.web_servers.clone());
+        table.set_programs(policy.programs(), crate::identity::Catalog::default());
         table.seed().unwrap();
         let p = Pipeline {
             print_events,
@@ -453,6 +453,9 @@ mod tests {
             watch: None,
             lists: None,
         };
+        let mut p = p;
+        p.enricher
+            .set_web_server_users(Policy::embedded_default().web_server_users);
         Fixture { p, _dir: dir }
     }
 
@@ -504,9 +507,18 @@ mod tests {
         }))
         .unwrap();
 
-        let ev = events(p);
+        let mut ev = events(p);
         let kinds: Vec<&str> = ev.iter().map(|v| v["event"].as_str().unwrap()).collect();
         assert_eq!(kinds, ["exec", "connect", "exit"], "fork is not printed");
+        // One incident for the whole tree under nginx.
+        let incident = ev[0]["incident"].as_str().unwrap().to_owned();
+        assert_eq!(incident.len(), 16);
+        assert!(incident.chars().all(|c| c.is_ascii_hexdigit()));
+        for e in &mut ev {
+            assert_eq!(e["incident"], incident.as_str());
+            e.as_object_mut().unwrap().remove("incident");
+        }
+        let tool = json!({"pid":200,"exe":"/usr/bin/dash","kind":"shell","matched":"path"});
         let nginx = json!({"pid":100,"exe":"/usr/sbin/nginx","comm":"nginx","argv":["nginx: worker process"]});
         let init = json!({"pid":1,"exe":"/sbin/init","comm":"init","argv":["/sbin/init"]});
         let sh = json!({"pid":200,"ppid":100,"uid":33,"gid":33,"user":"www-data","comm":"sh",
@@ -515,7 +527,7 @@ mod tests {
             ev[0],
             json!({"type":"event","event":"exec","time":"2026-11-23T05:00:02.000000000Z","host":"web1",
                    "process":sh,"filename":"/bin/sh","socket":null,"ancestry":[nginx, init],
-                   "web_server":nginx})
+                   "web_server":nginx,"egress_tool":tool})
         );
         assert_eq!(
             ev[1],
@@ -524,7 +536,7 @@ mod tests {
                         "local":{"ip":"127.0.0.1","port":40000},"remote":{"ip":"127.0.0.1","port":4444},
                         "mapped_ipv4":true},
                    "enrichment":{"tor_exit":false,"reputation":null,"lists":[],"trusted":false},
-                   "ancestry":[nginx, init],"web_server":nginx})
+                   "ancestry":[nginx, init],"web_server":nginx,"egress_tool":tool})
         );
         assert_eq!(ev[2]["exit_code"], 256);
         assert_eq!(ev[2]["process"], sh);

@@ -27,10 +27,14 @@ use std::{
 };
 
 use crate::{
-    decode::{Exec, Origin},
+    decode::{Exec, FileId, Origin},
+    identity::{self, Catalog, Class, IdentityStats, Programs as TablePrograms},
     matcher::{ExeGlob, program_path},
     procfs::{ProcError, ProcFs, ProcProcess},
-    record::{ANCESTRY_MAX, Ancestor, TableStats, WebServerInfo},
+    record::{
+        ANCESTRY_MAX, Ancestor, MatchKind, ProgramIdentity, TableStats, ToolInfo, ToolKind,
+        WebServerInfo,
+    },
 };
 
 /// Default bound on the number of entries.
@@ -86,6 +90,20 @@ pub struct ProcessEntry {
     pub exited_ns: Option<u64>,
     /// Logical time of the last use, for least-recently-used eviction.
     last_used: u64,
+    /// The executable's inode identity, from the exec record (copied at fork).
+    pub file: Option<FileId>,
+    /// What the current program was recognised as beyond its path (a copy of a shell, a
+    /// loader running one); taken with `runs_web_server`.
+    pub program: Option<ProgramIdentity>,
+    /// How the current program was recognised as a web server (`runs_web_server`).
+    web_server_match: Option<MatchKind>,
+    /// The current program as a shell or egress tool, when it is one.
+    own_tool: Option<Arc<ToolInfo>>,
+    /// The nearest shell or egress tool at or above this process and below its nearest web
+    /// server (meaningful once `lineage_resolved`).
+    pub tool: Option<Arc<ToolInfo>>,
+    /// `runs_web_server`, `program` and `own_tool` are set (inherited at fork, or judged).
+    judged: bool,
 }
 
 impl ProcessEntry {
@@ -110,6 +128,12 @@ impl ProcessEntry {
             start_ns: p.start_ns,
             exited_ns: None,
             last_used: 0,
+            file: None,
+            program: None,
+            web_server_match: None,
+            own_tool: None,
+            tool: None,
+            judged: false,
         }
     }
 
@@ -122,6 +146,14 @@ impl ProcessEntry {
         }
     }
 
+    fn apply(&mut self, j: Judged) {
+        self.runs_web_server = j.web_server.is_some();
+        self.web_server_match = j.web_server;
+        self.program = j.program;
+        self.own_tool = j.tool;
+        self.judged = true;
+    }
+
     /// This process as a `web_server` value.
     pub fn web_server_info(&self) -> WebServerInfo {
         WebServerInfo {
@@ -130,8 +162,16 @@ impl ProcessEntry {
             filename: self.filename.clone(),
             comm: self.comm.clone(),
             argv: self.argv.clone(),
+            matched: self.web_server_match.filter(|m| *m != MatchKind::Path),
         }
     }
+}
+
+/// The verdicts on one program.
+struct Judged {
+    web_server: Option<MatchKind>,
+    program: Option<ProgramIdentity>,
+    tool: Option<Arc<ToolInfo>>,
 }
 
 pub struct ProcessTable {
@@ -143,8 +183,12 @@ pub struct ProcessTable {
     tick: u64,
     proc: ProcFs,
     failed: HashSet<u32>,
-    /// The policy's `web_servers` (empty: no program is one).
-    web_servers: Vec<ExeGlob>,
+    /// The policy's program lists (empty: no program is a web server, shell or tool).
+    programs: TablePrograms,
+    /// The host's binaries those lists name, by file and content.
+    catalog: Catalog,
+    /// `/proc/sys/kernel/random/boot_id`: incident ids differ across boots.
+    boot_id: String,
 }
 
 impl ProcessTable {
@@ -158,7 +202,9 @@ impl ProcessTable {
             tick: 0,
             proc: ProcFs::new(proc_root),
             failed: HashSet::new(),
-            web_servers: Vec::new(),
+            programs: TablePrograms::default(),
+            catalog: Catalog::default(),
+            boot_id: String::new(),
         }
     }
 
@@ -166,23 +212,211 @@ impl ProcessTable {
     /// [`ProcessTable::seed`] and the first events: values already handed down are not
     /// recomputed.
     pub fn set_web_servers(&mut self, web_servers: Vec<ExeGlob>) {
-        self.web_servers = web_servers;
-        let verdicts: Vec<(u32, bool)> = self
-            .entries
-            .values()
-            .map(|e| (e.pid, self.runs_web_server(e)))
-            .collect();
-        for (pid, runs_web_server) in verdicts {
+        let mut programs = self.programs.clone();
+        programs.web_servers = web_servers;
+        self.set_programs(programs, Catalog::default());
+    }
+
+    /// Which programs are web servers, shells and egress tools: the policy's lists, and the
+    /// host's binaries they name ([`Catalog::resolve`]). Set before [`ProcessTable::seed`] and
+    /// the first events; on a reload every entry is judged again.
+    pub fn set_programs(&mut self, programs: TablePrograms, catalog: Catalog) {
+        self.programs = programs;
+        self.catalog = catalog;
+        if self.boot_id.is_empty() {
+            self.boot_id =
+                std::fs::read_to_string(self.proc.root().join("sys/kernel/random/boot_id"))
+                    .map(|s| s.trim().to_owned())
+                    .unwrap_or_default();
+        }
+        let pids: Vec<u32> = self.entries.keys().copied().collect();
+        for pid in pids {
+            let Some(e) = self.entries.get(&pid) else {
+                continue;
+            };
+            let judged = self.judge(
+                e.pid,
+                e.exe.clone(),
+                e.filename.clone(),
+                &e.argv.clone(),
+                e.file,
+            );
             if let Some(e) = self.entries.get_mut(&pid) {
-                e.runs_web_server = runs_web_server;
+                e.apply(judged);
                 e.lineage_resolved = false;
                 e.web_server = None;
+                e.tool = None;
             }
         }
     }
 
-    fn runs_web_server(&self, e: &ProcessEntry) -> bool {
-        program_path(&self.web_servers, e.exe.as_deref(), e.filename.as_deref()).is_some()
+    pub fn identity_stats(&self) -> IdentityStats {
+        self.catalog.stats()
+    }
+
+    /// Judges the program a process runs: by path (the policy's globs, on the executable, the
+    /// exec's filename, and the program a loader runs), then by file and content.
+    fn judge(
+        &mut self,
+        pid: u32,
+        exe: Option<String>,
+        filename: Option<String>,
+        argv: &[String],
+        file: Option<FileId>,
+    ) -> Judged {
+        let lists = self.programs.lists();
+        let mut program = ProgramIdentity::default();
+        let mut shell = None;
+        let mut tool = None;
+        let mut web = program_path(
+            &self.programs.web_servers,
+            exe.as_deref(),
+            filename.as_deref(),
+        )
+        .map(|_| MatchKind::Path);
+        let loaded = exe
+            .as_deref()
+            .filter(|e| identity::is_loader(&self.programs.loaders, e))
+            .and_then(|_| identity::loaded_program(argv))
+            .map(str::to_owned);
+        let by_path = exe
+            .as_deref()
+            .map_or_else(Default::default, |e| lists.classes_by_path(e));
+        if by_path.has(Class::Shell) {
+            shell = Some(MatchKind::Path);
+        }
+        if by_path.has(Class::EgressTool) {
+            tool = Some(MatchKind::Path);
+        }
+        let verdict = if let Some(loaded) = &loaded {
+            program.loaded = Some(loaded.clone());
+            let c = lists.classes_by_path(loaded);
+            if c.has(Class::Shell) {
+                shell = Some(MatchKind::Loader);
+            }
+            if c.has(Class::EgressTool) {
+                tool = Some(MatchKind::Loader);
+            }
+            if c.has(Class::WebServer) {
+                web = Some(MatchKind::Loader);
+            }
+            // A relative path is the process's working directory's.
+            let path = if loaded.starts_with('/') {
+                std::path::PathBuf::from(loaded)
+            } else {
+                self.proc.path(pid, "cwd").join(loaded)
+            };
+            self.catalog
+                .judge_path(&self.proc, pid, &path)
+                .map(|mut v| {
+                    v.matched = MatchKind::Loader;
+                    v
+                })
+        } else {
+            let file = file.or_else(|| {
+                std::fs::metadata(self.proc.path(pid, "exe"))
+                    .ok()
+                    .map(|m| identity::file_id(&m))
+            });
+            file.and_then(|f| self.catalog.judge(&self.proc, pid, exe.as_deref(), &f))
+        };
+        if let Some(v) = verdict {
+            if v.classes.has(Class::Shell) && shell.is_none() {
+                shell = Some(v.matched);
+                program.shell = Some(v.matched);
+            }
+            if v.classes.has(Class::EgressTool) && tool.is_none() {
+                tool = Some(v.matched);
+                program.egress_tool = Some(v.matched);
+            }
+            if v.classes.has(Class::WebServer) && web.is_none() {
+                web = Some(v.matched);
+                program.web_server = Some(v.matched);
+            }
+            if !program.is_empty() {
+                program.same_as = Some(v.same_as);
+            }
+        }
+        if shell == Some(MatchKind::Loader) {
+            program.shell = shell;
+        }
+        if tool == Some(MatchKind::Loader) {
+            program.egress_tool = tool;
+        }
+        if web == Some(MatchKind::Loader) {
+            program.web_server = web;
+        }
+        let own_tool = match (shell, tool) {
+            (Some(m), _) => Some((ToolKind::Shell, m)),
+            (None, Some(m)) => Some((ToolKind::Tool, m)),
+            (None, None) => None,
+        };
+        Judged {
+            web_server: web,
+            tool: own_tool.map(|(kind, matched)| {
+                Arc::new(ToolInfo {
+                    pid,
+                    exe: loaded.clone().or(exe),
+                    kind,
+                    matched,
+                })
+            }),
+            program: (!program.is_empty()).then_some(program),
+        }
+    }
+
+    /// The id of the web-server process tree `pid` is under: its nearest web server, then that
+    /// one's nearest, up to the outermost (php-fpm's master for every worker's shells), hashed
+    /// with its start time and the boot id. `None` when no web server is in the lineage.
+    pub fn incident(&mut self, pid: u32) -> Option<String> {
+        let mut root = self.web_server(pid)?.pid;
+        for _ in 0..64 {
+            self.lookup(root);
+            self.resolve_web_server(root);
+            match self.get(root).and_then(|e| e.web_server.as_deref()) {
+                Some(above) if above.pid != root => root = above.pid,
+                _ => break,
+            }
+        }
+        let start = self.get(root).and_then(|e| e.start_ns).unwrap_or(0);
+        Some(self.incident_id("web", root, start))
+    }
+
+    /// The id of a tree of `uid`'s processes with no web server in their lineage: the oldest
+    /// ancestor of `pid` still running as `uid`.
+    pub fn user_incident(&mut self, pid: u32, uid: u32) -> String {
+        let mut root = pid;
+        let mut seen = HashSet::from([pid]);
+        while let Some(ppid) = self.lookup(root).map(|e| e.ppid) {
+            if ppid <= 1 || !seen.insert(ppid) {
+                break;
+            }
+            match self.lookup(ppid) {
+                Some(p) if p.uid == uid => root = ppid,
+                _ => break,
+            }
+        }
+        let start = self.get(root).and_then(|e| e.start_ns).unwrap_or(0);
+        self.incident_id(&format!("user{uid}"), root, start)
+    }
+
+    fn incident_id(&self, kind: &str, pid: u32, start_ns: u64) -> String {
+        use sha2::{Digest as _, Sha256};
+        let digest = Sha256::digest(format!("{}:{kind}:{pid}:{start_ns}", self.boot_id));
+        digest[..8]
+            .iter()
+            .fold(String::with_capacity(16), |mut out, b| {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{b:02x}");
+                out
+            })
+    }
+
+    /// The nearest shell or egress tool at or above `pid`, below its nearest web server.
+    pub fn tool(&mut self, pid: u32) -> Option<ToolInfo> {
+        self.lookup(pid)?;
+        self.resolve_web_server(pid);
+        self.get(pid)?.tool.as_deref().cloned()
     }
 
     /// The nearest web server of `pid`'s lineage, for the event record: the process itself when
@@ -210,6 +444,8 @@ impl ProcessTable {
         let mut cur = (e.ppid, e.start_ns);
         let mut seen = HashSet::from([pid]);
         let mut found = None;
+        // The nearest shell or tool met below the web server, the process itself first.
+        let mut tool = e.own_tool.clone();
         loop {
             let (ppid, child_start) = cur;
             if ppid == 0 || !seen.insert(ppid) || self.lookup(ppid).is_none() {
@@ -229,12 +465,19 @@ impl ProcessTable {
             }
             if p.lineage_resolved {
                 found.clone_from(&p.web_server);
+                if tool.is_none() {
+                    tool.clone_from(&p.tool);
+                }
                 break;
+            }
+            if tool.is_none() {
+                tool.clone_from(&p.own_tool);
             }
             cur = (p.ppid, p.start_ns);
         }
         if let Some(e) = self.entries.get_mut(&pid) {
             e.web_server = found;
+            e.tool = tool;
             e.lineage_resolved = true;
         }
     }
@@ -316,8 +559,10 @@ impl ProcessTable {
         if e.argv_inherited {
             e.argv_inherited = false;
             // Only while it runs: a pid whose exit we saw may already belong to someone else.
+            // An empty read (the process is exiting, or a zombie) keeps the inherited argv.
             if e.exited_ns.is_none()
                 && let Some((argv, truncated)) = self.proc.argv(pid)
+                && !argv.is_empty()
             {
                 e.argv = argv;
                 e.argv_truncated = truncated;
@@ -381,21 +626,48 @@ impl ProcessTable {
         if self.lookup(parent.tgid).is_some() {
             self.resolve_web_server(parent.tgid);
         }
-        let (exe, argv, argv_truncated, filename, web_server) = match self.get(parent.tgid) {
-            Some(p) => (
-                p.exe.clone(),
-                p.argv.clone(),
-                p.argv_truncated,
-                p.filename.clone(),
-                p.web_server.clone(),
+        let (exe, argv, argv_truncated, filename, web_server, inherited) =
+            match self.get(parent.tgid) {
+                Some(p) => (
+                    p.exe.clone(),
+                    p.argv.clone(),
+                    p.argv_truncated,
+                    p.filename.clone(),
+                    p.web_server.clone(),
+                    Some((
+                        p.file,
+                        p.program.clone(),
+                        p.web_server_match,
+                        p.own_tool.clone(),
+                        p.tool.clone(),
+                    )),
+                ),
+                None => (None, Vec::new(), false, None, None, None),
+            };
+        // A web server's child has it as its nearest one (and no shell or tool below it yet);
+        // anyone else's child inherits theirs.
+        let (web_server, parent_tool) = match self.get(parent.tgid) {
+            Some(p) if p.runs_web_server => (Some(Arc::new(p.web_server_info())), None),
+            Some(p) => (web_server, p.tool.clone()),
+            None => (web_server, None),
+        };
+        // The child runs its parent's program: the parent's verdicts, with itself as the tool.
+        let (file, program, web_server_match, own_tool, judged) = match inherited {
+            Some((file, program, web_match, own_tool, _)) => (
+                file,
+                program,
+                web_match,
+                own_tool.map(|t| {
+                    Arc::new(ToolInfo {
+                        pid: child,
+                        ..(*t).clone()
+                    })
+                }),
+                true,
             ),
-            None => (None, Vec::new(), false, None, None),
+            None => (None, None, None, None, false),
         };
-        // A web server's child has it as its nearest one; anyone else's child inherits theirs.
-        let web_server = match self.get(parent.tgid) {
-            Some(p) if p.runs_web_server => Some(Arc::new(p.web_server_info())),
-            _ => web_server,
-        };
+        let tool = own_tool.clone().or(parent_tool);
         self.failed.remove(&child);
         self.insert(ProcessEntry {
             pid: child,
@@ -410,12 +682,18 @@ impl ProcessTable {
             filename,
             web_server,
             lineage_resolved: true,
-            runs_web_server: false,
+            runs_web_server: web_server_match.is_some(),
             argv_inherited: true,
             cgroup_id: Some(parent.cgroup_id),
             start_ns: Some(parent.ktime_ns),
             exited_ns: None,
             last_used: 0,
+            file,
+            program,
+            web_server_match,
+            own_tool,
+            tool,
+            judged,
         });
         Some(child)
     }
@@ -439,11 +717,18 @@ impl ProcessTable {
         }
         // A live entry keeps its fork-time parent: the header reports the current one, which is
         // init (or a subreaper) after a double fork or setsid, and would cut the lineage.
-        let (ppid, web_server, lineage_resolved) = match self.get(h.tgid) {
+        let (ppid, web_server, lineage_resolved, tool_before) = match self.get(h.tgid) {
             Some(old) if live => (
                 if old.ppid != 0 { old.ppid } else { h.ppid },
                 Self::web_server_before_exec(old),
                 true,
+                // A shell that execs its command in place (`sh -c cmd`) still ran it; a web
+                // server's own exec starts below it.
+                if old.runs_web_server {
+                    None
+                } else {
+                    old.tool.clone()
+                },
             ),
             old => (
                 if h.ppid != 0 {
@@ -453,8 +738,17 @@ impl ProcessTable {
                 },
                 None,
                 false,
+                None,
             ),
         };
+        let judged = self.judge(
+            h.tgid,
+            exe.clone(),
+            Some(ev.filename.clone()),
+            &ev.argv,
+            ev.file,
+        );
+        let tool = judged.tool.clone().or(tool_before);
         let start_ns = start_ns.or_else(|| self.proc.read(h.tgid).and_then(|e| e.start_ns));
         self.failed.remove(&h.tgid);
         self.insert(ProcessEntry {
@@ -469,12 +763,18 @@ impl ProcessTable {
             filename: Some(ev.filename.clone()),
             web_server,
             lineage_resolved,
-            runs_web_server: false,
+            runs_web_server: judged.web_server.is_some(),
             argv_inherited: false,
             cgroup_id: Some(h.cgroup_id),
             start_ns,
             exited_ns: None,
             last_used: 0,
+            file: ev.file,
+            program: judged.program,
+            web_server_match: judged.web_server,
+            own_tool: judged.tool,
+            tool,
+            judged: true,
         });
     }
 
@@ -559,7 +859,16 @@ impl ProcessTable {
         }
         self.tick += 1;
         entry.last_used = self.tick;
-        entry.runs_web_server = self.runs_web_server(&entry);
+        if !entry.judged {
+            let judged = self.judge(
+                entry.pid,
+                entry.exe.clone(),
+                entry.filename.clone(),
+                &entry.argv,
+                entry.file,
+            );
+            entry.apply(judged);
+        }
         self.entries.insert(entry.pid, entry);
     }
 

@@ -80,7 +80,12 @@ impl ProcFs {
         }
     }
 
-    fn path(&self, pid: u32, file: &str) -> PathBuf {
+    /// The directory read (`/proc` in the daemon).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, pid: u32, file: &str) -> PathBuf {
         self.root.join(pid.to_string()).join(file)
     }
 

@@ -139,9 +139,9 @@ pub fn process(pid: u32, exe: &str, comm: &str, argv: &[&str]) -> ProcessInfo {
     ProcessInfo {
         pid,
         ppid: 0,
-        uid: 33,
-        gid: 33,
-        user: Some("www-data".to_owned()),
+        uid: 1000,
+        gid: 1000,
+        user: Some("app".to_owned()),
         comm: comm.to_owned(),
         exe: Some(exe.to_owned()),
         argv: strings(argv),
@@ -274,6 +274,7 @@ pub fn tracked(pid: u32, exe: &str, filename: Option<&str>, argv: &[&str]) -> We
         filename: filename.map(str::to_owned),
         comm: "x".to_owned(),
         argv: strings(argv),
+        matched: None,
     }
 }
 

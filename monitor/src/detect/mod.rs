@@ -18,7 +18,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use crate::{
-    enrich::{Context, Programs},
+    enrich::Context,
     policy::Policy,
     record::{AlertRecord, DedupStatus, EventRecord, Verdict},
 };
@@ -58,13 +58,7 @@ impl Detector {
             }
             Err(_) => self.last_time,
         };
-        let ctx = Context::new(
-            event,
-            Programs {
-                web_servers: &self.policy.web_servers,
-                shells: &self.policy.shells,
-            },
-        );
+        let ctx = Context::new(event, self.policy.context_programs());
         let mut alerts = Vec::new();
         for rule in self.policy.rules.all() {
             let settings = rule.settings();
@@ -91,6 +85,8 @@ impl Detector {
                 severity: settings.severity,
                 title: finding.title,
                 dedup: finding.dedup,
+                shell_match: finding.shell_match,
+                web_server_via: finding.web_server_via,
             };
             alerts.push(AlertRecord::new(event, verdict, suppressed, events_lost));
         }

@@ -7,8 +7,9 @@
 //! another policy, by that policy's lists).
 
 use crate::{
+    identity,
     matcher::{ExeGlob, basename, matches_any, program_path},
-    record::{EventRecord, ProcessInfo},
+    record::{EventRecord, MatchKind, ProcessInfo, ToolInfo, ToolKind, WebServerVia},
 };
 
 /// The web server an event's process is, or descends from.
@@ -23,13 +24,48 @@ pub struct WebServer<'a> {
     pub depth: usize,
     /// Depth 0 by a program the process replaced by exec, not the one it runs now.
     pub replaced: bool,
+    /// Lineage, or (with no web server in it) the process runs as a web server's user.
+    pub via: WebServerVia,
 }
 
 impl WebServer<'_> {
-    /// `php-fpm8.2` for `/usr/sbin/php-fpm8.2`.
+    /// `php-fpm8.2` for `/usr/sbin/php-fpm8.2`; the user for one found by user.
     pub fn name(&self) -> &str {
         basename(self.exe)
     }
+
+    /// The web server as titles say it: `parent php-fpm8.2`, `as www-data`.
+    pub fn relation(&self) -> String {
+        if self.via == WebServerVia::User {
+            return format!("as {}", self.exe);
+        }
+        let relation = match self.depth {
+            0 => "in place of",
+            1 => "parent",
+            _ => "ancestor",
+        };
+        format!("{relation} {}", self.name())
+    }
+
+    /// What dedup keys name it by: the executable, or `user:<name>`.
+    pub fn key(&self) -> String {
+        match self.via {
+            WebServerVia::Lineage => self.exe.to_owned(),
+            WebServerVia::User => format!("user:{}", self.exe),
+        }
+    }
+}
+
+/// With no web server in the lineage: the process runs as one of the web servers' users.
+pub fn web_server_user<'a>(users: &[String], event: &'a EventRecord) -> Option<WebServer<'a>> {
+    let user = event.process.user.as_deref()?;
+    users.iter().any(|u| u == user).then_some(WebServer {
+        pid: event.process.pid,
+        exe: user,
+        depth: 0,
+        replaced: false,
+        via: WebServerVia::User,
+    })
 }
 
 /// The nearest web server among the process itself (when `include_self`), the record's
@@ -47,13 +83,23 @@ pub fn web_server<'a>(
 ) -> Option<WebServer<'a>> {
     let process = &event.process;
     let own = include_self
-        .then(|| program_path(list, process.exe.as_deref(), event.filename.as_deref()))
+        .then(|| {
+            program_path(list, process.exe.as_deref(), event.filename.as_deref()).or_else(|| {
+                // Recognised by file or content (an nginx copied to another name).
+                event
+                    .program
+                    .as_ref()
+                    .and_then(|p| p.web_server)
+                    .and(process.exe.as_deref())
+            })
+        })
         .flatten()
         .map(|exe| WebServer {
             pid: process.pid,
             exe,
             depth: 0,
             replaced: false,
+            via: WebServerVia::Lineage,
         });
     if own.is_some() {
         return own;
@@ -80,12 +126,14 @@ pub fn web_server<'a>(
                 .position(|a| a.pid == ws.pid)
                 .map_or(event.ancestry.len() + 1, |i| i + 1)
         };
-        let exe = program_path(list, ws.exe.as_deref(), ws.filename.as_deref())?;
+        let exe = program_path(list, ws.exe.as_deref(), ws.filename.as_deref())
+            .or_else(|| ws.matched.and(ws.exe.as_deref()))?;
         Some(WebServer {
             pid: ws.pid,
             exe,
             depth,
             replaced,
+            via: WebServerVia::Lineage,
         })
     });
     let listed = event.ancestry.iter().enumerate().find_map(|(i, a)| {
@@ -95,6 +143,7 @@ pub fn web_server<'a>(
             exe,
             depth: i + 1,
             replaced: false,
+            via: WebServerVia::Lineage,
         })
     });
     match (tracked, listed) {
@@ -107,22 +156,135 @@ pub fn web_server<'a>(
 /// A shell that an exec started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shell<'a> {
-    /// The executable (the exec's `filename` when the exe path is unknown).
+    /// The executable (the exec's `filename` when the exe path is unknown; the program a
+    /// loader runs).
     pub exe: &'a str,
     /// busybox: the applet it runs as (`sh`); `None` for a standalone shell binary.
     pub applet: Option<&'a str>,
+    /// How it was recognised.
+    pub matched: MatchKind,
+    /// The host's shell it is the same file or content as (inode and content matches).
+    pub same_as: Option<&'a str>,
 }
 
-/// Whether the process is a shell: its executable's basename is in the shells list, or it is
-/// busybox running a shell applet (`argv[0]` = `sh`, or `busybox sh ...`).
+/// The program a loader exec runs, when the process is the loader: as recorded, else from argv.
+fn loaded<'a>(loaders: &[ExeGlob], event: &'a EventRecord) -> Option<&'a str> {
+    if let Some(l) = event.program.as_ref().and_then(|p| p.loaded.as_deref()) {
+        return Some(l);
+    }
+    let exe = event.process.exe.as_deref()?;
+    identity::is_loader(loaders, exe)
+        .then(|| identity::loaded_program(&event.process.argv))
+        .flatten()
+}
+
+/// Whether the event's process is a shell: by path (the shells globs, busybox applets), as the
+/// program a loader runs, or by file and content (the record's `program`, judged live).
 pub fn shell<'a>(
+    shells: &[ExeGlob],
+    loaders: &[ExeGlob],
+    event: &'a EventRecord,
+) -> Option<Shell<'a>> {
+    if let Some(s) = shell_by_path(shells, &event.process, event.filename.as_deref()) {
+        return Some(s);
+    }
+    let program = event.program.as_ref();
+    if let Some(l) = loaded(loaders, event) {
+        let by_path = matches_any(shells, l);
+        if by_path || program.and_then(|p| p.shell) == Some(MatchKind::Loader) {
+            return Some(Shell {
+                exe: l,
+                applet: None,
+                matched: MatchKind::Loader,
+                same_as: program.and_then(|p| p.same_as.as_deref()),
+            });
+        }
+    }
+    let matched = program?.shell?;
+    Some(Shell {
+        exe: event.process.exe.as_deref().or(event.filename.as_deref())?,
+        applet: None,
+        matched,
+        same_as: program.and_then(|p| p.same_as.as_deref()),
+    })
+}
+
+/// The shell or egress tool the connecting process is, or descends from below its web server
+/// (`web_server_depth`: 0 for the process itself, else its ancestry index + 1).
+pub fn tool(
+    shells: &[ExeGlob],
+    tools: &[ExeGlob],
+    loaders: &[ExeGlob],
+    event: &EventRecord,
+    web_server_depth: Option<usize>,
+) -> Option<ToolInfo> {
+    let process = &event.process;
+    let exe = process.exe.as_deref();
+    if let Some(s) = shell(shells, loaders, event) {
+        return Some(ToolInfo {
+            pid: process.pid,
+            exe: Some(s.exe.to_owned()),
+            kind: ToolKind::Shell,
+            matched: s.matched,
+        });
+    }
+    let own = if exe.is_some_and(|e| matches_any(tools, e)) {
+        Some((exe, MatchKind::Path))
+    } else if let Some(l) = loaded(loaders, event).filter(|l| matches_any(tools, l)) {
+        Some((Some(l), MatchKind::Loader))
+    } else {
+        event
+            .program
+            .as_ref()
+            .and_then(|p| p.egress_tool)
+            .map(|m| (exe, m))
+    };
+    if let Some((exe, matched)) = own {
+        return Some(ToolInfo {
+            pid: process.pid,
+            exe: exe.map(str::to_owned),
+            kind: ToolKind::Tool,
+            matched,
+        });
+    }
+    if let Some(t) = &event.egress_tool {
+        return Some(t.clone());
+    }
+    // Recordings without `egress_tool`: the ancestry below the web server, by path.
+    let below = web_server_depth.map_or(event.ancestry.len(), |d| d.saturating_sub(1));
+    event.ancestry.iter().take(below).find_map(|a| {
+        let exe = a.exe.as_deref()?;
+        let kind = if matches_any(shells, exe) {
+            ToolKind::Shell
+        } else if matches_any(tools, exe) {
+            ToolKind::Tool
+        } else {
+            return None;
+        };
+        Some(ToolInfo {
+            pid: a.pid,
+            exe: Some(exe.to_owned()),
+            kind,
+            matched: MatchKind::Path,
+        })
+    })
+}
+
+/// Whether the process is a shell by path: its executable's basename is in the shells list, or
+/// it is busybox running a shell applet (`argv[0]` = `sh`, or `busybox sh ...`).
+pub fn shell_by_path<'a>(
     shells: &[ExeGlob],
     process: &'a ProcessInfo,
     filename: Option<&'a str>,
 ) -> Option<Shell<'a>> {
     let exe = process.exe.as_deref().or(filename)?;
     if matches_any(shells, exe) {
-        return Some(Shell { exe, applet: None });
+        return Some(Shell {
+            exe,
+            applet: None,
+            matched: MatchKind::Path,
+            same_as: None,
+        });
     }
     if basename(exe) != "busybox" {
         return None;
@@ -144,6 +306,8 @@ pub fn shell<'a>(
         .then_some(Shell {
             exe,
             applet: Some(applet),
+            matched: MatchKind::Path,
+            same_as: None,
         })
 }
 
@@ -262,7 +426,7 @@ mod tests {
             "/usr/bin/lksh",
         ] {
             assert!(
-                shell(&p.shells, &proc_of(exe, &["x"]), None).is_some(),
+                shell_by_path(&p.shells, &proc_of(exe, &["x"]), None).is_some(),
                 "{exe}"
             );
         }
@@ -273,37 +437,37 @@ mod tests {
             "/usr/bin/ssh",
         ] {
             assert_eq!(
-                shell(&p.shells, &proc_of(exe, &["sh"]), None),
+                shell_by_path(&p.shells, &proc_of(exe, &["sh"]), None),
                 None,
                 "{exe} with argv[0] sh is not a shell"
             );
         }
         let bb = proc_of("/usr/bin/busybox", &["sh", "-c", "id"]);
         assert_eq!(
-            shell(&p.shells, &bb, None).and_then(|s| s.applet),
+            shell_by_path(&p.shells, &bb, None).and_then(|s| s.applet),
             Some("sh")
         );
         // The login form: busybox strips the leading '-'.
         let bb = proc_of("/usr/bin/busybox", &["-sh", "-c", "id"]);
         assert_eq!(
-            shell(&p.shells, &bb, None).and_then(|s| s.applet),
+            shell_by_path(&p.shells, &bb, None).and_then(|s| s.applet),
             Some("sh")
         );
         let bb = proc_of("/bin/busybox", &["/bin/ash"]);
         assert_eq!(
-            shell(&p.shells, &bb, None).and_then(|s| s.applet),
+            shell_by_path(&p.shells, &bb, None).and_then(|s| s.applet),
             Some("ash")
         );
         let bb = proc_of("/bin/busybox", &["busybox", "sh", "-c", "id"]);
         assert_eq!(
-            shell(&p.shells, &bb, None).and_then(|s| s.applet),
+            shell_by_path(&p.shells, &bb, None).and_then(|s| s.applet),
             Some("sh")
         );
         let bb = proc_of("/bin/busybox", &["wget", "http://x"]);
-        assert_eq!(shell(&p.shells, &bb, None), None);
+        assert_eq!(shell_by_path(&p.shells, &bb, None), None);
         let unknown = ProcessInfo::default();
         assert_eq!(
-            shell(&p.shells, &unknown, Some("/bin/sh")).map(|s| s.exe),
+            shell_by_path(&p.shells, &unknown, Some("/bin/sh")).map(|s| s.exe),
             Some("/bin/sh"),
             "filename fallback"
         );

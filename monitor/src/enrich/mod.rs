@@ -39,6 +39,9 @@ pub struct Enricher {
     users: UserNames,
     clock: Clock,
     lists: Arc<iplist::Enrichment>,
+    /// The policy's `web_server_users`: their processes get an `incident` without a web server
+    /// in their lineage.
+    web_server_users: Vec<String>,
 }
 
 impl Enricher {
@@ -48,7 +51,13 @@ impl Enricher {
             users,
             clock,
             lists: Arc::default(),
+            web_server_users: Vec::new(),
         }
+    }
+
+    /// The policy's `web_server_users`.
+    pub fn set_web_server_users(&mut self, users: Vec<String>) {
+        self.web_server_users = users;
     }
 
     /// The lists records are enriched from from now on (a reload swaps them whole).
@@ -210,8 +219,9 @@ impl Enricher {
     /// read it).
     fn process_info(&mut self, entry: &ProcessEntry, live: Option<&Origin>) -> ProcessInfo {
         let (ppid, uid, gid, comm, cgroup_id) = match live {
+            // The fork-time parent, like `ancestry[0]`: after reparenting the kernel reports init.
             Some(o) => (
-                if o.ppid != 0 { o.ppid } else { entry.ppid },
+                if entry.ppid != 0 { entry.ppid } else { o.ppid },
                 o.uid,
                 o.gid,
                 &o.comm,
@@ -248,9 +258,21 @@ impl Enricher {
         process: ProcessInfo,
     ) -> EventRecord {
         let pid = process.pid;
+        let uid = process.uid;
+        let web_user = process
+            .user
+            .as_ref()
+            .is_some_and(|u| self.web_server_users.contains(u));
         let mut record = EventRecord::new(event, time, self.host.clone(), process);
         record.ancestry = table.ancestry(pid);
         record.web_server = table.web_server(pid);
+        record.program = table.get(pid).and_then(|e| e.program.clone());
+        if record.web_server.is_some() {
+            record.egress_tool = table.tool(pid);
+            record.incident = table.incident(pid);
+        } else if web_user {
+            record.incident = Some(table.user_incident(pid, uid));
+        }
         record
     }
 }

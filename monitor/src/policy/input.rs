@@ -15,6 +15,14 @@ pub(super) struct PolicyInput {
     pub web_servers: Option<Vec<Spanned<String>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shells: Option<Vec<Spanned<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell_lists: Option<Vec<Spanned<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress_tools: Option<Vec<Spanned<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loaders: Option<Vec<Spanned<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_server_users: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub logins: login::ConfigInput,
     #[serde(default)]

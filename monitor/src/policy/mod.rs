@@ -20,8 +20,8 @@ use toml::Spanned;
 
 pub use crate::validate::PolicyError;
 use crate::{
-    enrich::lists,
-    login,
+    enrich::{self, lists},
+    identity, login,
     matcher::ExeGlob,
     rules::Rules,
     validate::{self, Source, or_base, unspanned},
@@ -38,8 +38,21 @@ pub struct Policy {
     pub dedup_window: Duration,
     /// Web servers, matched on executable paths (see [`ExeGlob`]).
     pub web_servers: Vec<ExeGlob>,
-    /// Shells, matched on executable paths (busybox applets: see `enrich::lineage`).
+    /// Shells, matched on executable paths (busybox applets: see `enrich::lineage`), and by
+    /// file and content ([`crate::identity`]).
     pub shells: Vec<ExeGlob>,
+    /// Files listing the host's shells, one absolute path a line (`/etc/shells`): each is a
+    /// shell by file and content too.
+    pub shell_lists: Vec<String>,
+    /// Interpreters and network tools (python, perl, nc …): under a web server, they and their
+    /// descendants get no allowed egress ports. Matched like shells.
+    pub egress_tools: Vec<ExeGlob>,
+    /// The dynamic loader (`ld-linux-x86-64.so.2`): an exec of it is judged by the program it
+    /// runs.
+    pub loaders: Vec<ExeGlob>,
+    /// Web servers' service users: a process running as one counts as under a web server even
+    /// when its lineage is gone.
+    pub web_server_users: Vec<String>,
     /// How SSH logins are recognised (`[logins]`).
     pub logins: login::Config,
     /// The offline lists describing remote addresses (`[enrichment]`).
@@ -78,6 +91,28 @@ impl Policy {
         parse(text, file_name, Some(&Self::embedded_default()))
     }
 
+    /// The program lists the process table and the identity catalog judge programs by.
+    pub fn programs(&self) -> identity::Programs {
+        identity::Programs {
+            web_servers: self.web_servers.clone(),
+            shells: self.shells.clone(),
+            egress_tools: self.egress_tools.clone(),
+            loaders: self.loaders.clone(),
+            shell_lists: self.shell_lists.clone(),
+        }
+    }
+
+    /// The program lists the rules' context judges records by.
+    pub fn context_programs(&self) -> enrich::Programs<'_> {
+        enrich::Programs {
+            web_servers: &self.web_servers,
+            shells: &self.shells,
+            egress_tools: &self.egress_tools,
+            loaders: &self.loaders,
+            web_server_users: &self.web_server_users,
+        }
+    }
+
     /// The effective policy (defaults filled in) as TOML, printed by `monitor check-policy`.
     /// It parses back to an equal policy.
     pub fn to_effective_toml(&self) -> String {
@@ -85,6 +120,16 @@ impl Policy {
             dedup_window: Some(unspanned(window_text(self.dedup_window))),
             web_servers: Some(glob_inputs(&self.web_servers)),
             shells: Some(glob_inputs(&self.shells)),
+            shell_lists: Some(self.shell_lists.iter().cloned().map(unspanned).collect()),
+            egress_tools: Some(glob_inputs(&self.egress_tools)),
+            loaders: Some(glob_inputs(&self.loaders)),
+            web_server_users: Some(
+                self.web_server_users
+                    .iter()
+                    .cloned()
+                    .map(unspanned)
+                    .collect(),
+            ),
             logins: self.logins.to_input(),
             enrichment: self.enrichment.to_input(),
             rules: self.rules.to_input(),
@@ -127,6 +172,22 @@ fn parse(text: &str, name: &str, base: Option<&Policy>) -> Result<Policy, Policy
         Some(list) => Some(validate::globs(&list, "shells", &src)?),
         None => None,
     };
+    let egress_tools = match input.egress_tools {
+        Some(list) => Some(validate::globs(&list, "egress_tools", &src)?),
+        None => None,
+    };
+    let loaders = match input.loaders {
+        Some(list) => Some(validate::globs(&list, "loaders", &src)?),
+        None => None,
+    };
+    let shell_lists = match input.shell_lists {
+        Some(list) => Some(absolute_paths(&list, "shell_lists", &src)?),
+        None => None,
+    };
+    let web_server_users = match input.web_server_users {
+        Some(list) => Some(user_names(&list, "web_server_users", &src)?),
+        None => None,
+    };
     Ok(Policy {
         dedup_window: or_base(
             dedup_window,
@@ -141,10 +202,74 @@ fn parse(text: &str, name: &str, base: Option<&Policy>) -> Result<Policy, Policy
             "web_servers",
         )?,
         shells: or_base(shells, base.map(|b| b.shells.clone()), &src, "shells")?,
+        shell_lists: or_base(
+            shell_lists,
+            base.map(|b| b.shell_lists.clone()),
+            &src,
+            "shell_lists",
+        )?,
+        egress_tools: or_base(
+            egress_tools,
+            base.map(|b| b.egress_tools.clone()),
+            &src,
+            "egress_tools",
+        )?,
+        loaders: or_base(loaders, base.map(|b| b.loaders.clone()), &src, "loaders")?,
+        web_server_users: or_base(
+            web_server_users,
+            base.map(|b| b.web_server_users.clone()),
+            &src,
+            "web_server_users",
+        )?,
         logins: login::Config::validate(input.logins, base.map(|b| &b.logins), &src)?,
         enrichment: lists::Config::validate(input.enrichment, base.map(|b| &b.enrichment), &src)?,
         rules: Rules::validate(input.rules, base.map(|b| &b.rules), &src)?,
     })
+}
+
+/// A list of absolute paths.
+fn absolute_paths(
+    list: &[Spanned<String>],
+    key: &str,
+    src: &Source<'_>,
+) -> Result<Vec<String>, PolicyError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if p.get_ref().starts_with('/') {
+                Ok(p.get_ref().clone())
+            } else {
+                Err(src.error(
+                    Some(&p.span()),
+                    &format!("{key}[{i}]"),
+                    format!("`{}` is not an absolute path", p.get_ref()),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// A list of user names as the passwd database spells them (no `:`, no whitespace).
+fn user_names(
+    list: &[Spanned<String>],
+    key: &str,
+    src: &Source<'_>,
+) -> Result<Vec<String>, PolicyError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let name = u.get_ref();
+            if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
+                Err(src.error(
+                    Some(&u.span()),
+                    &format!("{key}[{i}]"),
+                    format!("`{name}` is not a user name"),
+                ))
+            } else {
+                Ok(name.clone())
+            }
+        })
+        .collect()
 }
 
 fn parse_window(w: &Spanned<String>, src: &Source<'_>) -> Result<Duration, PolicyError> {

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::event::{
-    Ancestor, EnrichmentInfo, EventRecord, EventType, LoginInfo, ProcessInfo, SocketInfo,
-    WebServerInfo,
+    Ancestor, EnrichmentInfo, EventRecord, EventType, LoginInfo, MatchKind, ProcessInfo,
+    ProgramIdentity, SocketInfo, ToolInfo, WebServerInfo,
 };
 
 /// The rule ids: part of the output contract (docs/alerts.md), never renamed.
@@ -75,6 +75,21 @@ pub struct AlertRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrichment: Option<EnrichmentInfo>,
     pub pre_existing: bool,
+    /// The event's `program`: how its program was recognised beyond its path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<ProgramIdentity>,
+    /// The event's `egress_tool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_tool: Option<ToolInfo>,
+    /// `webserver_shell`: how the shell was recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell_match: Option<MatchKind>,
+    /// The web-server rules: how the process was found to be under a web server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_server_via: Option<WebServerVia>,
+    /// The event's `incident`: the same for every alert under one web-server process tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
     /// Repeats of this dedup key held back since the previous alert with it.
     pub suppressed: u64,
     /// Kernel ring-buffer drops since the previous alert (of any key).
@@ -88,6 +103,18 @@ pub struct Verdict {
     pub severity: Severity,
     pub title: String,
     pub dedup: String,
+    pub shell_match: Option<MatchKind>,
+    pub web_server_via: Option<WebServerVia>,
+}
+
+/// How a process was found to be under a web server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebServerVia {
+    /// It is, replaced or descends from a web server.
+    Lineage,
+    /// It runs as one of the policy's `web_server_users`.
+    User,
 }
 
 impl AlertRecord {
@@ -109,6 +136,11 @@ impl AlertRecord {
             login: event.login.clone(),
             enrichment: event.enrichment.clone(),
             pre_existing: event.pre_existing,
+            program: event.program.clone(),
+            egress_tool: event.egress_tool.clone(),
+            shell_match: verdict.shell_match,
+            web_server_via: verdict.web_server_via,
+            incident: event.incident.clone(),
             suppressed,
             events_lost,
         }

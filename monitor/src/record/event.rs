@@ -74,6 +74,20 @@ pub struct EventRecord {
     /// listen only: the socket was already listening when the monitor started (start-up scan).
     #[serde(default, skip_serializing_if = "is_false")]
     pub pre_existing: bool,
+    /// What the process's program was recognised as by file or content rather than by its
+    /// path (a copy of bash named `/tmp/.x`, a shell run from a memfd or through the dynamic
+    /// loader). Absent when nothing was (path matches are the policy's globs, re-judged from
+    /// the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<ProgramIdentity>,
+    /// The nearest shell or egress tool (interpreter, nc …) at or above the process and below
+    /// its nearest web server, as the daemon tracked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_tool: Option<ToolInfo>,
+    /// The same id for every record under one web-server process tree (or, with no lineage,
+    /// one tree of a web server user's processes): a reader groups an attack's alerts by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
 impl EventRecord {
@@ -93,6 +107,9 @@ impl EventRecord {
             ancestry: Vec::new(),
             web_server: None,
             pre_existing: false,
+            program: None,
+            egress_tool: None,
+            incident: None,
         }
     }
 }
@@ -137,6 +154,65 @@ pub struct WebServerInfo {
     pub filename: Option<String>,
     pub comm: String,
     pub argv: Vec<String>,
+    /// How it was recognised when not by the policy's `web_servers` globs: the same file
+    /// (`inode`) or content (`content`) as one of the host's web servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<MatchKind>,
+}
+
+/// How a program was recognised as a shell, web server or egress tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchKind {
+    /// Its executable's path matches the policy's globs.
+    Path,
+    /// Its executable is the same file (inode) as one of the host's binaries.
+    Inode,
+    /// Its executable has the same content (SHA-256) as one of the host's binaries.
+    Content,
+    /// It is the dynamic loader running such a program.
+    Loader,
+}
+
+/// `program`: the live verdicts on the process's program beyond its path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<MatchKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_server: Option<MatchKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_tool: Option<MatchKind>,
+    /// The host binary it is the same file or content as (`/usr/bin/bash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<String>,
+    /// The program a dynamic loader was asked to run (`/bin/bash` for
+    /// `ld-linux-x86-64.so.2 /bin/bash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<String>,
+}
+
+impl ProgramIdentity {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// `egress_tool`: a shell or egress tool in the lineage below the web server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub pid: u32,
+    /// The executable (the loaded program for a loader exec).
+    pub exe: Option<String>,
+    pub kind: ToolKind,
+    pub matched: MatchKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolKind {
+    Shell,
+    Tool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,11 +15,11 @@ mod status;
 use serde::Serialize;
 
 pub use self::{
-    alert::{AlertRecord, RuleId, Severity, Verdict},
+    alert::{AlertRecord, RuleId, Severity, Verdict, WebServerVia},
     event::{
         ANCESTRY_MAX, ARGV_MAX, Ancestor, Classification, Endpoint, EnrichmentInfo, EventRecord,
-        EventType, Family, LoginInfo, LoginMethod, ProcessInfo, Protocol, ReputationInfo,
-        SocketInfo, SshdPids, WebServerInfo,
+        EventType, Family, LoginInfo, LoginMethod, MatchKind, ProcessInfo, ProgramIdentity,
+        Protocol, ReputationInfo, SocketInfo, SshdPids, ToolInfo, ToolKind, WebServerInfo,
     },
     status::{
         AttachReport, DedupStatus, EventCounts, HookStatus, ListStatus, Refusal, Status,

@@ -17,7 +17,7 @@ use crate::{
     enrich::Context,
     matcher::{PortRange, RuleSettings, Subject},
     netrange::{self, Cidr},
-    record::{EventType, RuleId, Severity},
+    record::{EventType, Protocol, RuleId, Severity, ToolKind, WebServerVia},
     validate::{
         self, ExceptionInput, ExceptionKinds, PolicyError, PortInput, Source, or_base, port_input,
         settings_input, unspanned,
@@ -46,42 +46,60 @@ impl Rule for WebserverEgress {
 
     fn judge<'e>(&self, ctx: &Context<'e>) -> Option<Finding<'e>> {
         let event = ctx.event;
-        let remote = event.socket.as_ref()?.remote?;
+        let socket = event.socket.as_ref()?;
+        let remote = socket.remote?;
         // An IPv6 socket reaching ::ffff:a.b.c.d talks to a.b.c.d: judge that.
         let ip = netrange::canonical(remote.ip);
         let port = remote.port;
+        let udp = socket.protocol == Protocol::Udp;
         // Every connect on the host passes here: the cheap destination checks first, lineage
         // (glob matching over the process, its web server and its ancestry) only for what is
-        // left.
-        if self.allowed_ports.iter().any(|r| r.contains(port)) {
+        // left. DNS is every program's resolver, never an alert over UDP.
+        if udp && port == 53 {
             return None;
         }
         if self.excluded_networks.iter().any(|net| net.contains(ip)) {
             return None;
         }
+        let allowed = self.allowed_ports.iter().any(|r| r.contains(port));
         let web_server = ctx.web_server()?;
+        // A shell or interpreter under a web server gets no allowed port: a reverse shell to
+        // 443 is still one. The web server's own connections keep `allowed_ports`.
+        let tool = ctx.tool();
+        if allowed && tool.is_none() {
+            return None;
+        }
         let exe = event.process.exe.as_deref();
         let destination = SocketAddr::new(ip, port);
-        let title = if web_server.depth == 0 && !web_server.replaced {
-            format!("Web server egress: {} -> {destination}", exe_key(exe))
+        let proto = if udp { "/udp" } else { "" };
+        let mut relation = if web_server.via == WebServerVia::User {
+            format!(" ({})", web_server.relation())
+        } else if web_server.depth == 0 && !web_server.replaced {
+            String::new()
         } else if web_server.depth == 0 {
-            format!(
-                "Web server egress: {} -> {destination} (in place of {})",
-                exe_key(exe),
-                web_server.name()
-            )
+            format!(" (in place of {})", web_server.name())
         } else {
-            format!(
-                "Web server egress: {} -> {destination} (descendant of {})",
-                exe_key(exe),
-                web_server.name()
-            )
+            format!(" (descendant of {})", web_server.name())
         };
+        if allowed && let Some(t) = tool {
+            // Say why an allowed port alerted.
+            let what = match t.kind {
+                ToolKind::Shell => "shell",
+                ToolKind::Tool => "tool",
+            };
+            relation = format!(
+                "{relation} [{what} {}: no port allowed]",
+                exe_key(t.exe.as_deref())
+            );
+        }
         Some(Finding {
-            title,
+            title: format!(
+                "Web server egress: {} -> {destination}{proto}{relation}",
+                exe_key(exe)
+            ),
             dedup: format!(
-                "webserver_egress:{}:{}:{ip}:{port}",
-                web_server.exe,
+                "webserver_egress:{}:{}:{ip}:{port}{proto}",
+                web_server.key(),
                 exe_key(exe)
             ),
             subject: Subject {
@@ -91,6 +109,8 @@ impl Rule for WebserverEgress {
                 destination: Some(ip),
                 port: Some(port),
             },
+            shell_match: None,
+            web_server_via: Some(web_server.via),
         })
     }
 }

@@ -54,6 +54,8 @@ impl Rule for EgressListedIp {
         let destination = SocketAddr::new(ip, remote.port);
         let exe = event.process.exe.as_deref();
         Some(Finding {
+            shell_match: None,
+            web_server_via: None,
             title: format!("Connection to {what} Address {destination}"),
             dedup: format!("egress_listed_ip:{}:{ip}:{}", exe_key(exe), remote.port),
             subject: Subject {

@@ -38,6 +38,8 @@ impl Rule for InboundTor {
         let remote = socket.remote?;
         let port = socket.local.port;
         Some(Finding {
+            shell_match: None,
+            web_server_via: None,
             title: format!(
                 "Inbound Connection from TOR Exit Node ({}) to port {port}",
                 remote.ip

@@ -79,6 +79,8 @@ impl Rule for UnexpectedListen {
             return None;
         }
         Some(Finding {
+            shell_match: None,
+            web_server_via: None,
             title: format!("Unexpected Port Opened: {port}"),
             dedup: format!("unexpected_listen:{}:{port}", exe_key(exe)),
             subject: Subject {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::{
     enrich::Context,
     matcher::{RuleSettings, Subject},
-    record::{EnrichmentInfo, EventRecord, EventType, LoginInfo, RuleId},
+    record::{EnrichmentInfo, EventRecord, EventType, LoginInfo, MatchKind, RuleId, WebServerVia},
     validate::{PolicyError, Source},
 };
 
@@ -68,6 +68,10 @@ pub struct Finding<'e> {
     pub dedup: String,
     /// What the rule's exceptions are matched against.
     pub subject: Subject<'e>,
+    /// `webserver_shell`: how the shell was recognised.
+    pub shell_match: Option<MatchKind>,
+    /// The web-server rules: how the process was found to be under a web server.
+    pub web_server_via: Option<WebServerVia>,
 }
 
 /// The executable for titles and dedup keys.

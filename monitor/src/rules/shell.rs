@@ -5,11 +5,11 @@
 //! Section `[rules.webserver_shell]`: only `enabled`, `severity` and `exceptions` (`exe`: the
 //! shell, `argv_prefix`, `ancestor_exe`). What a shell is comes from the policy's `shells`.
 
-use super::{Finding, Rule, common_section};
+use super::{Finding, Rule, common_section, exe_key};
 use crate::{
     enrich::Context,
     matcher::{RuleSettings, Subject},
-    record::{EventType, RuleId},
+    record::{EventType, MatchKind, RuleId},
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -34,23 +34,35 @@ impl Rule for WebserverShell {
         let event = ctx.event;
         let shell = ctx.shell()?;
         // Not the current program (at exec time the process already is the shell), but a
-        // program it replaced, or an ancestor.
+        // program it replaced, or an ancestor; with no web server in the lineage, a web
+        // server's user running it.
         let web_server = ctx.web_server_above()?;
-        let shell_name = match shell.applet {
+        let mut shell_name = match shell.applet {
             Some(applet) => format!("{} ({applet})", shell.exe),
             None => shell.exe.to_owned(),
         };
-        let relation = match web_server.depth {
-            0 => "in place of",
-            1 => "parent",
-            _ => "ancestor",
-        };
+        match (shell.matched, shell.same_as) {
+            (MatchKind::Loader, _) => {
+                shell_name = format!("{shell_name} via {}", exe_key(event.process.exe.as_deref()));
+            }
+            (MatchKind::Inode | MatchKind::Content, Some(same_as)) => {
+                shell_name = format!("{shell_name} = {same_as}");
+            }
+            _ => {}
+        }
+        // Every command is the incident: the key names the whole command line, so a second,
+        // different command alerts and only an exact repeat is counted.
+        let command = serde_json::to_string(&event.process.argv).unwrap_or_default();
         Some(Finding {
             title: format!(
-                "Shell spawned by web server: {shell_name} ({relation} {})",
-                web_server.name()
+                "Shell spawned by web server: {shell_name} ({})",
+                web_server.relation()
             ),
-            dedup: format!("webserver_shell:{}:{}", web_server.exe, shell.exe),
+            dedup: format!(
+                "webserver_shell:{}:{}:{command}",
+                web_server.key(),
+                shell.exe
+            ),
             subject: Subject {
                 exe: Some(shell.exe),
                 argv: &event.process.argv,
@@ -58,6 +70,8 @@ impl Rule for WebserverShell {
                 destination: None,
                 port: None,
             },
+            shell_match: Some(shell.matched),
+            web_server_via: Some(web_server.via),
         })
     }
 }
@@ -67,7 +81,7 @@ common_section!(WebserverShell, port: false, destination: false);
 #[cfg(test)]
 mod tests {
     use crate::{
-        record::{EventType, RuleId, Severity},
+        record::{EventType, MatchKind, RuleId, Severity, WebServerVia},
         testing::{
             T0, ancestor, connect, detector, detector_with, event, fpm_master, fpm_worker, process,
             systemd, tracked,
@@ -97,8 +111,10 @@ mod tests {
         );
         assert_eq!(
             a.dedup,
-            "webserver_shell:/usr/sbin/php-fpm8.2:/usr/bin/dash"
+            r#"webserver_shell:/usr/sbin/php-fpm8.2:/usr/bin/dash:["sh","-c","--","id"]"#
         );
+        assert_eq!(a.shell_match, Some(MatchKind::Path));
+        assert_eq!(a.web_server_via, Some(WebServerVia::Lineage));
         assert_eq!(a.process.argv, ["sh", "-c", "--", "id"]);
         assert_eq!(a.ancestry[0].exe.as_deref(), Some("/usr/sbin/php-fpm8.2"));
         assert_eq!(a.filename.as_deref(), Some("/bin/sh"));

@@ -36,6 +36,8 @@ impl Rule for SshLoginListed {
         let list = enrichment.lists.first()?;
         let ip = login.remote.ip;
         Some(Finding {
+            shell_match: None,
+            web_server_via: None,
             title: format!("SSH Connection Established from {list} Address {ip}"),
             dedup: format!("ssh_login_listed:{list}:{}:{ip}", user_key(login)),
             subject: process_subject(ctx.event),

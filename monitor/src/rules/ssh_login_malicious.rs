@@ -37,6 +37,8 @@ impl Rule for SshLoginMaliciousIp {
         }
         let ip = login.remote.ip;
         Some(Finding {
+            shell_match: None,
+            web_server_via: None,
             title: format!("SSH Connection Established from Malicious IP {ip}"),
             dedup: format!("ssh_login_malicious_ip:{}:{ip}", user_key(login)),
             subject: process_subject(ctx.event),

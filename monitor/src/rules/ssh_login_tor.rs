@@ -37,6 +37,8 @@ impl Rule for SshLoginTor {
         }
         let ip = login.remote.ip;
         Some(Finding {
+            shell_match: None,
+            web_server_via: None,
             title: format!("SSH Connection Established from TOR Exit Node ({ip})"),
             dedup: format!("ssh_login_tor:{}:{ip}", user_key(login)),
             subject: process_subject(ctx.event),
