@@ -667,7 +667,8 @@ impl ProcessTable {
             ),
             None => (None, None, None, None, false),
         };
-        let tool = own_tool.clone().or(parent_tool);
+        // The parent's (itself, when it is the shell): what its exec'd command ran under.
+        let tool = parent_tool.or_else(|| own_tool.clone());
         self.failed.remove(&child);
         self.insert(ProcessEntry {
             pid: child,
@@ -912,7 +913,10 @@ mod tests {
     use monitor_common::EventKind;
 
     use super::*;
-    use crate::testing::{TempDir, fake_proc, origin as hdr};
+    use crate::{
+        policy::Policy,
+        testing::{TempDir, fake_proc, origin as hdr},
+    };
 
     fn exec(tgid: u32, ppid: u32, comm: &str, exe: &str, argv: &[&str], ktime_ns: u64) -> Exec {
         crate::testing::exec(tgid, ppid, comm, exe, argv, ktime_ns)
@@ -1562,5 +1566,144 @@ mod tests {
         plain.on_fork(&hdr(1, 0, "nginx", S), 5, 5);
         plain.on_exec(&exec(5, 1, "nginx", "/usr/sbin/nginx", &["nginx"], S));
         assert_eq!(plain.web_server(5), None);
+    }
+
+    /// A table judging by the default policy's lists and a catalog of `bin` (bash and nginx
+    /// stand-ins), over a fake /proc with php-fpm's master (900) and worker (901).
+    fn identity_table(dir: &TempDir) -> ProcessTable {
+        let bin = dir.0.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(bin.join("bash"), "#bash#".repeat(100)).unwrap();
+        fs::write(bin.join("nginx"), "#nginx#".repeat(100)).unwrap();
+        let proc = dir.0.join("proc");
+        fake_proc(
+            &proc,
+            1,
+            0,
+            "systemd",
+            Some("/usr/lib/systemd/systemd"),
+            &["/sbin/init"],
+            1,
+        );
+        fake_proc(
+            &proc,
+            900,
+            1,
+            "php-fpm8.2",
+            Some("/usr/sbin/php-fpm8.2"),
+            &["php-fpm: master"],
+            5,
+        );
+        fake_proc(
+            &proc,
+            901,
+            900,
+            "php-fpm8.2",
+            Some("/usr/sbin/php-fpm8.2"),
+            &["php-fpm: pool www"],
+            6,
+        );
+        fs::create_dir_all(proc.join("self")).unwrap();
+        let programs = Policy::embedded_default().programs();
+        let mut lists = programs.lists();
+        lists.shell_lists = &[];
+        let catalog = Catalog::resolve_in(&lists, &[bin.as_path()]);
+        let mut t = ProcessTable::new(100, &proc);
+        t.set_programs(programs, catalog);
+        t.seed().unwrap();
+        t
+    }
+
+    fn exec_file(tgid: u32, ppid: u32, path: &Path, argv: &[&str], ktime_ns: u64) -> Exec {
+        let mut e = exec(tgid, ppid, "x", path.to_str().unwrap(), argv, ktime_ns);
+        e.file = Some(crate::identity::file_id(&fs::metadata(path).unwrap()));
+        e
+    }
+
+    #[test]
+    fn programs_known_by_content_and_tools_handed_down() {
+        const S: u64 = 1_000_000_000;
+        let dir = TempDir::new();
+        let mut t = identity_table(&dir);
+        // The web shell copies bash to /tmp/.x and runs it from php-fpm's worker.
+        let copy = dir.0.join(".x");
+        fs::copy(dir.0.join("bin/bash"), &copy).unwrap();
+        t.on_fork(&hdr(901, 900, "php-fpm8.2", 10 * S), 950, 950);
+        assert_eq!(t.tool(950), None, "php-fpm's child runs php-fpm");
+        t.on_exec(&exec_file(
+            950,
+            901,
+            &copy,
+            &[".x", "-c", "cat /etc/passwd"],
+            10 * S,
+        ));
+        let e = t.get(950).unwrap();
+        let program = e.program.clone().unwrap();
+        assert_eq!(program.shell, Some(MatchKind::Content));
+        assert!(program.same_as.unwrap().ends_with("/bin/bash"));
+        let tool = t.tool(950).unwrap();
+        assert_eq!(
+            (tool.pid, tool.kind, tool.matched),
+            (950, ToolKind::Shell, MatchKind::Content)
+        );
+        // Its child runs cat: the shell above it is handed down at fork and kept across exec.
+        t.on_fork(&hdr(950, 901, ".x", 11 * S), 951, 951);
+        t.on_exec(&exec(951, 950, "cat", "/usr/bin/cat", &["cat"], 11 * S));
+        assert_eq!(t.tool(951).map(|t| t.pid), Some(950));
+        assert_eq!(t.get(951).unwrap().program, None);
+        assert_eq!(t.web_server(951).map(|w| w.pid), Some(901));
+        // One incident for everything under php-fpm's master, whichever worker ran it.
+        let a = t.incident(951).unwrap();
+        t.on_fork(&hdr(900, 1, "php-fpm8.2", 12 * S), 902, 902);
+        t.on_fork(&hdr(902, 900, "php-fpm8.2", 12 * S), 960, 960);
+        t.on_exec(&exec(
+            960,
+            902,
+            "sh",
+            "/usr/bin/dash",
+            &["sh", "-c", "id"],
+            12 * S,
+        ));
+        assert_eq!(t.incident(960).unwrap(), a);
+        assert_eq!(t.incident(1), None);
+        // A renamed nginx is a web server by content: its child is under it.
+        let ngx = dir.0.join("ngx");
+        fs::copy(dir.0.join("bin/nginx"), &ngx).unwrap();
+        t.on_fork(&hdr(1, 0, "systemd", 13 * S), 970, 970);
+        t.on_exec(&exec_file(970, 1, &ngx, &["ngx"], 13 * S));
+        t.on_fork(&hdr(970, 1, "ngx", 14 * S), 971, 971);
+        assert_eq!(
+            t.web_server(971).map(|w| w.pid),
+            Some(971),
+            "a worker is nginx too"
+        );
+        t.on_exec(&exec(971, 970, "sh", "/usr/bin/dash", &["sh"], 14 * S));
+        let ws = t.web_server(971).unwrap();
+        assert_eq!((ws.pid, ws.matched), (970, Some(MatchKind::Content)));
+        // The loader running bash.
+        t.on_fork(&hdr(901, 900, "php-fpm8.2", 15 * S), 980, 980);
+        let bash = dir.0.join("bin/bash");
+        t.on_exec(&exec(
+            980,
+            901,
+            "ld-linux-x86-64",
+            "/usr/lib64/ld-linux-x86-64.so.2",
+            &["/lib64/ld-linux-x86-64.so.2", bash.to_str().unwrap(), "-i"],
+            15 * S,
+        ));
+        let program = t.get(980).unwrap().program.clone().unwrap();
+        assert_eq!(program.shell, Some(MatchKind::Loader));
+        assert_eq!(program.loaded.as_deref(), bash.to_str());
+        assert_eq!(t.tool(980).unwrap().kind, ToolKind::Shell);
+    }
+
+    #[test]
+    fn an_empty_cmdline_keeps_the_inherited_argv() {
+        let dir = TempDir::new();
+        let mut t = identity_table(&dir);
+        t.on_fork(&hdr(901, 900, "php-fpm8.2", 10), 990, 990);
+        // The child is exiting: /proc still lists it, with an empty cmdline.
+        fake_proc(&dir.0.join("proc"), 990, 901, "php-fpm8.2", None, &[], 10);
+        assert_eq!(t.lookup(990).unwrap().argv, ["php-fpm: pool www"]);
     }
 }

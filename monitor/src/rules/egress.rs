@@ -212,7 +212,10 @@ impl Section for WebserverEgress {
 #[cfg(test)]
 mod tests {
     use crate::{
-        record::{EventType, RuleId, Severity, WebServerInfo},
+        record::{
+            EventType, MatchKind, Protocol, RuleId, Severity, ToolInfo, ToolKind, WebServerInfo,
+            WebServerVia,
+        },
         testing::{
             T0, ancestor, connect, detector, detector_with, event, fpm_master, fpm_worker, process,
             python, systemd, tracked,
@@ -395,5 +398,111 @@ mod tests {
             d.on_event(&ev, 0)[0].dedup,
             "webserver_egress:/usr/sbin/nginx:/usr/bin/curl:93.184.216.34:4444"
         );
+    }
+
+    #[test]
+    fn shells_and_tools_under_a_web_server_get_no_allowed_port() {
+        let mut d = detector();
+        let under_fpm = vec![fpm_worker(), fpm_master(), systemd()];
+        // php-fpm's own API call to 443: allowed.
+        let own = connect(
+            T0,
+            process(
+                901,
+                "/usr/sbin/php-fpm8.2",
+                "php-fpm8.2",
+                &["php-fpm: pool www"],
+            ),
+            vec![fpm_master(), systemd()],
+            "93.184.216.34",
+            443,
+        );
+        assert!(d.on_event(&own, 0).is_empty());
+        // bash's /dev/tcp reverse shell to 443.
+        let bash = process(7300, "/usr/bin/bash", "bash", &["bash", "-c", "bash -i"]);
+        let ev = connect(T0, bash, under_fpm.clone(), "93.184.216.34", 443);
+        let a = &d.on_event(&ev, 0)[0];
+        assert_eq!(
+            a.title,
+            "Web server egress: /usr/bin/bash -> 93.184.216.34:443 (descendant of php-fpm8.2) [shell /usr/bin/bash: no port allowed]"
+        );
+        assert_eq!(a.web_server_via, Some(WebServerVia::Lineage));
+        // python under a shell under php-fpm (by ancestry, a recording without egress_tool).
+        let sh = ancestor(7310, "/usr/bin/dash", "sh", &["sh", "-c", "python3 x.py"]);
+        let mut chain = vec![sh];
+        chain.extend(under_fpm.clone());
+        let ev = connect(T0, python(), chain.clone(), "2001:4860::8888", 443);
+        assert_eq!(d.on_event(&ev, 0).len(), 1);
+        // A plain program under the shell: the shell above it counts.
+        let cat = process(7320, "/usr/bin/openssl-fake", "x", &["x"]);
+        let ev = connect(T0, cat, chain, "93.184.216.34", 80);
+        let a = &d.on_event(&ev, 0)[0];
+        assert!(
+            a.title.ends_with("[shell /usr/bin/dash: no port allowed]"),
+            "{}",
+            a.title
+        );
+        // The tracked egress_tool (a copy of bash recognised by content) counts too.
+        let mut ev = connect(
+            T0,
+            process(7330, "/usr/bin/cat", "cat", &["cat"]),
+            under_fpm.clone(),
+            "93.184.216.34",
+            8080,
+        );
+        ev.egress_tool = Some(ToolInfo {
+            pid: 7329,
+            exe: Some("/tmp/.x".to_owned()),
+            kind: ToolKind::Shell,
+            matched: MatchKind::Content,
+        });
+        assert_eq!(d.on_event(&ev, 0).len(), 1);
+        // Private destinations stay excluded, whoever connects.
+        let bash = process(7301, "/usr/bin/bash", "bash", &["bash"]);
+        let ev = connect(T0, bash, under_fpm, "10.1.2.3", 443);
+        assert!(d.on_event(&ev, 0).is_empty());
+    }
+
+    #[test]
+    fn udp_egress_and_dns() {
+        let mut d = detector();
+        let mut udp = |pid: u32, exe: &str, port: u16| {
+            let mut ev = connect(
+                T0,
+                process(pid, exe, "x", &["x"]),
+                vec![fpm_worker(), fpm_master(), systemd()],
+                "93.184.216.34",
+                port,
+            );
+            ev.socket.as_mut().unwrap().protocol = Protocol::Udp;
+            d.on_event(&ev, 0)
+        };
+        let a = udp(7400, "/usr/bin/bash", 4444);
+        assert_eq!(
+            a[0].title,
+            "Web server egress: /usr/bin/bash -> 93.184.216.34:4444/udp (descendant of php-fpm8.2)"
+        );
+        assert!(a[0].dedup.ends_with(":93.184.216.34:4444/udp"));
+        assert!(
+            udp(7401, "/usr/bin/bash", 53).is_empty(),
+            "DNS over UDP never alerts"
+        );
+        assert_eq!(udp(7402, "/usr/bin/nc.openbsd", 443).len(), 1);
+        assert!(
+            udp(7403, "/usr/sbin/php-fpm8.2", 443).is_empty(),
+            "php-fpm's own QUIC to an allowed port"
+        );
+    }
+
+    #[test]
+    fn web_server_user_egress() {
+        let mut d = detector();
+        let mut p = python();
+        p.user = Some("www-data".to_owned());
+        let ev = connect(T0, p, vec![systemd()], "93.184.216.34", 443);
+        let a = &d.on_event(&ev, 0)[0];
+        assert_eq!(a.web_server_via, Some(WebServerVia::User));
+        assert!(a.title.contains("(as www-data)"), "{}", a.title);
+        assert!(a.dedup.starts_with("webserver_egress:user:www-data:"));
     }
 }

