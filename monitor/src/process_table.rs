@@ -28,7 +28,7 @@ use std::{
 
 use crate::{
     decode::{Exec, FileId, Origin},
-    identity::{self, Catalog, Class, IdentityStats, Programs as TablePrograms},
+    identity::{self, Catalog, Class, Classes, IdentityStats, Programs as TablePrograms},
     matcher::{ExeGlob, program_path},
     procfs::{ProcError, ProcFs, ProcProcess},
     record::{
@@ -44,6 +44,12 @@ pub const EXIT_GRACE_NS: u64 = 30_000_000_000;
 /// A parent that started later than its child by more than this is a reused pid, not the parent
 /// (covers `/proc` start times being rounded down to clock ticks).
 const START_SLACK_NS: u64 = 50_000_000;
+/// (exe, exec filename).
+type PathKey = (Option<String>, Option<String>);
+/// (web server, shell / tool classes, dynamic loader), by path.
+type PathVerdict = (bool, Classes, bool);
+/// Path verdicts remembered before the memo is reset.
+const PATH_VERDICTS_MAX: usize = 4096;
 /// Negative lookups remembered before the set is reset.
 const FAILED_LOOKUPS_MAX: usize = 4096;
 
@@ -189,6 +195,8 @@ pub struct ProcessTable {
     catalog: Catalog,
     /// `/proc/sys/kernel/random/boot_id`: incident ids differ across boots.
     boot_id: String,
+    /// (exe, exec filename) → (web server, classes, loader) by path.
+    path_verdicts: HashMap<PathKey, PathVerdict>,
 }
 
 impl ProcessTable {
@@ -205,6 +213,7 @@ impl ProcessTable {
             programs: TablePrograms::default(),
             catalog: Catalog::default(),
             boot_id: String::new(),
+            path_verdicts: HashMap::new(),
         }
     }
 
@@ -223,6 +232,7 @@ impl ProcessTable {
     pub fn set_programs(&mut self, programs: TablePrograms, catalog: Catalog) {
         self.programs = programs;
         self.catalog = catalog;
+        self.path_verdicts.clear();
         if self.boot_id.is_empty() {
             self.boot_id =
                 std::fs::read_to_string(self.proc.root().join("sys/kernel/random/boot_id"))
@@ -264,24 +274,16 @@ impl ProcessTable {
         argv: &[String],
         file: Option<FileId>,
     ) -> Judged {
+        let (web_by_path, by_path, loader) = self.path_verdict(exe.as_deref(), filename.as_deref());
         let lists = self.programs.lists();
         let mut program = ProgramIdentity::default();
         let mut shell = None;
         let mut tool = None;
-        let mut web = program_path(
-            &self.programs.web_servers,
-            exe.as_deref(),
-            filename.as_deref(),
-        )
-        .map(|_| MatchKind::Path);
-        let loaded = exe
-            .as_deref()
-            .filter(|e| identity::is_loader(&self.programs.loaders, e))
-            .and_then(|_| identity::loaded_program(argv))
+        let mut web = web_by_path.then_some(MatchKind::Path);
+        let loaded = loader
+            .then(|| identity::loaded_program(argv))
+            .flatten()
             .map(str::to_owned);
-        let by_path = exe
-            .as_deref()
-            .map_or_else(Default::default, |e| lists.classes_by_path(e));
         if by_path.has(Class::Shell) {
             shell = Some(MatchKind::Path);
         }
@@ -363,6 +365,25 @@ impl ProcessTable {
             }),
             program: (!program.is_empty()).then_some(program),
         }
+    }
+
+    /// The path verdicts on (exe, exec filename), memoized: an exec storm runs the same few
+    /// programs, and the globs are the costly part of judging one.
+    fn path_verdict(&mut self, exe: Option<&str>, filename: Option<&str>) -> PathVerdict {
+        let key = (exe.map(str::to_owned), filename.map(str::to_owned));
+        if let Some(v) = self.path_verdicts.get(&key) {
+            return *v;
+        }
+        let web = program_path(&self.programs.web_servers, exe, filename).is_some();
+        let classes = exe.map_or_else(Classes::default, |e| {
+            self.programs.lists().classes_by_path(e)
+        });
+        let loader = exe.is_some_and(|e| identity::is_loader(&self.programs.loaders, e));
+        if self.path_verdicts.len() >= PATH_VERDICTS_MAX {
+            self.path_verdicts.clear();
+        }
+        self.path_verdicts.insert(key, (web, classes, loader));
+        (web, classes, loader)
     }
 
     /// The id of the web-server process tree `pid` is under: its nearest web server, then that

@@ -13,7 +13,9 @@ use crate::{cmd, step::Step};
 
 /// Programs the privileged end-to-end tests start (issue 3: real nginx + php-fpm, a socat listener
 /// or upstream, `ss` from iproute2 and `ps`/`pgrep` from procps to inspect them; SSH logins: the
-/// real OpenSSH server and clients, and sshpass to type a password into `ssh` non-interactively).
+/// real OpenSSH server and clients, and sshpass to type a password into `ssh` non-interactively;
+/// detection depth: Debian's python3 for the memfd and orphaned-backdoor scenarios, util-linux's
+/// setpriv to start a process as www-data).
 pub const TEST_PACKAGES: &[&str] = &[
     "nginx",
     "php-fpm",
@@ -23,6 +25,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "openssh-server",
     "openssh-client",
     "sshpass",
+    "python3-minimal",
+    "util-linux",
 ];
 /// `cargo xtask bench` drives its workloads with hyperfine; stress-ng is there for load generators
 /// a later benchmark adds.
