@@ -296,6 +296,9 @@ pub const EXEC_FILENAME_TRUNCATED: u32 = 1 << 1;
 /// The kernel side resolved `current->mm->exe_file` into [`ExecEvent::exe`].
 pub const EXEC_EXE_RESOLVED: u32 = 1 << 2;
 pub const EXEC_EXE_TRUNCATED: u32 = 1 << 3;
+/// The kernel side read the executable's inode (`mm->exe_file->f_inode`) into the `exe_*`
+/// identity fields of [`ExecEvent`].
+pub const EXEC_EXE_FILE_ID: u32 = 1 << 4;
 
 /// `exec` (`sched:sched_process_exec`): execve, execveat and fexecve alike. The header describes
 /// the task after the exec (its `tgid` is the process' pid, `comm` the new program's).
@@ -314,6 +317,17 @@ pub struct ExecEvent {
     /// Valid bytes in `args`.
     pub args_len: u32,
     pub _pad0: u32,
+    /// `i_ino` of the executable's inode, when `EXEC_EXE_FILE_ID` (the `exe_*` fields are 0
+    /// otherwise).
+    pub exe_ino: u64,
+    /// `i_size`, bytes.
+    pub exe_size: u64,
+    /// `i_mtime` seconds since the epoch.
+    pub exe_mtime_sec: i64,
+    /// `i_mtime` nanoseconds.
+    pub exe_mtime_nsec: u32,
+    /// `i_sb->s_dev` in the kernel's `dev_t` encoding (major << 20 | minor), not `stat`'s.
+    pub exe_dev: u32,
     /// The path the kernel executed (`bprm->filename`, may be relative or `/dev/fd/N`).
     pub filename: [u8; FILENAME_LEN],
     /// The resolved executable path (`mm->exe_file`), when `EXEC_EXE_RESOLVED`.
@@ -322,7 +336,7 @@ pub struct ExecEvent {
     pub args: [u8; ARGS_LEN],
 }
 const _: () =
-    assert!(core::mem::size_of::<ExecEvent>() == 64 + 24 + FILENAME_LEN + EXE_LEN + ARGS_LEN);
+    assert!(core::mem::size_of::<ExecEvent>() == 64 + 56 + FILENAME_LEN + EXE_LEN + ARGS_LEN);
 
 /// `fork` (`sched:sched_process_fork`): the header describes the parent (current task).
 #[repr(C)]
@@ -494,8 +508,23 @@ pub struct KernelOffsets {
     pub socket_file: u32,
     pub file_f_inode: u32,
     pub inode_i_ino: u32,
+
+    /// 1 when every inode offset below was found (with `valid`, and `file_f_inode` and
+    /// `inode_i_ino` above): exec records then carry the executable's identity
+    /// (`EXEC_EXE_FILE_ID`).
+    pub file_id_valid: u32,
+    pub inode_i_size: u32,
+    pub inode_i_sb: u32,
+    pub super_block_s_dev: u32,
+    /// `inode.i_mtime_sec` (a `time64_t`, Linux 6.11+), or `tv_sec` of the older `struct
+    /// timespec64 __i_mtime` (6.6 to 6.10) / `i_mtime` (before 6.6).
+    pub inode_i_mtime_sec: u32,
+    /// `inode.i_mtime_nsec` (a `u32`, Linux 6.11+), or the low half of `tv_nsec` of the older
+    /// timespec64. That one is a `long` and the eBPF side reads a `u32`: the loader points at the
+    /// half that holds the value (below 10^9), the first 4 bytes on little-endian kernels.
+    pub inode_i_mtime_nsec: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 54 * 4);
 
 impl KernelOffsets {
     /// Nothing known: `valid` and `sock_valid` are 0; tracepoint fields have their Linux 6.18
@@ -549,6 +578,12 @@ impl KernelOffsets {
         socket_file: 0,
         file_f_inode: 0,
         inode_i_ino: 0,
+        file_id_valid: 0,
+        inode_i_size: 0,
+        inode_i_sb: 0,
+        super_block_s_dev: 0,
+        inode_i_mtime_sec: 0,
+        inode_i_mtime_nsec: 0,
     };
 }
 

@@ -111,6 +111,7 @@ impl Probes {
                     threads_valid: 0,
                     sock_valid: 0,
                     files_valid: 0,
+                    file_id_valid: 0,
                     ..offsets
                 };
                 let (ebpf, mut report) = attach::attach_all(opts, btf.as_ref(), &degraded)?;
@@ -416,6 +417,53 @@ mod tests {
         assert!(exe.ends_with("/d/deep-true"), "{exe}");
         assert!(full.ends_with(&exe), "{exe} is not the end of {full}");
         assert!(exe.len() < full.len(), "{exe}");
+    }
+
+    /// Root only: the exec record carries the executable's inode identity, decoded to what
+    /// `stat(2)` says of the file (device in `st_dev` encoding, inode, size, mtime to the
+    /// nanosecond).
+    #[test]
+    fn privileged_exec_record_carries_the_file_identity() {
+        if skip_unless_root("privileged_exec_record_carries_the_file_identity") {
+            return;
+        }
+        use std::{os::unix::fs::MetadataExt as _, time::Duration};
+
+        use crate::decode::{self, FileId, KernelEvent};
+
+        let root = std::env::temp_dir().join(format!("monitor-fileid-{}", std::process::id()));
+        let copy = TrueCopy::create(root, std::path::Path::new("bin"), "id-true");
+        // An mtime with nanoseconds, so that both halves are checked.
+        let mtime = std::time::UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789);
+        std::fs::File::options()
+            .write(true)
+            .open(&copy.path)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("set the copy's mtime");
+        for path in [std::path::Path::new("/usr/bin/true"), &copy.path] {
+            let meta = std::fs::metadata(path).expect("stat");
+            let ev = exec_record_of(path, &format!("fileid-{}", std::process::id()));
+            let Ok(KernelEvent::Exec(exec)) = decode::decode(&crate::testing::bytes_of(&ev)) else {
+                panic!("the exec record does not decode");
+            };
+            assert_eq!(
+                exec.file,
+                Some(FileId {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    size: meta.size(),
+                    mtime_sec: meta.mtime(),
+                    mtime_nsec: u32::try_from(meta.mtime_nsec()).expect("nanoseconds"),
+                }),
+                "{}: flags {:#x}",
+                path.display(),
+                ev.flags
+            );
+        }
+        assert_eq!(
+            std::fs::metadata(&copy.path).expect("stat").mtime_nsec(),
+            123_456_789
+        );
     }
 
     /// Opens `path` read-only WITHOUT close-on-exec, so that a child can exec it through
