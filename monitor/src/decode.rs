@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use monitor_common::{
     AF_INET, AF_INET6, ARGS_LEN, CredEvent, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_FILE_ID,
     EXEC_EXE_RESOLVED, EXEC_FILENAME_TRUNCATED, EventHeader, EventKind, ExecEvent, ExitEvent,
-    FILENAME_LEN, ForkEvent, Hook, IPPROTO_TCP, PamCall, PamEvent, SetsidEvent, SockEvent,
+    FILENAME_LEN, ForkEvent, Hook, IPPROTO_TCP, IPPROTO_UDP, PamCall, PamEvent, SetsidEvent,
+    SockEvent,
 };
 
 use crate::record::{self, Endpoint, Family, Protocol, SocketInfo};
@@ -260,10 +261,14 @@ fn decode_origin(raw: &EventHeader, kind: EventKind) -> Origin {
     }
 }
 
+/// A socket record's addresses. TCP for every kind; UDP only for connects (a UDP connect(2) or a
+/// send naming a destination), with the same layout.
 fn decode_socket(ev: &SockEvent, kind: SockKind) -> Result<SocketInfo, DecodeError> {
-    if ev.protocol != IPPROTO_TCP {
-        return Err(DecodeError::UnknownProtocol(ev.protocol));
-    }
+    let protocol = match (ev.protocol, kind) {
+        (IPPROTO_TCP, _) => Protocol::Tcp,
+        (IPPROTO_UDP, SockKind::Connect) => Protocol::Udp,
+        (other, _) => return Err(DecodeError::UnknownProtocol(other)),
+    };
     let (family, local_ip, remote_ip) = match ev.family {
         AF_INET => (
             Family::Ipv4,
@@ -288,7 +293,10 @@ fn decode_socket(ev: &SockEvent, kind: SockKind) -> Result<SocketInfo, DecodeErr
             port: ev.dport,
         }),
     };
-    Ok(socket_info(family, local, remote))
+    Ok(SocketInfo {
+        protocol,
+        ..socket_info(family, local, remote)
+    })
 }
 
 /// Builds a [`SocketInfo`], writing IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) as plain IPv4.
@@ -613,12 +621,98 @@ mod tests {
     fn bad_family_and_protocol_rejected() {
         let ev = sock(EventKind::Listen, 1, [0; 16], [0; 16]);
         assert_eq!(decode(&bytes_of(&ev)), Err(DecodeError::UnknownFamily(1)));
-        let mut ev = sock(EventKind::Listen, AF_INET, [0; 16], [0; 16]);
-        ev.protocol = 17;
+        // UDP is only ever a connect (a destination); a UDP listen or accept is not ours.
+        for kind in [EventKind::Listen, EventKind::Accept] {
+            let mut ev = sock(kind, AF_INET, [0; 16], [0; 16]);
+            ev.protocol = IPPROTO_UDP;
+            assert_eq!(
+                decode(&bytes_of(&ev)),
+                Err(DecodeError::UnknownProtocol(17))
+            );
+        }
+        let mut ev = sock(EventKind::Connect, AF_INET, [0; 16], [0; 16]);
+        ev.protocol = 132; // SCTP
         assert_eq!(
             decode(&bytes_of(&ev)),
-            Err(DecodeError::UnknownProtocol(17))
+            Err(DecodeError::UnknownProtocol(132))
         );
+    }
+
+    #[test]
+    fn udp_connects_decode_like_tcp_ones_with_protocol_udp() {
+        let mut ev = sock(
+            EventKind::Connect,
+            AF_INET,
+            v4([0, 0, 0, 0]),
+            v4([127, 0, 0, 1]),
+        );
+        ev.protocol = IPPROTO_UDP;
+        ev.header.hook = Hook::TracepointSysEnterSendto as u32;
+        ev.sport = 0;
+        ev.dport = 9999;
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.kind, SockKind::Connect);
+        assert_eq!(s.origin.hook, Some(Hook::TracepointSysEnterSendto));
+        assert_eq!(
+            serde_json::to_value(&s.socket).unwrap(),
+            serde_json::json!({"protocol":"udp","family":"ipv4",
+                "local":{"ip":"0.0.0.0","port":0},
+                "remote":{"ip":"127.0.0.1","port":9999}})
+        );
+        // The same record over TCP differs only in the protocol.
+        ev.protocol = IPPROTO_TCP;
+        let KernelEvent::Sock(t) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            t.socket,
+            SocketInfo {
+                protocol: Protocol::Tcp,
+                ..s.socket
+            }
+        );
+
+        // IPv6, and an IPv4 destination on an IPv6 socket (mapped), as for TCP.
+        let src: Ipv6Addr = "::1".parse().unwrap();
+        let dst: Ipv6Addr = "::1".parse().unwrap();
+        let mut ev = sock(EventKind::Connect, AF_INET6, src.octets(), dst.octets());
+        ev.protocol = IPPROTO_UDP;
+        ev.header.hook = Hook::TracepointSysEnterConnect as u32;
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.origin.hook, Some(Hook::TracepointSysEnterConnect));
+        assert_eq!(s.socket.protocol, Protocol::Udp);
+        assert_eq!(s.socket.family, Family::Ipv6);
+        assert_eq!(s.socket.remote.unwrap().ip, IpAddr::V6(dst));
+        assert!(!s.socket.mapped_ipv4);
+        let mapped: Ipv6Addr = "::ffff:10.0.0.7".parse().unwrap();
+        let mut ev = sock(EventKind::Connect, AF_INET6, [0; 16], mapped.octets());
+        ev.protocol = IPPROTO_UDP;
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            serde_json::to_value(&s.socket).unwrap(),
+            serde_json::json!({"protocol":"udp","family":"ipv6",
+                "local":{"ip":"::","port":4444},
+                "remote":{"ip":"10.0.0.7","port":80},"mapped_ipv4":true})
+        );
+    }
+
+    #[test]
+    fn udp_hooks_decode() {
+        for (n, hook) in [
+            (11, Hook::TracepointSysEnterConnect),
+            (12, Hook::TracepointSysEnterSendto),
+            (13, Hook::TracepointSysEnterSendmsg),
+            (14, Hook::TracepointSysEnterSendmmsg),
+        ] {
+            assert_eq!(Hook::try_from(n), Ok(hook));
+        }
+        assert_eq!(Hook::try_from(15), Err(15));
     }
 
     #[test]
