@@ -67,6 +67,50 @@ pub const ACCEPT_SEND_ALL: u32 = 1;
 pub const MAP_CRED_ENTER: &str = "CRED_ENTER";
 pub const CRED_TRACKED_THREADS: u32 = 4096;
 
+/// Thread-group id → flags ([`WEB_TREE_MARKED`]): processes under a web server (hash,
+/// [`WEB_TREE_MAX`] entries). Userspace marks the web servers and the processes it finds under
+/// them; the fork hook marks a new process (not a new thread) whose parent is marked, with the
+/// parent's value, and the exit hook unmarks a thread group once it is gone. The UDP hooks report
+/// for marked processes.
+pub const MAP_WEB_TREE: &str = "WEB_TREE";
+pub const WEB_TREE_MAX: u32 = 65536;
+/// The value userspace gives a process it marks in [`MAP_WEB_TREE`].
+pub const WEB_TREE_MARKED: u32 = 1 << 0;
+
+/// uid → unused value: the web servers' service users (`www-data`, ...) (hash,
+/// [`WEB_UIDS_MAX`] entries). The UDP hooks report for processes whose real uid is one of them.
+pub const MAP_WEB_UIDS: &str = "WEB_UIDS";
+pub const WEB_UIDS_MAX: u32 = 64;
+
+/// Array of one `u32`: [`UDP_SEND_WEB`] or [`UDP_SEND_ALL`]. Set by userspace at start
+/// (`--events` sends all).
+pub const MAP_UDP_FILTER: &str = "UDP_FILTER";
+/// Only the UDP destinations of processes in [`MAP_WEB_TREE`] or running as a [`MAP_WEB_UIDS`]
+/// user reach userspace.
+pub const UDP_SEND_WEB: u32 = 0;
+/// Every process's UDP destinations reach userspace.
+pub const UDP_SEND_ALL: u32 = 1;
+
+/// [`UdpSeenKey`] → `bpf_ktime_get_boot_ns()` of the report: the (process, destination) pairs
+/// already reported, each reported once (LRU hash, [`UDP_SEEN_MAX`] entries: a pair evicted by
+/// newer ones is reported again). Kernel-side only.
+pub const MAP_UDP_SEEN: &str = "UDP_SEEN";
+pub const UDP_SEEN_MAX: u32 = 8192;
+
+/// Key of [`MAP_UDP_SEEN`]: a process and one UDP destination, in [`SockEvent`]'s layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpSeenKey {
+    pub tgid: u32,
+    /// Destination port, host byte order.
+    pub port: u16,
+    /// The socket's family ([`SockEvent::family`]).
+    pub family: u16,
+    /// Destination address as in [`SockEvent::daddr`].
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<UdpSeenKey>() == 24);
+
 /// Global (set by the loader before load): the daemon's own thread-group id, ignored by every hook.
 pub const GLOBAL_MONITOR_TGID: &str = "MONITOR_TGID";
 
@@ -90,6 +134,13 @@ pub const PROG_CONNECT_SYS_EXIT_CONNECT: &str = "connect_sys_exit_connect";
 /// `TCP_SYN_SENT`) sends the parked record, so a connect to a silent peer is reported after the
 /// initial RTO (1 s) instead of when connect(2) gives up.
 pub const PROG_CONNECT_TCP_RETRANSMIT_SKB: &str = "connect_tcp_retransmit_skb";
+/// `syscalls:sys_enter_{connect,sendto,sendmsg,sendmmsg}`: the destination a UDP socket is
+/// connected or sent to, reported as a connect (only for the processes [`MAP_UDP_FILTER`] asks
+/// about, once per process and destination).
+pub const PROG_UDP_SYS_ENTER_CONNECT: &str = "udp_sys_enter_connect";
+pub const PROG_UDP_SYS_ENTER_SENDTO: &str = "udp_sys_enter_sendto";
+pub const PROG_UDP_SYS_ENTER_SENDMSG: &str = "udp_sys_enter_sendmsg";
+pub const PROG_UDP_SYS_ENTER_SENDMMSG: &str = "udp_sys_enter_sendmmsg";
 pub const PROG_EXEC_SCHED_PROCESS_EXEC: &str = "exec_sched_process_exec";
 pub const PROG_PROCESS_SCHED_PROCESS_FORK: &str = "process_sched_process_fork";
 pub const PROG_PROCESS_SCHED_PROCESS_EXIT: &str = "process_sched_process_exit";
@@ -123,8 +174,11 @@ pub const COMM_LEN: usize = 16;
 /// `AF_INET` / `AF_INET6` as the kernel writes them into [`SockEvent::family`].
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
-/// `IPPROTO_TCP`.
+/// `AF_UNSPEC`: a connect(2) to it dissolves a UDP socket's association.
+pub const AF_UNSPEC: u16 = 0;
+/// `IPPROTO_TCP` and `IPPROTO_UDP`, as the kernel writes them into [`SockEvent::protocol`].
 pub const IPPROTO_TCP: u16 = 6;
+pub const IPPROTO_UDP: u16 = 17;
 
 /// Event kinds. The numbers are part of the wire format: never reuse or renumber one.
 #[repr(u32)]
@@ -178,6 +232,14 @@ pub enum Hook {
     TracepointSysExitSetuid = 8,
     UretprobePam = 9,
     TracepointSysExitSetsid = 10,
+    /// UDP: connect(2) of a UDP socket.
+    TracepointSysEnterConnect = 11,
+    /// UDP: sendto(2) with a destination address.
+    TracepointSysEnterSendto = 12,
+    /// UDP: sendmsg(2) with a `msg_name`.
+    TracepointSysEnterSendmsg = 13,
+    /// UDP: sendmmsg(2), the first message's `msg_name`.
+    TracepointSysEnterSendmmsg = 14,
 }
 
 impl TryFrom<u32> for Hook {
@@ -195,6 +257,10 @@ impl TryFrom<u32> for Hook {
             8 => Self::TracepointSysExitSetuid,
             9 => Self::UretprobePam,
             10 => Self::TracepointSysExitSetsid,
+            11 => Self::TracepointSysEnterConnect,
+            12 => Self::TracepointSysEnterSendto,
+            13 => Self::TracepointSysEnterSendmsg,
+            14 => Self::TracepointSysEnterSendmmsg,
             other => return Err(other),
         })
     }
@@ -269,15 +335,18 @@ pub struct EventHeader {
 }
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 
-/// `listen`, `connect` and `accept` (TCP, IPv4 and IPv6). Local and remote are the socket's own
-/// sides: for an accepted connection, local is the listening address and remote the client.
+/// `listen`, `connect` and `accept` (TCP, IPv4 and IPv6), and UDP destinations (kind `connect`,
+/// [`IPPROTO_UDP`]: the address a UDP socket is connected or sent to). Local and remote are the
+/// socket's own sides: for an accepted connection, local is the listening address and remote the
+/// client; for UDP, local is the socket's address when the call starts (port 0 until its first
+/// send or connect binds one) and remote the destination the call names.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SockEvent {
     pub header: EventHeader,
     /// [`AF_INET`] or [`AF_INET6`].
     pub family: u16,
-    /// [`IPPROTO_TCP`].
+    /// [`IPPROTO_TCP`] or [`IPPROTO_UDP`].
     pub protocol: u16,
     /// Local port, host byte order.
     pub sport: u16,
@@ -296,6 +365,9 @@ pub const EXEC_FILENAME_TRUNCATED: u32 = 1 << 1;
 /// The kernel side resolved `current->mm->exe_file` into [`ExecEvent::exe`].
 pub const EXEC_EXE_RESOLVED: u32 = 1 << 2;
 pub const EXEC_EXE_TRUNCATED: u32 = 1 << 3;
+/// The kernel side read the executable's inode (`mm->exe_file->f_inode`) into the `exe_*`
+/// identity fields of [`ExecEvent`].
+pub const EXEC_EXE_FILE_ID: u32 = 1 << 4;
 
 /// `exec` (`sched:sched_process_exec`): execve, execveat and fexecve alike. The header describes
 /// the task after the exec (its `tgid` is the process' pid, `comm` the new program's).
@@ -314,6 +386,17 @@ pub struct ExecEvent {
     /// Valid bytes in `args`.
     pub args_len: u32,
     pub _pad0: u32,
+    /// `i_ino` of the executable's inode, when `EXEC_EXE_FILE_ID` (the `exe_*` fields are 0
+    /// otherwise).
+    pub exe_ino: u64,
+    /// `i_size`, bytes.
+    pub exe_size: u64,
+    /// `i_mtime` seconds since the epoch.
+    pub exe_mtime_sec: i64,
+    /// `i_mtime` nanoseconds.
+    pub exe_mtime_nsec: u32,
+    /// `i_sb->s_dev` in the kernel's `dev_t` encoding (major << 20 | minor), not `stat`'s.
+    pub exe_dev: u32,
     /// The path the kernel executed (`bprm->filename`, may be relative or `/dev/fd/N`).
     pub filename: [u8; FILENAME_LEN],
     /// The resolved executable path (`mm->exe_file`), when `EXEC_EXE_RESOLVED`.
@@ -322,7 +405,7 @@ pub struct ExecEvent {
     pub args: [u8; ARGS_LEN],
 }
 const _: () =
-    assert!(core::mem::size_of::<ExecEvent>() == 64 + 24 + FILENAME_LEN + EXE_LEN + ARGS_LEN);
+    assert!(core::mem::size_of::<ExecEvent>() == 64 + 56 + FILENAME_LEN + EXE_LEN + ARGS_LEN);
 
 /// `fork` (`sched:sched_process_fork`): the header describes the parent (current task).
 #[repr(C)]
@@ -494,8 +577,23 @@ pub struct KernelOffsets {
     pub socket_file: u32,
     pub file_f_inode: u32,
     pub inode_i_ino: u32,
+
+    /// 1 when every inode offset below was found (with `valid`, and `file_f_inode` and
+    /// `inode_i_ino` above): exec records then carry the executable's identity
+    /// (`EXEC_EXE_FILE_ID`).
+    pub file_id_valid: u32,
+    pub inode_i_size: u32,
+    pub inode_i_sb: u32,
+    pub super_block_s_dev: u32,
+    /// `inode.i_mtime_sec` (a `time64_t`, Linux 6.11+), or `tv_sec` of the older `struct
+    /// timespec64 __i_mtime` (6.6 to 6.10) / `i_mtime` (before 6.6).
+    pub inode_i_mtime_sec: u32,
+    /// `inode.i_mtime_nsec` (a `u32`, Linux 6.11+), or the low half of `tv_nsec` of the older
+    /// timespec64. That one is a `long` and the eBPF side reads a `u32`: the loader points at the
+    /// half that holds the value (below 10^9), the first 4 bytes on little-endian kernels.
+    pub inode_i_mtime_nsec: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 54 * 4);
 
 impl KernelOffsets {
     /// Nothing known: `valid` and `sock_valid` are 0; tracepoint fields have their Linux 6.18
@@ -549,6 +647,12 @@ impl KernelOffsets {
         socket_file: 0,
         file_f_inode: 0,
         inode_i_ino: 0,
+        file_id_valid: 0,
+        inode_i_size: 0,
+        inode_i_sb: 0,
+        super_block_s_dev: 0,
+        inode_i_mtime_sec: 0,
+        inode_i_mtime_nsec: 0,
     };
 }
 

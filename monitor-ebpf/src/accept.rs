@@ -21,10 +21,10 @@ use monitor_common::{
 
 use crate::{
     shared::{
-        Res, count_error, current_exe_flags, current_task, current_tgid, emit, is_monitor, off,
-        offsets_valid, read_kernel, read_ptr,
+        EFAULT, Res, count_error, current_exe_flags, current_tgid, emit, is_monitor, off,
+        offsets_valid,
     },
-    sock::{fill_from_sock, remote_v6, socket_sk, tcp_family},
+    sock::{fd_sock, fill_from_sock, remote_v6, tcp_family},
 };
 
 /// The prefixes of the loaded lists (IPv4 as `::ffff:a.b.c.d/96+n`) → flags (unused here).
@@ -56,8 +56,9 @@ fn try_accept_sys_exit_accept(ctx: &TracePointContext) -> Res<()> {
         // A failed accept (-EAGAIN on a non-blocking listener is the common case).
         return Ok(());
     };
+    // The descriptor accept returned is an open socket: anything else is a failed read.
     // SAFETY: fd_sock and tcp_family have no precondition.
-    let sk = unsafe { fd_sock(fd)? };
+    let sk = unsafe { fd_sock(fd)? }.ok_or(EFAULT)?;
     let Some(family) = (unsafe { tcp_family(sk)? }) else {
         return Ok(());
     };
@@ -90,31 +91,4 @@ fn wanted(sk: *const u8, family: u16) -> Res<bool> {
     // SAFETY: remote_v6 has no precondition.
     let remote = unsafe { remote_v6(sk, family)? };
     Ok(WATCHED_NETS.get(Key::new(128, remote)).is_some())
-}
-
-/// The `struct sock *` behind descriptor `fd` of the current task, after checking that the file
-/// is the socket's own (`socket->file == file`).
-///
-/// # Safety
-/// No precondition: every address is only read through `bpf_probe_read_kernel`.
-#[inline(always)]
-unsafe fn fd_sock(fd: u32) -> Res<*const u8> {
-    // SAFETY: read_ptr / read_kernel have no precondition; the values read are pointers and
-    // integers, only ever followed through further probe reads.
-    unsafe {
-        let files = read_ptr(current_task(), off!(task_files))?;
-        let fdt = read_ptr(files, off!(files_fdt))?;
-        let max_fds: u32 = read_kernel(fdt, off!(fdtable_max_fds))?;
-        if fd >= max_fds {
-            return Err(crate::shared::EFAULT);
-        }
-        let fds = read_ptr(fdt, off!(fdtable_fd))?;
-        let file = read_ptr(fds, fd.wrapping_mul(8))?;
-        let socket = read_ptr(file, off!(file_private_data))?;
-        let back = read_ptr(socket, off!(socket_file))?;
-        if back != file {
-            return Err(crate::shared::EFAULT);
-        }
-        socket_sk(socket)
-    }
 }

@@ -1,7 +1,8 @@
 //! `exec`: `sched:sched_process_exec`, fired from `exec_binprm()` once the new program is in
 //! place, for execve, execveat and fexecve alike. `current` is already the new program: its
-//! `mm->exe_file` is the executable (resolved through symlinks and `/dev/fd/N`) and
-//! `mm->arg_start..arg_end` its argv, freshly copied onto the new stack.
+//! `mm->exe_file` is the executable (resolved through symlinks and `/dev/fd/N`; its inode gives
+//! the file's identity: device, inode number, size, mtime) and `mm->arg_start..arg_end` its argv,
+//! freshly copied onto the new stack.
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -10,8 +11,9 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use monitor_common::{
-    ARGS_LEN, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_RESOLVED, EXEC_EXE_TRUNCATED,
-    EXEC_FILENAME_TRUNCATED, ErrorSlot, EventKind, ExecEvent, FILENAME_LEN, Hook,
+    ARGS_LEN, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_FILE_ID, EXEC_EXE_RESOLVED,
+    EXEC_EXE_TRUNCATED, EXEC_FILENAME_TRUNCATED, ErrorSlot, EventKind, ExecEvent, FILENAME_LEN,
+    Hook,
 };
 
 use crate::{
@@ -44,8 +46,8 @@ fn try_exec_sched_process_exec(ctx: &TracePointContext) -> Res<()> {
 }
 
 /// Fills the record in place (it is 3 KiB: it never touches the stack). Failing to resolve the
-/// exe or argv still sends the record, with the flag or length saying what is missing, and
-/// counts an error.
+/// exe, its inode identity or argv still sends the record, with the flag or length saying what is
+/// missing, and counts an error.
 ///
 /// # Safety
 /// `ev` must be valid for writes of one `ExecEvent`; it may be uninitialized.
@@ -87,12 +89,23 @@ unsafe fn fill_exec(ctx: &TracePointContext, ev: *mut ExecEvent) -> Res<()> {
 
         (*ev).exe_len = 0;
         (*ev).args_len = 0;
+        (*ev).exe_ino = 0;
+        (*ev).exe_size = 0;
+        (*ev).exe_mtime_sec = 0;
+        (*ev).exe_mtime_nsec = 0;
+        (*ev).exe_dev = 0;
         if offsets_valid() {
             match read_ptr(current_task(), off!(task_mm)) {
                 Ok(mm) => {
                     match exe_path(mm, ev) {
                         Ok(f) => flags |= f,
                         Err(_) => count_error(ErrorSlot::Exec),
+                    }
+                    if off!(file_id_valid) == 1 {
+                        match exe_file_id(mm, ev) {
+                            Ok(f) => flags |= f,
+                            Err(_) => count_error(ErrorSlot::Exec),
+                        }
                     }
                     match args(mm, ev) {
                         Ok(f) => flags |= f,
@@ -125,6 +138,36 @@ unsafe fn exe_path(mm: *const u8, ev: *mut ExecEvent) -> Res<u32> {
             flags |= EXEC_EXE_TRUNCATED;
         }
         Ok(flags)
+    }
+}
+
+/// `mm->exe_file->f_inode` → the `exe_*` identity fields (inode number, size, mtime, the
+/// filesystem's `s_dev`); returns the flag to set. Nothing is written unless every read worked,
+/// so a failure leaves the zeroes and no flag.
+///
+/// # Safety
+/// `ev` must be valid for writes of one `ExecEvent`. `mm` may be any address: it is only read
+/// through `bpf_probe_read_kernel`.
+#[inline(always)]
+unsafe fn exe_file_id(mm: *const u8, ev: *mut ExecEvent) -> Res<u32> {
+    // SAFETY: read_ptr and read_kernel have no precondition (probe reads of pointers and
+    // integers, valid for any bits); `ev` is valid for writes (the caller's contract) and its
+    // fields are integers.
+    unsafe {
+        let file = read_ptr(mm, off!(mm_exe_file))?;
+        let inode = read_ptr(file, off!(file_f_inode))?;
+        let ino: u64 = read_kernel(inode, off!(inode_i_ino))?;
+        let size: u64 = read_kernel(inode, off!(inode_i_size))?;
+        let mtime_sec: i64 = read_kernel(inode, off!(inode_i_mtime_sec))?;
+        let mtime_nsec: u32 = read_kernel(inode, off!(inode_i_mtime_nsec))?;
+        let sb = read_ptr(inode, off!(inode_i_sb))?;
+        let dev: u32 = read_kernel(sb, off!(super_block_s_dev))?;
+        (*ev).exe_ino = ino;
+        (*ev).exe_size = size;
+        (*ev).exe_mtime_sec = mtime_sec;
+        (*ev).exe_mtime_nsec = mtime_nsec;
+        (*ev).exe_dev = dev;
+        Ok(EXEC_EXE_FILE_ID)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The monitor's eBPF programs: one file per area (`listen`, `connect`, `exec`, `process` for
-//! fork/exit), sharing the maps and globals declared here and the helpers in [`shared`] and
-//! [`path`]. Every program is a thin hook that calls a `try_<name>` returning `Result`; a failure
+//! fork/exit, `udp` for UDP destinations, ...), sharing the maps and globals declared here and
+//! the helpers in [`shared`] and [`path`]. Every program is a thin hook that calls a `try_<name>` returning `Result`; a failure
 //! is counted in [`ERRORS`] (slot by area) and a full ring buffer in [`DROPS`], so nothing is lost
 //! silently.
 #![no_std]
@@ -23,12 +23,15 @@ mod path;
 mod process;
 mod shared;
 mod sock;
+mod udp;
 
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{DEFAULT_RING_BUFFER_BYTES, ERROR_SLOTS, KernelOffsets, WATCHED_EXES_MAX};
+use monitor_common::{
+    DEFAULT_RING_BUFFER_BYTES, ERROR_SLOTS, KernelOffsets, WATCHED_EXES_MAX, WEB_TREE_MAX,
+};
 
 /// Every event goes through this one ring buffer; the loader resizes it with
 /// `EbpfLoader::set_max_entries` before load.
@@ -47,6 +50,11 @@ static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERROR_SLOTS, 0);
 /// accept and PAM hooks report for these even when nothing else asks for it.
 #[map(name = "WATCHED_EXES")]
 static WATCHED_EXES: HashMap<u64, u32> = HashMap::with_max_entries(WATCHED_EXES_MAX, 0);
+
+/// Processes under a web server, by tgid → flags: userspace marks them, fork hands the mark down
+/// to new processes, exit removes it. The UDP hooks report for these.
+#[map(name = "WEB_TREE")]
+static WEB_TREE: HashMap<u32, u32> = HashMap::with_max_entries(WEB_TREE_MAX, 0);
 
 /// The daemon's own thread-group id (set by the loader): its events are never reported, so the
 /// monitor cannot feed on itself.

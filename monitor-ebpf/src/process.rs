@@ -1,12 +1,16 @@
 //! Lineage: `sched:sched_process_fork` and `sched:sched_process_exit`, which keep the daemon's
-//! process table in step with the kernel.
+//! process table in step with the kernel, and the kernel's own `WEB_TREE` (which processes are
+//! under a web server) too.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use monitor_common::{ErrorSlot, EventKind, ExitEvent, ForkEvent, Hook, OFFSET_ABSENT};
 
-use crate::shared::{
-    Res, count_error, current_task, current_tgid, emit, fill_header, is_monitor, off, read_kernel,
-    read_ptr,
+use crate::{
+    WEB_TREE,
+    shared::{
+        Res, count_error, current_task, current_tgid, emit, fill_header, is_monitor, off,
+        read_kernel, read_ptr,
+    },
 };
 
 /// Threads of one group visited at most when telling a new thread from a new process.
@@ -30,6 +34,7 @@ fn try_process_sched_process_fork(ctx: &TracePointContext) -> Res<()> {
     // faults.
     let child_tid: u32 = unsafe { ctx.read_at(off!(tp_fork_child_pid) as usize)? };
     let child_tgid = child_tgid(tgid, child_tid);
+    inherit_web_tree(tgid, child_tid, child_tgid);
     // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one ForkEvent
     // until `emit` submits or discards it; its fields are integers.
     emit::<ForkEvent>(|ev| unsafe {
@@ -42,6 +47,26 @@ fn try_process_sched_process_fork(ctx: &TracePointContext) -> Res<()> {
         (*ev).child_tgid = child_tgid;
         Ok(())
     })
+}
+
+/// A new process (not a new thread: `child_tgid == child_tid`) of a parent in `WEB_TREE` joins it
+/// with the parent's value. The tracepoint fires before `wake_up_new_task()`, so the child is
+/// marked before it runs. When the child's tgid is unknown (0) nothing is marked: a thread's tid
+/// in the map would outlive the thread (exit removes only group leaders' tgids) and could later
+/// name an unrelated process. Userspace can still mark the child from its fork record.
+#[inline(always)]
+fn inherit_web_tree(parent_tgid: u32, child_tid: u32, child_tgid: u32) {
+    if child_tgid == 0 || child_tgid != child_tid {
+        return;
+    }
+    // SAFETY: a WEB_TREE value is a u32 copied out at once; any bits are valid.
+    let Some(flags) = (unsafe { WEB_TREE.get(parent_tgid) }).copied() else {
+        return;
+    };
+    if WEB_TREE.insert(child_tgid, flags, 0).is_err() {
+        // Full: this process's UDP destinations go unseen unless userspace marks it.
+        count_error(ErrorSlot::Fork);
+    }
 }
 
 /// The tracepoint gives only the child's tid. `copy_process()` has already linked a new thread
@@ -121,6 +146,8 @@ fn try_process_sched_process_exit(ctx: &TracePointContext) -> Res<()> {
     if !group_dead {
         return Ok(());
     }
+    // -ENOENT for every process that is not under a web server.
+    let _ = WEB_TREE.remove(tgid);
     // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one ExitEvent
     // until `emit` submits or discards it; its fields are integers, and read_kernel::<u32> is a
     // probe read.

@@ -1,10 +1,13 @@
-//! Socket records shared by `listen` and `connect`: one reader for the `sock:inet_sock_set_state`
-//! tracepoint and one for a `struct sock *` seen by an fentry program.
+//! Socket records shared by `listen`, `connect`, `accept` and `udp`: one reader for the
+//! `sock:inet_sock_set_state` tracepoint, one for a `struct sock *` seen by an fentry program or
+//! found behind a descriptor.
 
 use aya_ebpf::programs::TracePointContext;
 use monitor_common::{AF_INET, AF_INET6, EventKind, Hook, IPPROTO_TCP, SockEvent};
 
-use crate::shared::{Res, current_tgid, emit, fill_header, is_monitor, off, read_kernel, read_ptr};
+use crate::shared::{
+    Res, current_task, current_tgid, emit, fill_header, is_monitor, off, read_kernel, read_ptr,
+};
 
 /// `TCP_SYN_SENT`, `TCP_CLOSE` and `TCP_LISTEN` from `include/net/tcp_states.h`.
 pub const TCP_SYN_SENT: i32 = 2;
@@ -163,6 +166,17 @@ pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen
 /// No precondition: `sk` may be any address, it is only read through `bpf_probe_read_kernel`.
 #[inline(always)]
 pub unsafe fn tcp_family(sk: *const u8) -> Res<Option<u16>> {
+    // SAFETY: inet_family has no precondition.
+    unsafe { inet_family(sk, IPPROTO_TCP) }
+}
+
+/// The family of `sk` when it is an IPv4 or IPv6 socket of `protocol` (`sk_protocol`) and the
+/// socket offsets are known; `None` otherwise.
+///
+/// # Safety
+/// No precondition: `sk` may be any address, it is only read through `bpf_probe_read_kernel`.
+#[inline(always)]
+pub unsafe fn inet_family(sk: *const u8, protocol: u16) -> Res<Option<u16>> {
     if off!(sock_valid) != 1 {
         return Ok(None);
     }
@@ -177,8 +191,7 @@ pub unsafe fn tcp_family(sk: *const u8) -> Res<Option<u16>> {
     // SAFETY: read_kernel of a u32, valid for any bits.
     let word: u32 = unsafe { read_kernel(sk, bit / 8)? };
     let bits = off!(sk_protocol_bits) & 31;
-    let protocol = (word >> (bit % 8)) & ((1u32 << bits) - 1);
-    if protocol != u32::from(IPPROTO_TCP) {
+    if (word >> (bit % 8)) & ((1u32 << bits) - 1) != u32::from(protocol) {
         return Ok(None);
     }
     Ok(Some(family))
@@ -223,11 +236,7 @@ pub unsafe fn fill_from_sock(
         (*ev).protocol = IPPROTO_TCP;
         // skc_num is the local port in host order; skc_dport is in network order.
         (*ev).sport = read_kernel(sk, off!(skc_num))?;
-        if family == AF_INET6 {
-            (*ev).saddr = read_kernel(sk, off!(skc_v6_rcv_saddr))?;
-        } else {
-            (*ev).saddr = widen(read_kernel(sk, off!(skc_rcv_saddr))?);
-        }
+        (*ev).saddr = local_addr(sk, family)?;
         if listen {
             (*ev).dport = 0;
             (*ev).daddr = [0; 16];
@@ -253,9 +262,56 @@ pub unsafe fn socket_sk(sock: *const u8) -> Res<*const u8> {
     unsafe { read_ptr(sock, off!(socket_sk)) }
 }
 
+/// The local address of `sk` in the `SockEvent` layout (IPv4 in the first 4 bytes).
+///
+/// # Safety
+/// No precondition: `sk` may be any address, it is only read through `bpf_probe_read_kernel`.
+#[inline(always)]
+pub unsafe fn local_addr(sk: *const u8, family: u16) -> Res<[u8; 16]> {
+    // SAFETY: read_kernel of byte arrays, valid for any bits.
+    unsafe {
+        if family == AF_INET6 {
+            read_kernel(sk, off!(skc_v6_rcv_saddr))
+        } else {
+            Ok(widen(read_kernel(sk, off!(skc_rcv_saddr))?))
+        }
+    }
+}
+
+/// The `struct sock *` behind descriptor `fd` of the current task
+/// (`current->files->fdt->fd[fd]->private_data->sk`), after checking that the file is the
+/// socket's own (`socket->file == file`); `None` when `fd` is not an open socket. Needs the
+/// `files_valid` and `sock_valid` offsets.
+///
+/// # Safety
+/// No precondition: every address is only read through `bpf_probe_read_kernel`.
+#[inline(always)]
+pub unsafe fn fd_sock(fd: u32) -> Res<Option<*const u8>> {
+    // SAFETY: read_ptr / read_kernel have no precondition; the values read are pointers and
+    // integers, only ever followed through further probe reads.
+    unsafe {
+        let files = read_ptr(current_task(), off!(task_files))?;
+        let fdt = read_ptr(files, off!(files_fdt))?;
+        let max_fds: u32 = read_kernel(fdt, off!(fdtable_max_fds))?;
+        if fd >= max_fds {
+            return Ok(None);
+        }
+        let fds = read_ptr(fdt, off!(fdtable_fd))?;
+        let file: *const u8 = read_kernel(fds, fd.wrapping_mul(8))?;
+        if file.is_null() {
+            return Ok(None);
+        }
+        let socket: *const u8 = read_kernel(file, off!(file_private_data))?;
+        if socket.is_null() || read_kernel::<*const u8>(socket, off!(socket_file))? != file {
+            return Ok(None);
+        }
+        socket_sk(socket).map(Some)
+    }
+}
+
 /// IPv4 address in the first 4 bytes, the rest zero (the `SockEvent` layout).
 #[inline(always)]
-fn widen(v4: [u8; 4]) -> [u8; 16] {
+pub fn widen(v4: [u8; 4]) -> [u8; 16] {
     let mut a = [0u8; 16];
     a[0] = v4[0];
     a[1] = v4[1];
@@ -265,7 +321,7 @@ fn widen(v4: [u8; 4]) -> [u8; 16] {
 }
 
 #[inline(always)]
-fn mapped(v4: [u8; 4]) -> [u8; 16] {
+pub fn mapped(v4: [u8; 4]) -> [u8; 16] {
     let mut a = [0u8; 16];
     a[10] = 0xff;
     a[11] = 0xff;

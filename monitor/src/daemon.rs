@@ -99,6 +99,9 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     watch
         .send_all_accepts(print_events)
         .context("cannot set the accept filter")?;
+    watch
+        .send_all_udp(print_events)
+        .context("cannot set the UDP filter")?;
     // SAFETY: the RingBuf owns its map fd (MapData) and returns that same fd from as_raw_fd for
     // its whole life; nothing else closes or replaces it while the AsyncFd owns the RingBuf.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }

@@ -8,9 +8,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    AF_INET, AF_INET6, ARGS_LEN, CredEvent, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_RESOLVED,
-    EXEC_FILENAME_TRUNCATED, EventHeader, EventKind, ExecEvent, ExitEvent, FILENAME_LEN, ForkEvent,
-    Hook, IPPROTO_TCP, PamCall, PamEvent, SetsidEvent, SockEvent,
+    AF_INET, AF_INET6, ARGS_LEN, CredEvent, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_FILE_ID,
+    EXEC_EXE_RESOLVED, EXEC_FILENAME_TRUNCATED, EventHeader, EventKind, ExecEvent, ExitEvent,
+    FILENAME_LEN, ForkEvent, Hook, IPPROTO_TCP, IPPROTO_UDP, PamCall, PamEvent, SetsidEvent,
+    SockEvent,
 };
 
 use crate::record::{self, Endpoint, Family, Protocol, SocketInfo};
@@ -89,7 +90,9 @@ pub struct Exec {
 /// ([`crate::identity`]) is keyed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FileId {
-    /// The device, in `stat(2)`'s `st_dev` encoding (converted from the kernel's `s_dev`).
+    /// The device, in `stat(2)`'s `st_dev` encoding (converted from the kernel's `s_dev` by
+    /// [`stat_dev`]). It is the filesystem's own device: where `stat` reports another one
+    /// (a btrfs subvolume's anonymous device, overlayfs' per-layer devices) the two differ.
     pub dev: u64,
     pub ino: u64,
     /// `i_size`, bytes.
@@ -258,10 +261,14 @@ fn decode_origin(raw: &EventHeader, kind: EventKind) -> Origin {
     }
 }
 
+/// A socket record's addresses. TCP for every kind; UDP only for connects (a UDP connect(2) or a
+/// send naming a destination), with the same layout.
 fn decode_socket(ev: &SockEvent, kind: SockKind) -> Result<SocketInfo, DecodeError> {
-    if ev.protocol != IPPROTO_TCP {
-        return Err(DecodeError::UnknownProtocol(ev.protocol));
-    }
+    let protocol = match (ev.protocol, kind) {
+        (IPPROTO_TCP, _) => Protocol::Tcp,
+        (IPPROTO_UDP, SockKind::Connect) => Protocol::Udp,
+        (other, _) => return Err(DecodeError::UnknownProtocol(other)),
+    };
     let (family, local_ip, remote_ip) = match ev.family {
         AF_INET => (
             Family::Ipv4,
@@ -286,7 +293,10 @@ fn decode_socket(ev: &SockEvent, kind: SockKind) -> Result<SocketInfo, DecodeErr
             port: ev.dport,
         }),
     };
-    Ok(socket_info(family, local, remote))
+    Ok(SocketInfo {
+        protocol,
+        ..socket_info(family, local, remote)
+    })
 }
 
 /// Builds a [`SocketInfo`], writing IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) as plain IPv4.
@@ -365,8 +375,21 @@ fn decode_exec(ev: &ExecEvent, origin: Origin) -> Exec {
         exe_truncated,
         argv,
         argv_truncated: cut || ev.flags & EXEC_ARGS_TRUNCATED != 0,
-        file: None,
+        file: (ev.flags & EXEC_EXE_FILE_ID != 0).then(|| FileId {
+            dev: stat_dev(ev.exe_dev),
+            ino: ev.exe_ino,
+            size: ev.exe_size,
+            mtime_sec: ev.exe_mtime_sec,
+            mtime_nsec: ev.exe_mtime_nsec,
+        }),
     }
+}
+
+/// The kernel's internal `dev_t` (`MINORBITS` = 20: major above, minor in the low 20 bits, as
+/// `sb->s_dev` holds it) in the encoding `stat(2)` reports as `st_dev` (glibc's `makedev`, what
+/// `new_encode_dev()` produces for userspace).
+pub fn stat_dev(kernel_dev: u32) -> u64 {
+    libc::makedev(kernel_dev >> 20, kernel_dev & 0xf_ffff)
 }
 
 /// The first `len` bytes of `buf`, never more than `max` or the array itself.
@@ -470,6 +493,11 @@ mod tests {
             exe_len: 0,
             args_len: args.len() as u32,
             _pad0: 0,
+            exe_ino: 0,
+            exe_size: 0,
+            exe_mtime_sec: 0,
+            exe_mtime_nsec: 0,
+            exe_dev: 0,
             filename: [0; FILENAME_LEN],
             exe: [0; EXE_LEN],
             args: [0; ARGS_LEN],
@@ -593,12 +621,98 @@ mod tests {
     fn bad_family_and_protocol_rejected() {
         let ev = sock(EventKind::Listen, 1, [0; 16], [0; 16]);
         assert_eq!(decode(&bytes_of(&ev)), Err(DecodeError::UnknownFamily(1)));
-        let mut ev = sock(EventKind::Listen, AF_INET, [0; 16], [0; 16]);
-        ev.protocol = 17;
+        // UDP is only ever a connect (a destination); a UDP listen or accept is not ours.
+        for kind in [EventKind::Listen, EventKind::Accept] {
+            let mut ev = sock(kind, AF_INET, [0; 16], [0; 16]);
+            ev.protocol = IPPROTO_UDP;
+            assert_eq!(
+                decode(&bytes_of(&ev)),
+                Err(DecodeError::UnknownProtocol(17))
+            );
+        }
+        let mut ev = sock(EventKind::Connect, AF_INET, [0; 16], [0; 16]);
+        ev.protocol = 132; // SCTP
         assert_eq!(
             decode(&bytes_of(&ev)),
-            Err(DecodeError::UnknownProtocol(17))
+            Err(DecodeError::UnknownProtocol(132))
         );
+    }
+
+    #[test]
+    fn udp_connects_decode_like_tcp_ones_with_protocol_udp() {
+        let mut ev = sock(
+            EventKind::Connect,
+            AF_INET,
+            v4([0, 0, 0, 0]),
+            v4([127, 0, 0, 1]),
+        );
+        ev.protocol = IPPROTO_UDP;
+        ev.header.hook = Hook::TracepointSysEnterSendto as u32;
+        ev.sport = 0;
+        ev.dport = 9999;
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.kind, SockKind::Connect);
+        assert_eq!(s.origin.hook, Some(Hook::TracepointSysEnterSendto));
+        assert_eq!(
+            serde_json::to_value(&s.socket).unwrap(),
+            serde_json::json!({"protocol":"udp","family":"ipv4",
+                "local":{"ip":"0.0.0.0","port":0},
+                "remote":{"ip":"127.0.0.1","port":9999}})
+        );
+        // The same record over TCP differs only in the protocol.
+        ev.protocol = IPPROTO_TCP;
+        let KernelEvent::Sock(t) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            t.socket,
+            SocketInfo {
+                protocol: Protocol::Tcp,
+                ..s.socket
+            }
+        );
+
+        // IPv6, and an IPv4 destination on an IPv6 socket (mapped), as for TCP.
+        let src: Ipv6Addr = "::1".parse().unwrap();
+        let dst: Ipv6Addr = "::1".parse().unwrap();
+        let mut ev = sock(EventKind::Connect, AF_INET6, src.octets(), dst.octets());
+        ev.protocol = IPPROTO_UDP;
+        ev.header.hook = Hook::TracepointSysEnterConnect as u32;
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.origin.hook, Some(Hook::TracepointSysEnterConnect));
+        assert_eq!(s.socket.protocol, Protocol::Udp);
+        assert_eq!(s.socket.family, Family::Ipv6);
+        assert_eq!(s.socket.remote.unwrap().ip, IpAddr::V6(dst));
+        assert!(!s.socket.mapped_ipv4);
+        let mapped: Ipv6Addr = "::ffff:10.0.0.7".parse().unwrap();
+        let mut ev = sock(EventKind::Connect, AF_INET6, [0; 16], mapped.octets());
+        ev.protocol = IPPROTO_UDP;
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            serde_json::to_value(&s.socket).unwrap(),
+            serde_json::json!({"protocol":"udp","family":"ipv6",
+                "local":{"ip":"::","port":4444},
+                "remote":{"ip":"10.0.0.7","port":80},"mapped_ipv4":true})
+        );
+    }
+
+    #[test]
+    fn udp_hooks_decode() {
+        for (n, hook) in [
+            (11, Hook::TracepointSysEnterConnect),
+            (12, Hook::TracepointSysEnterSendto),
+            (13, Hook::TracepointSysEnterSendmsg),
+            (14, Hook::TracepointSysEnterSendmmsg),
+        ] {
+            assert_eq!(Hook::try_from(n), Ok(hook));
+        }
+        assert_eq!(Hook::try_from(15), Err(15));
     }
 
     #[test]
@@ -722,6 +836,57 @@ mod tests {
         assert_eq!(e.argv, ["python3", "-m", "http.server", "", "4444"]);
         assert!(!e.argv_truncated && !e.filename_truncated && !e.exe_truncated);
         assert_eq!(e.old_tid, 4242);
+    }
+
+    #[test]
+    fn exec_file_id_only_when_flagged() {
+        let mut ev = exec_event(b"x\0", EXEC_EXE_RESOLVED);
+        ev.exe_ino = 1_234_567;
+        ev.exe_size = 43_184;
+        ev.exe_mtime_sec = 1_700_000_000;
+        ev.exe_mtime_nsec = 999_999_999;
+        // sda1 (8, 1) as the kernel holds it.
+        ev.exe_dev = (8 << 20) | 1;
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.file, None, "no EXEC_EXE_FILE_ID, no identity");
+        ev.flags |= EXEC_EXE_FILE_ID;
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            e.file,
+            Some(FileId {
+                dev: 0x801,
+                ino: 1_234_567,
+                size: 43_184,
+                mtime_sec: 1_700_000_000,
+                mtime_nsec: 999_999_999,
+            })
+        );
+        // Before the epoch is a negative time, kept as such.
+        ev.exe_mtime_sec = -1;
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.file.map(|f| f.mtime_sec), Some(-1));
+    }
+
+    #[test]
+    fn kernel_dev_converts_to_stat_encoding() {
+        // glibc: (major & 0xfff) << 8 | (major & ~0xfff) << 32 | (minor & 0xff) |
+        // (minor & ~0xff) << 12.
+        assert_eq!(stat_dev(0), 0);
+        assert_eq!(stat_dev((8 << 20) | 1), 0x801); // sda1
+        assert_eq!(stat_dev((259 << 20) | 3), 0x10303); // nvme0n1p3
+        assert_eq!(stat_dev(34), 34); // an anonymous device (0, 34): overlayfs, btrfs
+        assert_eq!(stat_dev(0x1234), 0x0120_0034); // (0, 0x1234): minor above 8 bits
+        assert_eq!(stat_dev(u32::MAX), 0xffff_ffff); // (0xfff, 0xfffff)
+        for (major, minor) in [(8u32, 1u32), (259, 3), (0, 0x1234), (0xfff, 0xf_ffff)] {
+            let dev = stat_dev((major << 20) | minor);
+            assert_eq!((libc::major(dev), libc::minor(dev)), (major, minor));
+        }
     }
 
     #[test]

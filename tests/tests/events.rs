@@ -6,7 +6,7 @@
 
 use std::{
     ffi::CString,
-    net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     process::Command,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -175,6 +175,120 @@ fn listen_and_connect_records() {
     );
     assert!(
         status["events"]["connect"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+}
+
+/// UDP destinations with `--events` (every process's): a sendto and a connect, IPv4, IPv6 and
+/// IPv4-mapped, each reported once per process and destination as a connect with protocol
+/// `udp`; port 53 never.
+#[test]
+fn udp_sendto_and_connect_records() {
+    if !privileged("udp_sendto_and_connect_records") {
+        return;
+    }
+    let mut m = Monitor::start(&["--events"]);
+    let started = m.seen.last().cloned().expect("started record");
+    assert!(
+        started["hooks"]["udp"]["attached"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("tracepoint:syscalls:sys_enter_connect")),
+        "udp attached: {started}"
+    );
+    // Receivers, so that the ports are free and nothing answers with port-unreachable.
+    let r4 = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let p4 = r4.local_addr().expect("addr").port();
+    let r6 = UdpSocket::bind("[::1]:0").expect("bind ::1");
+    let p6 = r6.local_addr().expect("addr").port();
+
+    let s4 = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    let s4_port = s4.local_addr().expect("addr").port();
+    for _ in 0..2 {
+        s4.send_to(b"x", ("127.0.0.1", p4))
+            .expect("sendto 127.0.0.1");
+    }
+    // DNS is never reported (nothing may listen there: the datagram is just dropped).
+    let _ = s4.send_to(b"x", ("127.0.0.1", 53));
+
+    let s6 = UdpSocket::bind("[::1]:0").expect("bind sender");
+    let s6_port = s6.local_addr().expect("addr").port();
+    s6.connect(("::1", p6)).expect("connect ::1");
+    s6.send(b"y").expect("send on the connected socket");
+
+    let s_mapped = UdpSocket::bind("[::]:0").expect("bind [::]");
+    let mapped_port = s_mapped.local_addr().expect("addr").port();
+    let mapped = SocketAddr::new(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0x7f00, 1).into(), p4);
+    s_mapped
+        .send_to(b"z", mapped)
+        .expect("sendto ::ffff:127.0.0.1");
+
+    let udp_to = |v: &Value, port: u16| {
+        is_event(v, "connect")
+            && v["socket"]["protocol"] == "udp"
+            && v["process"]["pid"] == std::process::id()
+            && v["socket"]["remote"]["port"] == port
+    };
+    let sent4 = m.wait_for("UDP sendto 127.0.0.1", WAIT, |v| {
+        udp_to(v, p4) && v["socket"]["family"] == "ipv4"
+    });
+    expect_self_process(&sent4);
+    assert_eq!(
+        sent4["socket"],
+        json!({"protocol":"udp","family":"ipv4",
+               "local":{"ip":"127.0.0.1","port":s4_port},
+               "remote":{"ip":"127.0.0.1","port":p4}}),
+        "{sent4}"
+    );
+    let connect6 = m.wait_for("UDP connect ::1", WAIT, |v| udp_to(v, p6));
+    expect_self_process(&connect6);
+    assert_eq!(
+        connect6["socket"],
+        json!({"protocol":"udp","family":"ipv6",
+               "local":{"ip":"::1","port":s6_port},
+               "remote":{"ip":"::1","port":p6}}),
+        "{connect6}"
+    );
+    let sent_mapped = m.wait_for("UDP sendto ::ffff:127.0.0.1", WAIT, |v| {
+        udp_to(v, p4) && v["socket"]["family"] == "ipv6"
+    });
+    assert_eq!(
+        sent_mapped["socket"],
+        json!({"protocol":"udp","family":"ipv6",
+               "local":{"ip":"::","port":mapped_port},
+               "remote":{"ip":"127.0.0.1","port":p4},"mapped_ipv4":true}),
+        "{sent_mapped}"
+    );
+
+    // A marker destination last: once its record is here, every earlier send's would be too.
+    let marker = UdpSocket::bind("127.0.0.1:0").expect("bind marker receiver");
+    let marker_port = marker.local_addr().expect("addr").port();
+    s4.send_to(b"m", ("127.0.0.1", marker_port))
+        .expect("sendto marker");
+    m.wait_for("UDP marker", WAIT, |v| udp_to(v, marker_port));
+    let count = |m: &Monitor, port: u16, family: &str| {
+        m.seen
+            .iter()
+            .filter(|v| udp_to(v, port) && v["socket"]["family"] == family)
+            .count()
+    };
+    assert_eq!(count(&m, p4, "ipv4"), 1, "one record per destination");
+    assert_eq!(
+        count(&m, p4, "ipv6"),
+        1,
+        "the mapped destination is its own"
+    );
+    assert_eq!(
+        count(&m, p6, "ipv6"),
+        1,
+        "the connected send is not reported"
+    );
+    assert_eq!(count(&m, 53, "ipv4"), 0, "DNS is not reported");
+    drop((r4, r6, s4, s6, s_mapped, marker));
+
+    let status = m.stop();
+    expect_status(&status);
+    assert!(
+        status["events"]["connect"].as_u64().unwrap_or(0) >= 4,
         "{status}"
     );
 }

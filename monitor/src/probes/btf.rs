@@ -70,6 +70,13 @@ pub enum BtfError {
     NotByteAligned { strukt: String, member: String },
     #[error("cannot size BTF type {0}")]
     Unsized(u32),
+    #[error("{strukt}: {member} has an unexpected shape ({bits} bits at bit {bit_offset})")]
+    Shape {
+        strukt: String,
+        member: String,
+        bits: u32,
+        bit_offset: u32,
+    },
 }
 
 /// Where a member sits inside its (outermost) struct.
@@ -520,10 +527,72 @@ pub fn kernel_offsets(btf: &Btf) -> OffsetsReport {
         )),
     }
 
+    let file_id = (|| -> Result<(), BtfError> {
+        o.file_f_inode = btf.member_offset("file", "f_inode")?;
+        o.inode_i_ino = btf.member_offset("inode", "i_ino")?;
+        o.inode_i_size = btf.member_offset("inode", "i_size")?;
+        o.inode_i_sb = btf.member_offset("inode", "i_sb")?;
+        o.super_block_s_dev = btf.member_offset("super_block", "s_dev")?;
+        (o.inode_i_mtime_sec, o.inode_i_mtime_nsec) = mtime_offsets(btf)?;
+        Ok(())
+    })();
+    match file_id {
+        Ok(()) if o.valid == 1 => o.file_id_valid = 1,
+        Ok(()) => {}
+        Err(e) => missing.push(format!(
+            "inode offsets (the executable's identity in exec records): {e}"
+        )),
+    }
+
     OffsetsReport {
         offsets: o,
         missing,
     }
+}
+
+/// Offsets of the seconds and nanoseconds of `inode`'s mtime. Linux 6.11 split it into
+/// `i_mtime_sec` (`time64_t`) and `i_mtime_nsec` (`u32`); before, it was a `struct timespec64`
+/// (`time64_t tv_sec; long tv_nsec;`) named `__i_mtime` (6.6 to 6.10) or `i_mtime`. The eBPF side
+/// reads an `i64` and a `u32`: for a 64-bit `long` it is pointed at the half holding the value
+/// (nanoseconds are below 10^9), which depends on the kernel's byte order, that of this process.
+fn mtime_offsets(btf: &Btf) -> Result<(u32, u32), BtfError> {
+    let (sec, nsec, nsec_strukt) = if let Ok(sec) = btf.member("inode", "i_mtime_sec") {
+        (sec, btf.member("inode", "i_mtime_nsec")?, "inode")
+    } else {
+        let base = btf
+            .member("inode", "__i_mtime")
+            .or_else(|_| btf.member("inode", "i_mtime"))?
+            .bit_offset;
+        let at = |m: MemberInfo| MemberInfo {
+            bit_offset: base.saturating_add(m.bit_offset),
+            bits: m.bits,
+        };
+        (
+            at(btf.member("timespec64", "tv_sec")?),
+            at(btf.member("timespec64", "tv_nsec")?),
+            "timespec64",
+        )
+    };
+    let shape = |m: MemberInfo, member: &str, widths: &[u32]| {
+        if m.bit_offset.is_multiple_of(8) && widths.contains(&m.bits) {
+            Ok(m.bit_offset / 8)
+        } else {
+            Err(BtfError::Shape {
+                strukt: nsec_strukt.to_owned(),
+                member: member.to_owned(),
+                bits: m.bits,
+                bit_offset: m.bit_offset,
+            })
+        }
+    };
+    let sec = shape(sec, "mtime seconds", &[64])?;
+    let nsec_off = shape(nsec, "mtime nanoseconds", &[32, 64])?;
+    let low_half = if nsec.bits == 64 && cfg!(target_endian = "big") {
+        4
+    } else {
+        0
+    };
+    Ok((sec, nsec_off + low_half))
 }
 
 #[cfg(test)]
@@ -738,6 +807,89 @@ mod tests {
         );
     }
 
+    /// `struct file`, `struct super_block` and a `struct inode` whose mtime is `mtime` (members
+    /// `(name, type id, bit offset)`, type 1 = u32, 2 = u64, 3 = timespec64), laid out as Linux
+    /// 6.18 has the other members.
+    fn inode_btf(mtime: &[(&str, u32, u32)]) -> Btf {
+        let mut b = Builder::new();
+        b.int("u32", 4); // 1
+        b.int("u64", 8); // 2
+        b.composite(
+            KIND_STRUCT,
+            "timespec64",
+            16,
+            &[("tv_sec", 2, 0, 0), ("tv_nsec", 2, 64, 0)],
+        ); // 3
+        b.composite(KIND_STRUCT, "file", 64, &[("f_inode", 2, 32 * 8, 0)]);
+        b.composite(KIND_STRUCT, "super_block", 64, &[("s_dev", 1, 16 * 8, 0)]);
+        let mut inode = vec![
+            ("i_sb", 2, 40 * 8, 0),
+            ("i_ino", 2, 64 * 8, 0),
+            ("i_size", 2, 80 * 8, 0),
+        ];
+        inode.extend(mtime.iter().map(|&(n, t, off)| (n, t, off, 0)));
+        b.composite(KIND_STRUCT, "inode", 256, &inode);
+        Btf::parse(&b.build()).expect("valid sample")
+    }
+
+    #[test]
+    fn file_id_offsets_with_split_mtime() {
+        // Linux 6.11+: time64_t i_mtime_sec; ... u32 i_mtime_nsec.
+        let btf = inode_btf(&[("i_mtime_sec", 2, 96 * 8), ("i_mtime_nsec", 1, 116 * 8)]);
+        let report = kernel_offsets(&btf);
+        let o = report.offsets;
+        assert_eq!(
+            (
+                o.file_f_inode,
+                o.inode_i_ino,
+                o.inode_i_size,
+                o.inode_i_sb,
+                o.super_block_s_dev,
+                o.inode_i_mtime_sec,
+                o.inode_i_mtime_nsec
+            ),
+            (32, 64, 80, 40, 16, 96, 116)
+        );
+        assert!(
+            !report
+                .missing
+                .iter()
+                .any(|m| m.starts_with("inode offsets")),
+            "{:?}",
+            report.missing
+        );
+        // The group also needs the process offsets (mm->exe_file), absent from this sample.
+        assert_eq!(o.file_id_valid, 0);
+    }
+
+    #[test]
+    fn file_id_offsets_with_timespec64_mtime() {
+        // Linux 6.6 to 6.10 (`__i_mtime`) and older (`i_mtime`): struct timespec64 at 96, its
+        // 64-bit tv_nsec at +8, read as a u32 in the half that holds the value.
+        let low_half = if cfg!(target_endian = "big") { 4 } else { 0 };
+        for name in ["__i_mtime", "i_mtime"] {
+            let btf = inode_btf(&[(name, 3, 96 * 8)]);
+            assert_eq!(
+                mtime_offsets(&btf).expect(name),
+                (96, 104 + low_half),
+                "{name}"
+            );
+        }
+        // No mtime at all: the group is missing, and says so.
+        let report = kernel_offsets(&inode_btf(&[]));
+        assert!(
+            report
+                .missing
+                .iter()
+                .any(|m| m.starts_with("inode offsets") && m.contains("i_mtime")),
+            "{:?}",
+            report.missing
+        );
+        // A bitfield or odd-sized nanoseconds member is refused, not misread.
+        let btf = inode_btf(&[("i_mtime_sec", 2, 96 * 8), ("i_mtime_nsec", 1, 116 * 8 + 4)]);
+        assert!(matches!(mtime_offsets(&btf), Err(BtfError::Shape { .. })));
+    }
+
     /// Against the running kernel: offsets must match what pahole/the kernel headers say for
     /// Linux 6.x `x86_64`, where these particular members have not moved in years.
     #[test]
@@ -791,5 +943,9 @@ mod tests {
         );
         // The mount's vfsmount sits after the hash node and two pointers.
         assert!(o.mount_mnt >= 16 && o.mount_mnt_parent < o.mount_mnt);
+        assert_eq!(o.file_id_valid, 1);
+        // super_block starts with its list_head, then s_dev.
+        assert_eq!(o.super_block_s_dev, 16);
+        assert!(o.inode_i_mtime_nsec > o.inode_i_mtime_sec, "{o:?}");
     }
 }

@@ -40,6 +40,8 @@ pub enum ProbeError {
     Map(#[from] aya::maps::MapError),
     #[error("no attachment worked for hook {hook}: {refused}")]
     NoAttachment { hook: &'static str, refused: String },
+    #[error("{count} web server users, more than the kernel's {max}")]
+    TooManyWebUids { count: usize, max: u32 },
 }
 
 /// Options fixed at load time.
@@ -111,6 +113,7 @@ impl Probes {
                     threads_valid: 0,
                     sock_valid: 0,
                     files_valid: 0,
+                    file_id_valid: 0,
                     ..offsets
                 };
                 let (ebpf, mut report) = attach::attach_all(opts, btf.as_ref(), &degraded)?;
@@ -416,6 +419,247 @@ mod tests {
         assert!(exe.ends_with("/d/deep-true"), "{exe}");
         assert!(full.ends_with(&exe), "{exe} is not the end of {full}");
         assert!(exe.len() < full.len(), "{exe}");
+    }
+
+    /// Root only: the exec record carries the executable's inode identity, decoded to what
+    /// `stat(2)` says of the file (device in `st_dev` encoding, inode, size, mtime to the
+    /// nanosecond).
+    #[test]
+    fn privileged_exec_record_carries_the_file_identity() {
+        if skip_unless_root("privileged_exec_record_carries_the_file_identity") {
+            return;
+        }
+        use std::{os::unix::fs::MetadataExt as _, time::Duration};
+
+        use crate::decode::{self, FileId, KernelEvent};
+
+        let root = std::env::temp_dir().join(format!("monitor-fileid-{}", std::process::id()));
+        let copy = TrueCopy::create(root, std::path::Path::new("bin"), "id-true");
+        // An mtime with nanoseconds, so that both halves are checked.
+        let mtime = std::time::UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789);
+        std::fs::File::options()
+            .write(true)
+            .open(&copy.path)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("set the copy's mtime");
+        for path in [std::path::Path::new("/usr/bin/true"), &copy.path] {
+            let meta = std::fs::metadata(path).expect("stat");
+            let ev = exec_record_of(path, &format!("fileid-{}", std::process::id()));
+            let Ok(KernelEvent::Exec(exec)) = decode::decode(&crate::testing::bytes_of(&ev)) else {
+                panic!("the exec record does not decode");
+            };
+            assert_eq!(
+                exec.file,
+                Some(FileId {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    size: meta.size(),
+                    mtime_sec: meta.mtime(),
+                    mtime_nsec: u32::try_from(meta.mtime_nsec()).expect("nanoseconds"),
+                }),
+                "{}: flags {:#x}",
+                path.display(),
+                ev.flags
+            );
+        }
+        assert_eq!(
+            std::fs::metadata(&copy.path).expect("stat").mtime_nsec(),
+            123_456_789
+        );
+    }
+
+    /// A child process (forked from this test) that waits for a byte on `go`, then, from a new
+    /// grandchild when `grandchild`, sends one datagram to 127.0.0.1 at each of `ports` from one
+    /// unbound UDP socket, and exits. Returns the child's pid.
+    fn udp_sender(go: &std::os::fd::OwnedFd, ports: &[u16], grandchild: bool) -> u32 {
+        use std::os::fd::AsRawFd as _;
+
+        // Everything is prepared before fork: after it, in this multi-threaded process, the child
+        // only makes async-signal-safe calls (read, fork, waitpid, socket, sendto, _exit).
+        let addrs: Vec<libc::sockaddr_in> = ports
+            .iter()
+            .map(|p| libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: p.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+                },
+                sin_zero: [0; 8],
+            })
+            .collect();
+        let go = go.as_raw_fd();
+        // SAFETY: the child only calls async-signal-safe functions on memory prepared above and
+        // leaves through _exit; the parent reaps it (wait_child).
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+            if pid == 0 {
+                let mut byte = 0u8;
+                if libc::read(go, (&raw mut byte).cast(), 1) != 1 {
+                    libc::_exit(2);
+                }
+                if grandchild {
+                    let g = libc::fork();
+                    if g != 0 {
+                        let mut status = 0;
+                        libc::waitpid(g, &raw mut status, 0);
+                        libc::_exit(i32::from(g < 0));
+                    }
+                }
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                for sa in &addrs {
+                    libc::sendto(
+                        fd,
+                        b"x".as_ptr().cast(),
+                        1,
+                        0,
+                        std::ptr::from_ref(sa).cast(),
+                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    );
+                }
+                libc::_exit(0);
+            }
+            pid as u32
+        }
+    }
+
+    /// Lets a [`udp_sender`] go (one byte on `go_write`) and waits for it.
+    fn run_sender(pid: u32, go_write: &std::os::fd::OwnedFd) {
+        use std::os::fd::AsRawFd as _;
+        let mut status = 0;
+        // SAFETY: writing one byte from a local, and waiting for our own child.
+        unsafe {
+            assert_eq!(
+                libc::write(go_write.as_raw_fd(), b"g".as_ptr().cast(), 1),
+                1
+            );
+            assert_eq!(libc::waitpid(pid as i32, &raw mut status, 0), pid as i32);
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "sender {pid} failed (status {status})"
+        );
+    }
+
+    /// Root only: without `--events` (UDP filter 0) the kernel reports UDP destinations only of
+    /// processes marked in `WEB_TREE` (and of their new children, marked by the fork hook) or
+    /// running as a web user, once per destination, never port 53; exit unmarks.
+    #[test]
+    fn privileged_udp_reported_only_for_web_processes_and_users() {
+        if skip_unless_root("privileged_udp_reported_only_for_web_processes_and_users") {
+            return;
+        }
+        use std::{
+            collections::BTreeMap,
+            os::fd::{FromRawFd as _, OwnedFd},
+            time::{Duration, Instant},
+        };
+
+        use crate::{
+            decode::{self, KernelEvent, SockKind},
+            record::Protocol,
+        };
+
+        let mut probes = Probes::load(&ProbeOptions {
+            ring_buffer_bytes: 1 << 20,
+            monitor_tgid: std::process::id(),
+        })
+        .expect("load probes as root");
+        let udp = probes.report().get("udp").expect("udp is reported");
+        assert!(udp.attached.is_some(), "udp not attached: {udp:?}");
+        let mut watch = probes.take_watch().expect("filter maps");
+        watch.send_all_udp(false).expect("UDP filter");
+        let mut ring = probes.take_ring_buf().expect("ring buffer");
+        let mut pipe = [0; 2];
+        // SAFETY: pipe(2) writes two descriptors into the array, owned from here on.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        // SAFETY: both were just returned by pipe(2) and nothing else owns them.
+        let (go_read, go_write) =
+            unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+
+        // Ports nothing listens on (loopback only: an ICMP port-unreachable is all that comes back).
+        let base = 47_100 + (std::process::id() % 500) as u16 * 10;
+        let (unmarked, marked, inherited, by_uid, uid_dropped, last) =
+            (base, base + 1, base + 2, base + 3, base + 4, base + 5);
+
+        let plain = udp_sender(&go_read, &[unmarked], false);
+        run_sender(plain, &go_write);
+
+        let web = udp_sender(&go_read, &[marked, marked, 53], false);
+        watch.mark_web_tree(web).expect("mark");
+        watch.mark_web_tree(web).expect("marking twice is fine");
+        run_sender(web, &go_write);
+        assert!(!watch.in_web_tree(web), "exit unmarks the process");
+
+        // The child is marked; the grandchild it forks is marked by the kernel and sends.
+        let parent = udp_sender(&go_read, &[inherited], true);
+        watch.mark_web_tree(parent).expect("mark");
+        run_sender(parent, &go_write);
+
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        watch.set_web_uids(&[uid, 33]).expect("web users");
+        let as_user = udp_sender(&go_read, &[by_uid], false);
+        run_sender(as_user, &go_write);
+        watch.set_web_uids(&[33]).expect("web users");
+        let no_longer = udp_sender(&go_read, &[uid_dropped], false);
+        run_sender(no_longer, &go_write);
+        assert!(matches!(
+            watch.set_web_uids(&(0..65).collect::<Vec<u32>>()),
+            Err(ProbeError::TooManyWebUids { count: 65, max: 64 })
+        ));
+
+        let closing = udp_sender(&go_read, &[last], false);
+        watch.mark_web_tree(closing).expect("mark");
+        run_sender(closing, &go_write);
+
+        // port → (tgid, ppid) of every UDP record of ours; the last one closes the window (one
+        // ring buffer, reserved in order: every earlier send's record is in by then).
+        let mut seen: BTreeMap<u16, Vec<(u32, u32)>> = BTreeMap::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !seen.contains_key(&last) && Instant::now() < deadline {
+            while let Some(item) = ring.next() {
+                let Ok(KernelEvent::Sock(s)) = decode::decode(&item) else {
+                    continue;
+                };
+                let Some(remote) = s.socket.remote else {
+                    continue;
+                };
+                if s.kind == SockKind::Connect
+                    && s.socket.protocol == Protocol::Udp
+                    && (remote.port == 53 || (base..=last).contains(&remote.port))
+                {
+                    assert_eq!(
+                        s.origin.hook,
+                        Some(monitor_common::Hook::TracepointSysEnterSendto)
+                    );
+                    assert_eq!(remote.ip, std::net::Ipv4Addr::LOCALHOST);
+                    seen.entry(remote.port)
+                        .or_default()
+                        .push((s.origin.tgid, s.origin.ppid));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            seen.get(&marked),
+            Some(&vec![(web, std::process::id())]),
+            "{seen:?}"
+        );
+        let grandchild = seen.get(&inherited).expect("the grandchild's send");
+        assert!(
+            grandchild.len() == 1 && grandchild[0].1 == parent && grandchild[0].0 != parent,
+            "{seen:?}"
+        );
+        assert_eq!(seen.get(&by_uid).map(Vec::len), Some(1), "{seen:?}");
+        assert_eq!(seen.get(&last).map(Vec::len), Some(1), "{seen:?}");
+        for port in [unmarked, uid_dropped, 53] {
+            assert!(!seen.contains_key(&port), "port {port} reported: {seen:?}");
+        }
+        assert_eq!(
+            probes.counters().expect("counters").errors,
+            [0; ERROR_SLOTS as usize]
+        );
     }
 
     /// Opens `path` read-only WITHOUT close-on-exec, so that a child can exec it through

@@ -1,6 +1,6 @@
 //! The probe table: each logical hook (`listen`, `connect`, `exec`, `fork`, `exit`, `accept`,
-//! `cred`, `setsid`, `pam`) and the ways of attaching it, in order of preference. [`super::attach`] walks
-//! it.
+//! `cred`, `setsid`, `pam`, `udp`) and the ways of attaching it, in order of preference.
+//! [`super::attach`] walks it.
 
 use monitor_common::{
     PROG_ACCEPT_SYS_EXIT_ACCEPT, PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_ENTER_CONNECT,
@@ -9,7 +9,8 @@ use monitor_common::{
     PROG_EXEC_SCHED_PROCESS_EXEC, PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE,
     PROG_LISTEN_SYS_ENTER_LISTEN, PROG_LISTEN_SYS_EXIT_LISTEN, PROG_PAM_ACCT_MGMT,
     PROG_PAM_AUTHENTICATE, PROG_PAM_OPEN_SESSION, PROG_PROCESS_SCHED_PROCESS_EXIT,
-    PROG_PROCESS_SCHED_PROCESS_FORK,
+    PROG_PROCESS_SCHED_PROCESS_FORK, PROG_UDP_SYS_ENTER_CONNECT, PROG_UDP_SYS_ENTER_SENDMMSG,
+    PROG_UDP_SYS_ENTER_SENDMSG, PROG_UDP_SYS_ENTER_SENDTO,
 };
 
 /// One way of attaching a logical hook.
@@ -47,6 +48,11 @@ pub(super) enum Attach {
         syscalls: &'static [&'static str],
         /// Reads the file table and executable inodes (`files_valid`), and sockets.
         needs_files: bool,
+    },
+    /// One program per syscall on `syscalls:sys_enter_<syscall>`: (program, syscall) pairs, all
+    /// or none. They read the file table and sockets (`files_valid`, `sock_valid`).
+    SyscallEnters {
+        programs: &'static [(&'static str, &'static str)],
     },
     /// uretprobes on functions of a shared library (found through `ld.so.cache`): (program,
     /// function) pairs. Need the file-table offsets: they report only for watched executables.
@@ -88,7 +94,9 @@ impl Attach {
             | Attach::TracePoint { program, .. }
             | Attach::TracePointInSyscall { program, .. } => program,
             Attach::Syscalls { exit, .. } => exit,
-            Attach::URetProbes { probes, .. } => probes.first().map_or("", |(program, _)| program),
+            Attach::SyscallEnters { programs: probes } | Attach::URetProbes { probes, .. } => {
+                probes.first().map_or("", |(program, _)| program)
+            }
         }
     }
 
@@ -114,7 +122,7 @@ impl Attach {
             Attach::Syscalls { exit, enter, .. } => {
                 [Some(exit), enter].into_iter().flatten().collect()
             }
-            Attach::URetProbes { probes, .. } => {
+            Attach::SyscallEnters { programs: probes } | Attach::URetProbes { probes, .. } => {
                 probes.iter().map(|(program, _)| *program).collect()
             }
         }
@@ -140,6 +148,13 @@ impl Attach {
                 if enter.is_some() {
                     points.extend(syscalls.iter().map(|s| format!("sys_enter_{s}")));
                 }
+                format!("tracepoint:syscalls:{}", points.join(","))
+            }
+            Attach::SyscallEnters { programs } => {
+                let points: Vec<String> = programs
+                    .iter()
+                    .map(|(_, s)| format!("sys_enter_{s}"))
+                    .collect();
                 format!("tracepoint:syscalls:{}", points.join(","))
             }
             Attach::URetProbes { library, probes } => {
@@ -275,6 +290,22 @@ pub(super) const PROBE_TABLE: &[Hook] = &[
             needs_files: false,
         }],
     },
+    // UDP destinations (connect and the sends that name an address) of the processes the kernel
+    // is told about, as connect records. Optional: without it (no file-table or socket offsets,
+    // a refused program) UDP is not seen, everything else works. Its own programs, not a branch
+    // of the connect hook's sys_enter_connect, which attaches only with one of connect's ways.
+    Hook {
+        name: "udp",
+        required: false,
+        attaches: &[Attach::SyscallEnters {
+            programs: &[
+                (PROG_UDP_SYS_ENTER_CONNECT, "connect"),
+                (PROG_UDP_SYS_ENTER_SENDTO, "sendto"),
+                (PROG_UDP_SYS_ENTER_SENDMSG, "sendmsg"),
+                (PROG_UDP_SYS_ENTER_SENDMMSG, "sendmmsg"),
+            ],
+        }],
+    },
     // How a login authenticated; where uprobes are refused, logins are still seen, with method
     // `unknown`.
     Hook {
@@ -325,6 +356,33 @@ mod tests {
         ));
         // Both tracepoint variants run the same program, so the plain one only loses the port.
         assert_eq!(attaches[1].program(), attaches[2].program());
+    }
+
+    #[test]
+    fn udp_is_optional_and_enters_four_syscalls() {
+        let hook = PROBE_TABLE
+            .iter()
+            .find(|h| h.name == "udp")
+            .expect("udp is in the probe table");
+        assert!(!hook.required);
+        let [attach] = hook.attaches else {
+            panic!("one way of attaching udp: {:?}", hook.attaches)
+        };
+        assert_eq!(
+            attach.label(),
+            "tracepoint:syscalls:sys_enter_connect,sys_enter_sendto,sys_enter_sendmsg,\
+             sys_enter_sendmmsg"
+        );
+        assert_eq!(
+            attach.programs(),
+            [
+                PROG_UDP_SYS_ENTER_CONNECT,
+                PROG_UDP_SYS_ENTER_SENDTO,
+                PROG_UDP_SYS_ENTER_SENDMSG,
+                PROG_UDP_SYS_ENTER_SENDMMSG
+            ]
+        );
+        assert_eq!(attach.program(), PROG_UDP_SYS_ENTER_CONNECT);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the kernel side is told to care about at run time, so that it can drop what cannot matter
 //! before it costs a ring-buffer slot: the watched executables (SSH servers, by inode), the
-//! prefixes of the loaded lists, and whether to send every accept.
+//! prefixes of the loaded lists, whether to send every accept, and whose UDP destinations to send
+//! (the processes under a web server, the web servers' users, or everyone).
 
 use std::{
     collections::HashSet,
@@ -13,8 +14,9 @@ use aya::maps::{
 };
 use log::{debug, warn};
 use monitor_common::{
-    ACCEPT_SEND_ALL, ACCEPT_SEND_WATCHED, MAP_ACCEPT_FILTER, MAP_WATCHED_EXES, MAP_WATCHED_NETS,
-    WATCHED_EXES_MAX, WATCHED_NETS_MAX,
+    ACCEPT_SEND_ALL, ACCEPT_SEND_WATCHED, MAP_ACCEPT_FILTER, MAP_UDP_FILTER, MAP_WATCHED_EXES,
+    MAP_WATCHED_NETS, MAP_WEB_TREE, MAP_WEB_UIDS, UDP_SEND_ALL, UDP_SEND_WEB, WATCHED_EXES_MAX,
+    WATCHED_NETS_MAX, WEB_TREE_MARKED, WEB_UIDS_MAX,
 };
 
 use super::ProbeError;
@@ -24,6 +26,12 @@ pub struct Watch {
     exes: HashMap<MapData, u64, u32>,
     nets: LpmTrie<MapData, [u8; 16], u32>,
     accept_filter: Array<MapData, u32>,
+    /// tgid → flags: processes under a web server (the kernel adds their new children and
+    /// removes them when they exit, so userspace keeps no copy).
+    web_tree: HashMap<MapData, u32, u32>,
+    /// uid → unused: the web servers' users.
+    web_uids: HashMap<MapData, u32, u32>,
+    udp_filter: Array<MapData, u32>,
     /// What `exes` holds.
     watched_exes: HashSet<u64>,
     /// What `nets` holds, as keys.
@@ -51,10 +59,16 @@ impl Watch {
         let exes = HashMap::try_from(take(MAP_WATCHED_EXES)?)?;
         let nets = LpmTrie::try_from(take(MAP_WATCHED_NETS)?)?;
         let accept_filter = Array::try_from(take(MAP_ACCEPT_FILTER)?)?;
+        let web_tree = HashMap::try_from(take(MAP_WEB_TREE)?)?;
+        let web_uids = HashMap::try_from(take(MAP_WEB_UIDS)?)?;
+        let udp_filter = Array::try_from(take(MAP_UDP_FILTER)?)?;
         Ok(Self {
             exes,
             nets,
             accept_filter,
+            web_tree,
+            web_uids,
+            udp_filter,
             watched_exes: HashSet::new(),
             watched_nets: HashSet::new(),
             send_all_accepts: false,
@@ -75,6 +89,53 @@ impl Watch {
             ACCEPT_SEND_WATCHED
         };
         self.accept_filter.set(0, value, 0)?;
+        Ok(())
+    }
+
+    /// Sends every process's UDP destinations to userspace (`--events`), or only those of the
+    /// processes under a web server ([`Self::mark_web_tree`]) and of the web servers' users
+    /// ([`Self::set_web_uids`]).
+    pub fn send_all_udp(&mut self, all: bool) -> Result<(), ProbeError> {
+        let value = if all { UDP_SEND_ALL } else { UDP_SEND_WEB };
+        self.udp_filter.set(0, value, 0)?;
+        Ok(())
+    }
+
+    /// Marks the process `tgid` as under a web server (idempotent): the kernel then reports its
+    /// UDP destinations, marks its new child processes too, and unmarks each when it exits. A
+    /// tgid that is gone already stays marked until the pid is reused and that process exits; the
+    /// map's capacity bounds the leak (a full map refuses the mark: [`ProbeError::Map`]).
+    pub fn mark_web_tree(&mut self, tgid: u32) -> Result<(), ProbeError> {
+        self.web_tree.insert(tgid, WEB_TREE_MARKED, 0)?;
+        Ok(())
+    }
+
+    /// Whether the kernel holds `tgid` as under a web server.
+    #[cfg(test)]
+    pub(super) fn in_web_tree(&self, tgid: u32) -> bool {
+        self.web_tree.get(&tgid, 0).is_ok()
+    }
+
+    /// Makes the kernel treat exactly `uids` as web servers' users, whose processes' UDP
+    /// destinations it reports. Stale uids are removed before new ones are inserted (the map
+    /// holds [`WEB_UIDS_MAX`]); a uid in both the old and the new set is never removed. More
+    /// than [`WEB_UIDS_MAX`] uids changes nothing and is [`ProbeError::TooManyWebUids`].
+    pub fn set_web_uids(&mut self, uids: &[u32]) -> Result<(), ProbeError> {
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        if wanted.len() > WEB_UIDS_MAX as usize {
+            return Err(ProbeError::TooManyWebUids {
+                count: wanted.len(),
+                max: WEB_UIDS_MAX,
+            });
+        }
+        let held: HashSet<u32> = self.web_uids.keys().collect::<Result<_, _>>()?;
+        for uid in held.difference(&wanted) {
+            self.web_uids.remove(uid)?;
+        }
+        for &uid in wanted.difference(&held) {
+            self.web_uids.insert(uid, 1, 0)?;
+        }
+        debug!("web servers' users: {wanted:?}");
         Ok(())
     }
 
