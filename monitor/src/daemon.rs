@@ -149,6 +149,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     };
     p.enricher
         .set_web_server_users(policy.web_server_users.clone());
+    mark_web_trees(&mut p, &policy.web_server_users);
     if let Some((lists, report)) = lists {
         p.serve_lists(lists, &report);
     }
@@ -200,7 +201,15 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                     reload_at = None;
                     p.reload_lists()?;
                 }
-                _ = poll_lists.tick() => p.reload_lists()?,
+                _ = poll_lists.tick() => {
+                    p.reload_lists()?;
+                    if p.table.refresh_catalog() {
+                        info!(
+                            "identity: the host's programs changed, {} catalogued again",
+                            p.table.identity_stats().catalogued
+                        );
+                    }
+                }
                 _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
                 _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
             }
@@ -239,6 +248,36 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Tells the kernel side which processes are under a web server now (the kernel hands the mark
+/// down at fork from here on), and which uids are web servers' users, so that their UDP
+/// destinations reach userspace and nobody else's do.
+fn mark_web_trees<W: std::io::Write>(p: &mut Pipeline<W>, users: &[String]) {
+    let mut marked = 0;
+    for pid in p.table.pids() {
+        if p.table.under_web_server(pid) {
+            p.mark_web_tree(pid);
+            marked += 1;
+        }
+    }
+    let by_uid = std::fs::read_to_string("/etc/passwd")
+        .map(|text| host::parse_passwd(&text))
+        .unwrap_or_default();
+    let uids: Vec<u32> = by_uid
+        .iter()
+        .filter(|(_, name)| users.contains(name))
+        .map(|(uid, _)| *uid)
+        .collect();
+    if let Some(watch) = p.watch.as_mut()
+        && let Err(e) = watch.set_web_uids(&uids)
+    {
+        warn!("cannot tell the kernel the web servers' users: {e}");
+    }
+    info!(
+        "{marked} processes under a web server and {} web server users watched for UDP egress",
+        uids.len()
+    );
 }
 
 /// Tells the kernel side which executables are SSH servers: the policy's paths as they are on

@@ -182,6 +182,9 @@ pub struct IdentityStats {
 /// The host's binaries by file and size, and the verdicts on executed files so far.
 #[derive(Debug, Default)]
 pub struct Catalog {
+    /// What was looked at (directories and files, with their inode and mtime when resolved):
+    /// a change means a package was installed, upgraded or removed.
+    watched: Vec<(PathBuf, Option<Version>)>,
     known: Vec<Known>,
     by_size: HashMap<u64, Vec<usize>>,
     cache: HashMap<FileKey, Option<FileVerdict>>,
@@ -196,6 +199,8 @@ impl Catalog {
     }
 
     pub fn resolve_in(lists: &Lists<'_>, dirs: &[&Path]) -> Self {
+        let mut watched: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+        watched.extend(lists.shell_lists.iter().map(PathBuf::from));
         let mut found: HashMap<PathBuf, Classes> = HashMap::new();
         let mut add = |path: PathBuf, classes: Classes| {
             if classes.is_empty() {
@@ -249,6 +254,14 @@ impl Catalog {
         }
         let mut catalog = Self::default();
         let mut paths: Vec<_> = found.into_iter().collect();
+        watched.extend(paths.iter().map(|(p, _)| p.clone()));
+        catalog.watched = watched
+            .into_iter()
+            .map(|p| {
+                let v = version(&p);
+                (p, v)
+            })
+            .collect();
         paths.sort_by(|a, b| a.0.cmp(&b.0));
         for (path, classes) in paths {
             let Ok(m) = fs::metadata(&path) else {
@@ -278,6 +291,12 @@ impl Catalog {
         }
         catalog.stats.catalogued = catalog.known.len();
         catalog
+    }
+
+    /// Whether a catalogued binary, a program directory or a shell list changed since
+    /// [`Catalog::resolve`]: then it should be resolved again (one `stat` each).
+    pub fn changed(&self) -> bool {
+        self.watched.iter().any(|(p, v)| version(p) != *v)
     }
 
     pub fn stats(&self) -> IdentityStats {
@@ -374,6 +393,14 @@ pub fn file_id(m: &fs::Metadata) -> FileId {
         mtime_sec,
         mtime_nsec,
     }
+}
+
+/// A file's inode and mtime (seconds, nanoseconds).
+type Version = (u64, (i64, u32));
+
+/// A path's inode and mtime, `None` when it does not exist.
+fn version(p: &Path) -> Option<Version> {
+    fs::metadata(p).ok().map(|m| (m.ino(), mtime(&m)))
 }
 
 fn mtime(m: &fs::Metadata) -> (i64, u32) {
@@ -621,6 +648,23 @@ mod tests {
         id.ino += 1;
         let proc = ProcFs::new("/nonexistent-proc");
         assert_eq!(c.judge(&proc, 1, copy.to_str(), &id), None);
+    }
+
+    #[test]
+    fn a_changed_binary_or_directory_is_noticed() {
+        let host = Host::new();
+        let c = host.catalog();
+        assert!(!c.changed());
+        // An upgrade replaces bash (a new inode) by rename.
+        let new = host.path("bin/.bash.new");
+        fs::write(&new, "#new bash#".repeat(60)).unwrap();
+        fs::rename(&new, host.path("bin/bash")).unwrap();
+        assert!(c.changed());
+        let c = host.catalog();
+        assert!(!c.changed());
+        // A new shell installed.
+        fs::write(host.path("bin/zsh-x"), "z").unwrap();
+        assert!(c.changed(), "the directory's mtime moved");
     }
 
     #[test]

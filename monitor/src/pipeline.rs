@@ -88,6 +88,11 @@ impl<W: Write> Pipeline<W> {
                 counts.fork += 1;
                 if let Some(child) = self.table.on_fork(&f.origin, f.child_tid, f.child_tgid) {
                     self.logins.on_fork(f.origin.tgid, child);
+                    // The kernel hands the mark down at fork itself; this covers children forked
+                    // before their parent was marked (a web server that just started).
+                    if self.watch.is_some() && self.table.under_web_server(child) {
+                        self.mark_web_tree(child);
+                    }
                 }
                 (None, None)
             }
@@ -98,6 +103,9 @@ impl<W: Write> Pipeline<W> {
                     self.enricher
                         .event(&mut self.table, EventType::Exec, &e.origin, None);
                 record.filename = Some(e.filename);
+                if record.web_server.is_some() {
+                    self.mark_web_tree(e.origin.tgid);
+                }
                 let exe = record.process.exe.as_deref();
                 if self.login_config.is_ssh_server(exe) {
                     self.watch_exe(e.origin.tgid);
@@ -259,6 +267,15 @@ impl<W: Write> Pipeline<W> {
 
     /// Tells the kernel side that the executable process `pid` runs is an SSH server, so that its
     /// accepts and PAM results are sent (a new sshd binary after an upgrade, seen at its exec).
+    /// Tells the kernel that `pid` is under a web server: its UDP destinations are reported.
+    pub fn mark_web_tree(&mut self, pid: u32) {
+        if let Some(watch) = self.watch.as_mut()
+            && let Err(e) = watch.mark_web_tree(pid)
+        {
+            log::warn!("cannot mark pid {pid} as under a web server in the kernel: {e}");
+        }
+    }
+
     fn watch_exe(&mut self, pid: u32) {
         let Some(watch) = self.watch.as_mut() else {
             return;

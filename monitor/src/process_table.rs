@@ -260,6 +260,17 @@ impl ProcessTable {
         }
     }
 
+    /// Resolves the catalog again when a catalogued binary, a program directory or a shell list
+    /// changed (a package upgrade): verdicts from then on use the new files. Returns whether it
+    /// did.
+    pub fn refresh_catalog(&mut self) -> bool {
+        if !self.catalog.changed() {
+            return false;
+        }
+        self.catalog = Catalog::resolve(&self.programs.lists());
+        true
+    }
+
     pub fn identity_stats(&self) -> IdentityStats {
         self.catalog.stats()
     }
@@ -431,6 +442,18 @@ impl ProcessTable {
                 let _ = write!(out, "{b:02x}");
                 out
             })
+    }
+
+    /// Whether `pid` is, replaced, or descends from a web server (by lineage).
+    /// Only for a pid the table knows: it never reads `/proc` for `pid` itself, so a child just
+    /// forked keeps its one re-read of its title for later, when it has set it.
+    pub fn under_web_server(&mut self, pid: u32) -> bool {
+        if self.get(pid).is_none() {
+            return false;
+        }
+        self.resolve_web_server(pid);
+        self.get(pid)
+            .is_some_and(|e| e.exited_ns.is_none() && (e.runs_web_server || e.web_server.is_some()))
     }
 
     /// The nearest shell or egress tool at or above `pid`, below its nearest web server.

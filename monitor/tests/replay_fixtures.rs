@@ -48,6 +48,10 @@ struct Expected {
     ancestor_exe: Option<String>,
     /// `web_server.exe`.
     web_server_exe: Option<String>,
+    shell_match: Option<String>,
+    web_server_via: Option<String>,
+    /// `socket.protocol`.
+    protocol: Option<String>,
 }
 
 fn fixtures() -> PathBuf {
@@ -129,6 +133,27 @@ fn check_alert(file: &str, index: usize, got: &AlertRecord, want: &Expected) {
             got.web_server.as_ref().and_then(|w| w.exe.as_ref()),
             Some(v),
             "{at}: web_server.exe"
+        );
+    }
+    if let Some(v) = &want.shell_match {
+        assert_eq!(
+            got.shell_match.map(|m| json_str(&m)).as_ref(),
+            Some(v),
+            "{at}: shell_match"
+        );
+    }
+    if let Some(v) = &want.web_server_via {
+        assert_eq!(
+            got.web_server_via.map(|m| json_str(&m)).as_ref(),
+            Some(v),
+            "{at}: web_server_via"
+        );
+    }
+    if let Some(v) = &want.protocol {
+        assert_eq!(
+            got.socket.as_ref().map(|s| json_str(&s.protocol)).as_ref(),
+            Some(v),
+            "{at}: socket.protocol"
         );
     }
 }

