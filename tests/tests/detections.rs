@@ -1121,21 +1121,27 @@ impl Drop for Scratch {
 }
 
 /// The egress test policy: the default excluded networks minus 127.0.0.0/8, so that a connect to
-/// an odd loopback port counts as egress. Validated with `monitor check-policy`.
+/// an odd loopback port counts as egress.
 fn egress_test_policy(scratch: &Scratch) -> PathBuf {
+    policy_in_scope(scratch, "127.0.0.0/8", "loopback is not excluded")
+}
+
+/// The default policy with `network` no longer in `webserver_egress`'s excluded networks,
+/// validated with `monitor check-policy`.
+fn policy_in_scope(scratch: &Scratch, network: &str, why: &str) -> PathBuf {
     let default: toml::Table = DEFAULT_POLICY.parse().expect("default policy is TOML");
     let excluded = default["rules"]["webserver_egress"]["excluded_networks"]
         .as_array()
         .expect("rules.webserver_egress.excluded_networks in the default policy");
     let kept: Vec<toml::Value> = excluded
         .iter()
-        .filter(|n| n.as_str() != Some("127.0.0.0/8"))
+        .filter(|n| n.as_str() != Some(network))
         .cloned()
         .collect();
     assert_eq!(
         kept.len() + 1,
         excluded.len(),
-        "the default policy must exclude 127.0.0.0/8"
+        "the default policy must exclude {network}"
     );
     let mut egress = toml::Table::new();
     egress.insert("excluded_networks".into(), toml::Value::Array(kept));
@@ -1143,8 +1149,7 @@ fn egress_test_policy(scratch: &Scratch) -> PathBuf {
     rules.insert("webserver_egress".into(), toml::Value::Table(egress));
     let mut policy = toml::Table::new();
     policy.insert("rules".into(), toml::Value::Table(rules));
-    let text =
-        format!("# Written by tests/tests/detections.rs: loopback is not excluded.\n{policy}");
+    let text = format!("# Written by tests/tests/detections.rs: {why}.\n{policy}");
     let path = scratch.write("policy.toml", &text);
     let out = Command::new(monitor_bin())
         .arg("check-policy")
@@ -1472,31 +1477,7 @@ impl Drop for AttackerNs {
 /// The default policy with 10.0.0.0/8 no longer excluded from egress (the attacker's namespace
 /// lives there).
 fn depth_test_policy(scratch: &Scratch) -> PathBuf {
-    let default: toml::Table = DEFAULT_POLICY.parse().expect("default policy is TOML");
-    let kept: Vec<toml::Value> = default["rules"]["webserver_egress"]["excluded_networks"]
-        .as_array()
-        .expect("excluded_networks")
-        .iter()
-        .filter(|n| n.as_str() != Some("10.0.0.0/8"))
-        .cloned()
-        .collect();
-    let text = format!(
-        "# Written by tests/tests/detections.rs: 10.0.0.0/8 is not excluded.\n\
-         [rules.webserver_egress]\nexcluded_networks = {}\n",
-        toml::Value::Array(kept)
-    );
-    let path = scratch.write("policy.toml", &text);
-    let out = Command::new(monitor_bin())
-        .arg("check-policy")
-        .arg(&path)
-        .output()
-        .expect("run monitor check-policy");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
+    policy_in_scope(scratch, "10.0.0.0/8", "10.0.0.0/8 is not excluded")
 }
 
 /// Percent-encodes a query-string value.

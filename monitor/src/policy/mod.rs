@@ -233,20 +233,9 @@ fn absolute_paths(
     key: &str,
     src: &Source<'_>,
 ) -> Result<Vec<String>, PolicyError> {
-    list.iter()
-        .enumerate()
-        .map(|(i, p)| {
-            if p.get_ref().starts_with('/') {
-                Ok(p.get_ref().clone())
-            } else {
-                Err(src.error(
-                    Some(&p.span()),
-                    &format!("{key}[{i}]"),
-                    format!("`{}` is not an absolute path", p.get_ref()),
-                ))
-            }
-        })
-        .collect()
+    checked_strings(list, key, src, |p| {
+        (!p.starts_with('/')).then(|| format!("`{p}` is not an absolute path"))
+    })
 }
 
 /// A list of user names as the passwd database spells them (no `:`, no whitespace).
@@ -255,19 +244,24 @@ fn user_names(
     key: &str,
     src: &Source<'_>,
 ) -> Result<Vec<String>, PolicyError> {
+    checked_strings(list, key, src, |u| {
+        (u.is_empty() || u.contains(':') || u.chars().any(char::is_whitespace))
+            .then(|| format!("`{u}` is not a user name"))
+    })
+}
+
+/// The strings of `list`, or the first one `bad` has a complaint about, as `key[i]`'s error.
+fn checked_strings(
+    list: &[Spanned<String>],
+    key: &str,
+    src: &Source<'_>,
+    bad: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, PolicyError> {
     list.iter()
         .enumerate()
-        .map(|(i, u)| {
-            let name = u.get_ref();
-            if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
-                Err(src.error(
-                    Some(&u.span()),
-                    &format!("{key}[{i}]"),
-                    format!("`{name}` is not a user name"),
-                ))
-            } else {
-                Ok(name.clone())
-            }
+        .map(|(i, v)| match bad(v.get_ref()) {
+            Some(msg) => Err(src.error(Some(&v.span()), &format!("{key}[{i}]"), msg)),
+            None => Ok(v.get_ref().clone()),
         })
         .collect()
 }
@@ -620,6 +614,23 @@ exceptions = [{ argv_prefix = ["sh", "-c", "/usr/bin/convert"] }]
             e.starts_with("policy.toml:1:17: shells[1]: bad glob"),
             "{e}"
         );
+        let e = err("egress_tools = [\"nc\", \"[py\"]\n");
+        assert!(
+            e.starts_with("policy.toml:1:23: egress_tools[1]: bad glob"),
+            "{e}"
+        );
+        let e = err("shell_lists = [\"/etc/shells\", \"shells\"]\n");
+        assert!(
+            e.starts_with("policy.toml:1:31: shell_lists[1]: `shells` is not an absolute path"),
+            "{e}"
+        );
+        let e = err("\nweb_server_users = [\"www:data\"]\n");
+        assert!(
+            e.starts_with("policy.toml:2:21: web_server_users[0]: `www:data` is not a user name"),
+            "{e}"
+        );
+        let e = err("loaders = [\"\"]\n");
+        assert!(e.contains("loaders[0]"), "{e}");
         let e = err("[rules\n");
         assert!(e.starts_with("policy.toml:1:"), "{e}");
     }
