@@ -156,7 +156,24 @@ pub fn run(options: &Options) -> Result<()> {
         (timings?, report?)
     };
     let load = format!("{load_before} before, {} after", loadavg());
-    let markdown = render(options, &workloads, &without, &with, &report, &load)?;
+    let mut markdown = render(options, &workloads, &without, &with, &report, &load)?;
+    // What knowing programs by file and content costs per exec (monitor/examples/identity_bench.rs):
+    // the exec storm above runs already-seen binaries, so this is the part of its overhead the
+    // identity verdicts can be.
+    let identity = cmd::output(cmd::cargo().args([
+        "run",
+        "--release",
+        "--quiet",
+        "--package",
+        "monitor",
+        "--example",
+        "identity_bench",
+    ]))?;
+    write!(
+        markdown,
+        "\nIdentity by file and content, per verdict (`cargo run --release -p monitor --example \
+         identity_bench`, docs below):\n\n{identity}"
+    )?;
     let doc = workspace_root().join("docs").join("benchmarks.md");
     write_generated(&doc, &markdown)?;
     let _ = fs::remove_dir_all(&scratch);
