@@ -38,7 +38,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{
     decode::FileId,
-    matcher::{ExeGlob, basename},
+    matcher::{ExeGlob, matches_any},
     procfs::ProcFs,
     record::MatchKind,
 };
@@ -100,7 +100,7 @@ impl Lists<'_> {
     /// The classes whose globs match `path` (basename globs, or whole-path ones).
     pub fn classes_by_path(&self, path: &str) -> Classes {
         let mut c = Classes::default();
-        let matches = |list: &[ExeGlob]| list.iter().any(|g| g.matches(path));
+        let matches = |list: &[ExeGlob]| matches_any(list, path);
         if matches(self.shells) {
             c.add(Class::Shell);
         }
@@ -478,8 +478,7 @@ pub fn loaded_program(argv: &[String]) -> Option<&str> {
 
 /// Whether `exe` is a dynamic loader by the policy's `loaders` globs.
 pub fn is_loader(loaders: &[ExeGlob], exe: &str) -> bool {
-    let exe = exe.strip_suffix(" (deleted)").unwrap_or(exe);
-    loaders.iter().any(|g| g.matches(exe)) || loaders.iter().any(|g| g.matches(basename(exe)))
+    matches_any(loaders, exe)
 }
 
 #[cfg(test)]

@@ -44,8 +44,6 @@ pub const EXIT_GRACE_NS: u64 = 30_000_000_000;
 /// A parent that started later than its child by more than this is a reused pid, not the parent
 /// (covers `/proc` start times being rounded down to clock ticks).
 const START_SLACK_NS: u64 = 50_000_000;
-/// (exe, exec filename).
-type PathKey = (Option<String>, Option<String>);
 /// (web server, shell / tool classes, dynamic loader), by path.
 type PathVerdict = (bool, Classes, bool);
 /// Path verdicts remembered before the memo is reset.
@@ -195,8 +193,10 @@ pub struct ProcessTable {
     catalog: Catalog,
     /// `/proc/sys/kernel/random/boot_id`: incident ids differ across boots.
     boot_id: String,
-    /// (exe, exec filename) → (web server, classes, loader) by path.
-    path_verdicts: HashMap<PathKey, PathVerdict>,
+    /// exe → exec filename → (web server, classes, loader) by path (`""` for an unknown one).
+    path_verdicts: HashMap<String, HashMap<String, PathVerdict>>,
+    /// (kind, root pid, root start) → incident id.
+    incidents: HashMap<(String, u32, u64), String>,
 }
 
 impl ProcessTable {
@@ -214,6 +214,7 @@ impl ProcessTable {
             catalog: Catalog::default(),
             boot_id: String::new(),
             path_verdicts: HashMap::new(),
+            incidents: HashMap::new(),
         }
     }
 
@@ -244,13 +245,9 @@ impl ProcessTable {
             let Some(e) = self.entries.get(&pid) else {
                 continue;
             };
-            let judged = self.judge(
-                e.pid,
-                e.exe.clone(),
-                e.filename.clone(),
-                &e.argv.clone(),
-                e.file,
-            );
+            let (exe, filename, argv, file) =
+                (e.exe.clone(), e.filename.clone(), e.argv.clone(), e.file);
+            let judged = self.judge(pid, exe.as_deref(), filename.as_deref(), &argv, file);
             if let Some(e) = self.entries.get_mut(&pid) {
                 e.apply(judged);
                 e.lineage_resolved = false;
@@ -280,12 +277,12 @@ impl ProcessTable {
     fn judge(
         &mut self,
         pid: u32,
-        exe: Option<String>,
-        filename: Option<String>,
+        exe: Option<&str>,
+        filename: Option<&str>,
         argv: &[String],
         file: Option<FileId>,
     ) -> Judged {
-        let (web_by_path, by_path, loader) = self.path_verdict(exe.as_deref(), filename.as_deref());
+        let (web_by_path, by_path, loader) = self.path_verdict(exe, filename);
         let lists = self.programs.lists();
         let mut program = ProgramIdentity::default();
         let mut shell = None;
@@ -331,7 +328,7 @@ impl ProcessTable {
                     .ok()
                     .map(|m| identity::file_id(&m))
             });
-            file.and_then(|f| self.catalog.judge(&self.proc, pid, exe.as_deref(), &f))
+            file.and_then(|f| self.catalog.judge(&self.proc, pid, exe, &f))
         };
         if let Some(v) = verdict {
             if v.classes.has(Class::Shell) && shell.is_none() {
@@ -369,7 +366,7 @@ impl ProcessTable {
             tool: own_tool.map(|(kind, matched)| {
                 Arc::new(ToolInfo {
                     pid,
-                    exe: loaded.clone().or(exe),
+                    exe: loaded.clone().or_else(|| exe.map(str::to_owned)),
                     kind,
                     matched,
                 })
@@ -381,8 +378,9 @@ impl ProcessTable {
     /// The path verdicts on (exe, exec filename), memoized: an exec storm runs the same few
     /// programs, and the globs are the costly part of judging one.
     fn path_verdict(&mut self, exe: Option<&str>, filename: Option<&str>) -> PathVerdict {
-        let key = (exe.map(str::to_owned), filename.map(str::to_owned));
-        if let Some(v) = self.path_verdicts.get(&key) {
+        // Looked up by &str: a hit (every exec of an already-seen program) allocates nothing.
+        let (e, f) = (exe.unwrap_or_default(), filename.unwrap_or_default());
+        if let Some(v) = self.path_verdicts.get(e).and_then(|by_file| by_file.get(f)) {
             return *v;
         }
         let web = program_path(&self.programs.web_servers, exe, filename).is_some();
@@ -393,7 +391,10 @@ impl ProcessTable {
         if self.path_verdicts.len() >= PATH_VERDICTS_MAX {
             self.path_verdicts.clear();
         }
-        self.path_verdicts.insert(key, (web, classes, loader));
+        self.path_verdicts
+            .entry(e.to_owned())
+            .or_default()
+            .insert(f.to_owned(), (web, classes, loader));
         (web, classes, loader)
     }
 
@@ -432,16 +433,26 @@ impl ProcessTable {
         self.incident_id(&format!("user{uid}"), root, start)
     }
 
-    fn incident_id(&self, kind: &str, pid: u32, start_ns: u64) -> String {
+    /// Every record under a web server asks for its tree's id: hashed once per tree root.
+    fn incident_id(&mut self, kind: &str, pid: u32, start_ns: u64) -> String {
         use sha2::{Digest as _, Sha256};
+        let key = (kind.to_owned(), pid, start_ns);
+        if let Some(id) = self.incidents.get(&key) {
+            return id.clone();
+        }
         let digest = Sha256::digest(format!("{}:{kind}:{pid}:{start_ns}", self.boot_id));
-        digest[..8]
+        let id = digest[..8]
             .iter()
             .fold(String::with_capacity(16), |mut out, b| {
                 use std::fmt::Write as _;
                 let _ = write!(out, "{b:02x}");
                 out
-            })
+            });
+        if self.incidents.len() >= PATH_VERDICTS_MAX {
+            self.incidents.clear();
+        }
+        self.incidents.insert(key, id.clone());
+        id
     }
 
     /// Whether `pid` is, replaced, or descends from a web server (by lineage).
@@ -788,8 +799,8 @@ impl ProcessTable {
         };
         let judged = self.judge(
             h.tgid,
-            exe.clone(),
-            Some(ev.filename.clone()),
+            exe.as_deref(),
+            Some(&ev.filename),
             &ev.argv,
             ev.file,
         );
@@ -907,8 +918,8 @@ impl ProcessTable {
         if !entry.judged {
             let judged = self.judge(
                 entry.pid,
-                entry.exe.clone(),
-                entry.filename.clone(),
+                entry.exe.as_deref(),
+                entry.filename.as_deref(),
                 &entry.argv,
                 entry.file,
             );
