@@ -82,14 +82,42 @@ pub const WEB_TREE_MARKED: u32 = 1 << 0;
 pub const MAP_WEB_UIDS: &str = "WEB_UIDS";
 pub const WEB_UIDS_MAX: u32 = 64;
 
-/// Array of one `u32`: [`UDP_SEND_WEB`] or [`UDP_SEND_ALL`]. Set by userspace at start
-/// (`--events` sends all).
-pub const MAP_UDP_FILTER: &str = "UDP_FILTER";
-/// Only the UDP destinations of processes in [`MAP_WEB_TREE`] or running as a [`MAP_WEB_UIDS`]
-/// user reach userspace.
-pub const UDP_SEND_WEB: u32 = 0;
-/// Every process's UDP destinations reach userspace.
-pub const UDP_SEND_ALL: u32 = 1;
+/// Array of one [`Scope`]: what the kernel sends in the current mode. All zero (what the map
+/// holds at load) sends everything, so nothing is filtered before userspace has marked the
+/// processes that matter; the daemon narrows it once it has.
+pub const MAP_SCOPE: &str = "SCOPE";
+/// [`Scope::mode`]: every record reaches userspace (`--events`, and until start-up is done).
+pub const SCOPE_ALL: u32 = 0;
+/// [`Scope::mode`]: only what can raise an alert reaches userspace: connects and UDP destinations
+/// of processes in scope (under a web server, a web server's user, or too new for userspace to
+/// have judged), connects to watched networks, listens not on loopback (when the policy allows
+/// every loopback listen), every exec (woken only in scope) and the lineage.
+pub const SCOPE_ALERTS: u32 = 1;
+
+/// What the kernel side sends, set by userspace ([`MAP_SCOPE`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// [`SCOPE_ALL`] or [`SCOPE_ALERTS`].
+    pub mode: u32,
+    /// `1`: [`MAP_WATCHED_NETS`] holds prefixes, so a connect of any process to one is wanted.
+    pub watched_nets: u32,
+    /// `1`: a listen on a loopback address cannot alert (the policy allows them all), so it is
+    /// not sent in [`SCOPE_ALERTS`].
+    pub skip_loopback_listens: u32,
+    pub _pad0: u32,
+    /// `CLOCK_BOOTTIME` ns up to which userspace has handled every exec and fork record: a
+    /// process whose exec or fork ([`MAP_FRESH`]) is newer is in scope until then, since
+    /// userspace may not have marked it yet.
+    pub judged_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<Scope>() == 24);
+
+/// Thread-group id → `bpf_ktime_get_boot_ns()` of its last exec, or of its fork for a process
+/// that has not exec'd (LRU hash, [`FRESH_MAX`] entries): how new each process is, against
+/// [`Scope::judged_ns`]. Kernel-side only; the exit hook removes a group's entry.
+pub const MAP_FRESH: &str = "FRESH";
+pub const FRESH_MAX: u32 = 16384;
 
 /// [`UdpSeenKey`] → `bpf_ktime_get_boot_ns()` of the report: the (process, destination) pairs
 /// already reported, each reported once (LRU hash, [`UDP_SEEN_MAX`] entries: a pair evicted by
@@ -114,6 +142,11 @@ const _: () = assert!(core::mem::size_of::<UdpSeenKey>() == 24);
 /// Global (set by the loader before load): the daemon's own thread-group id, ignored by every hook.
 pub const GLOBAL_MONITOR_TGID: &str = "MONITOR_TGID";
 
+/// Global (set by the loader before load): `1` makes every program return at once, for the
+/// benchmark's kernel floor (`monitor --bench-floor`): the same hooks attached, no work done.
+/// The verifier sees the frozen value and drops the branch that is not taken.
+pub const GLOBAL_FLOOR: &str = "FLOOR";
+
 /// Global (set by the loader before load): a [`KernelOffsets`] filled from the kernel's BTF.
 pub const GLOBAL_KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
 
@@ -135,7 +168,7 @@ pub const PROG_CONNECT_SYS_EXIT_CONNECT: &str = "connect_sys_exit_connect";
 /// initial RTO (1 s) instead of when connect(2) gives up.
 pub const PROG_CONNECT_TCP_RETRANSMIT_SKB: &str = "connect_tcp_retransmit_skb";
 /// `syscalls:sys_enter_{connect,sendto,sendmsg,sendmmsg}`: the destination a UDP socket is
-/// connected or sent to, reported as a connect (only for the processes [`MAP_UDP_FILTER`] asks
+/// connected or sent to, reported as a connect (only for the processes [`MAP_SCOPE`] asks
 /// about, once per process and destination).
 pub const PROG_UDP_SYS_ENTER_CONNECT: &str = "udp_sys_enter_connect";
 pub const PROG_UDP_SYS_ENTER_SENDTO: &str = "udp_sys_enter_sendto";
@@ -669,4 +702,5 @@ mod pod {
     unsafe impl aya::Pod for super::CredEvent {}
     unsafe impl aya::Pod for super::PamEvent {}
     unsafe impl aya::Pod for super::SetsidEvent {}
+    unsafe impl aya::Pod for super::Scope {}
 }

@@ -26,17 +26,21 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::{fentry, map, tracepoint},
-    maps::{HashMap, LruHashMap},
+    maps::{HashMap, LruHashMap, lpm_trie::Key},
     programs::{FEntryContext, TracePointContext},
 };
 use monitor_common::{CONNECT_TRACKED_THREADS, ErrorSlot, EventKind, Hook, SockEvent};
 
 use crate::{
     EVENTS,
-    shared::{Res, SyscallMarks, count_drop, count_error, mark_syscall_entry, off},
+    accept::WATCHED_NETS,
+    scope::{Wake, current_in_scope, scope, send_all},
+    shared::{
+        Res, SyscallMarks, count_drop, count_error, current_tgid, floor, mark_syscall_entry, off,
+    },
     sock::{
-        TCP_SYN_SENT, emit_from_tracepoint, fill_from_tracepoint, local_port, tracepoint_family,
-        tracepoint_oldstate, tracepoint_sk, tracepoint_sport, try_sock_fentry,
+        TCP_SYN_SENT, emit_from_tracepoint, fill_from_tracepoint, local_port, tracepoint_daddr_v6,
+        tracepoint_family, tracepoint_oldstate, tracepoint_sk, tracepoint_sport, try_sock_fentry,
     },
 };
 
@@ -67,8 +71,18 @@ struct PendingConnect {
     event: SockEvent,
     /// `struct sock *` from the tracepoint's `skaddr`.
     sk: u64,
+    /// `1`: the record can raise an alert and wakes the daemon ([`Wake::Now`]).
+    wake_now: u32,
+    _pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<PendingConnect>() == 112);
+const _: () = assert!(core::mem::size_of::<PendingConnect>() == 120);
+
+impl PendingConnect {
+    #[inline(always)]
+    fn wake(&self) -> Wake {
+        Wake::when(self.wake_now == 1)
+    }
+}
 
 // Field offsets of `tcp:tcp_retransmit_skb` (include/trace/events/tcp.h; `skaddr` and `state`
 // have sat there since the tracepoint gained `state` in Linux 4.16).
@@ -78,6 +92,9 @@ const TP_RTX_SPORT: usize = 28;
 
 #[fentry(function = "tcp_connect")]
 pub fn connect_tcp_connect(ctx: FEntryContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_connect_tcp_connect(&ctx).is_err() {
         count_error(ErrorSlot::Connect);
     }
@@ -92,6 +109,9 @@ fn try_connect_tcp_connect(ctx: &FEntryContext) -> Res<()> {
 
 #[tracepoint]
 pub fn connect_inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_connect_inet_sock_set_state(&ctx).is_err() {
         count_error(ErrorSlot::Connect);
     }
@@ -99,17 +119,20 @@ pub fn connect_inet_sock_set_state(ctx: TracePointContext) -> u32 {
 }
 
 fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
-    if tracepoint_oldstate(ctx)? == TCP_SYN_SENT {
+    if tracepoint_oldstate(ctx) == TCP_SYN_SENT {
         // Established, refused or timed out: the answer (or its absence) is known, send now.
-        send_for_sock(tracepoint_sk(ctx)? as u64, tracepoint_sport(ctx)?);
+        send_for_sock(tracepoint_sk(ctx) as u64, tracepoint_sport(ctx));
         return Ok(());
     }
-    let Some(family) = tracepoint_family(ctx, TCP_SYN_SENT)? else {
+    let Some(family) = tracepoint_family(ctx, TCP_SYN_SENT) else {
+        return Ok(());
+    };
+    let Some(wake) = wanted(ctx, family)? else {
         return Ok(());
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     if off!(sock_valid) != 1 || CONNECT_IN_SYSCALL.get_ptr(pid_tgid).is_none() {
-        return emit_from_tracepoint(ctx, family, EventKind::Connect);
+        return emit_from_tracepoint(ctx, family, EventKind::Connect, wake);
     }
     // A record still parked for this thread means its sys_exit_connect was missed; send it (with
     // the port it has) unless another context did, rather than overwrite it.
@@ -122,7 +145,8 @@ fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     let mut pending: PendingConnect = unsafe { core::mem::zeroed() };
     // SAFETY: `pending` is a local, valid for writes of its SockEvent.
     unsafe { fill_from_tracepoint(ctx, &raw mut pending.event, family, EventKind::Connect)? };
-    pending.sk = tracepoint_sk(ctx)? as u64;
+    pending.sk = tracepoint_sk(ctx) as u64;
+    pending.wake_now = u32::from(wake == Wake::Now);
     if CONNECT_PENDING.insert(pid_tgid, pending, 0).is_err() {
         // Map full: send now, without the port, rather than lose the connect.
         // SAFETY: `pending` is an initialized local.
@@ -140,6 +164,9 @@ fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
 
 #[tracepoint]
 pub fn connect_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_connect_tcp_retransmit_skb(&ctx).is_err() {
         count_error(ErrorSlot::Connect);
     }
@@ -199,6 +226,9 @@ fn send_for_sock(sk: u64, sport: u16) {
 
 #[tracepoint]
 pub fn connect_sys_enter_connect(_ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_connect_sys_enter_connect().is_err() {
         count_error(ErrorSlot::Connect);
     }
@@ -206,11 +236,39 @@ pub fn connect_sys_enter_connect(_ctx: TracePointContext) -> u32 {
 }
 
 fn try_connect_sys_enter_connect() -> Res<()> {
+    // In the default mode, a connect of a process out of scope can matter only if watched
+    // networks exist (the destination is known at SYN_SENT): otherwise it waits for nothing.
+    let scope = scope();
+    if !send_all(&scope) && scope.watched_nets != 1 && !current_in_scope(current_tgid(), &scope) {
+        return Ok(());
+    }
     mark_syscall_entry(&CONNECT_IN_SYSCALL)
+}
+
+/// Whether userspace needs this connect in the current mode, and how soon: a process in scope
+/// or a watched destination can raise an alert (wake now); anything else only with `--events`
+/// (no wake-up).
+#[inline(always)]
+fn wanted(ctx: &TracePointContext, family: u16) -> Res<Option<Wake>> {
+    let scope = scope();
+    if current_in_scope(current_tgid(), &scope) {
+        return Ok(Some(Wake::Now));
+    }
+    if scope.watched_nets == 1 {
+        // SAFETY: tracepoint_daddr_v6 probe-reads byte arrays of the record.
+        let daddr = tracepoint_daddr_v6(ctx, family)?;
+        if WATCHED_NETS.get(Key::new(128, daddr)).is_some() {
+            return Ok(Some(Wake::Now));
+        }
+    }
+    Ok(send_all(&scope).then_some(Wake::Later))
 }
 
 #[tracepoint]
 pub fn connect_sys_exit_connect(_ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_connect_sys_exit_connect().is_err() {
         count_error(ErrorSlot::Connect);
     }
@@ -277,9 +335,11 @@ unsafe fn send_claimed(p: *const PendingConnect, owner: u64, sport: u16, last_ch
             (*ev).sport = sport;
         }
     }
+    // SAFETY: `p` is readable (the caller's contract).
+    let wake = unsafe { (*p).wake() };
     // The hash deletes under its bucket lock: exactly one context gets 0 for this key.
     if CONNECT_SOCKS.remove(sk).is_ok() {
-        entry.submit(0);
+        entry.submit(wake.flags());
     } else {
         entry.discard(0);
     }
@@ -298,5 +358,6 @@ unsafe fn send_now(p: *const PendingConnect) {
     // SAFETY: `p` is readable (the caller's contract); the destination comes from
     // RingBufEntry::as_mut_ptr, valid for one SockEvent until submit, and does not overlap `p`.
     unsafe { core::ptr::copy_nonoverlapping(&raw const (*p).event, entry.as_mut_ptr(), 1) };
-    entry.submit(0);
+    // SAFETY: as above.
+    entry.submit(unsafe { (*p).wake() }.flags());
 }

@@ -16,7 +16,10 @@ use aya_ebpf::{
 };
 use monitor_common::{CRED_TRACKED_THREADS, CredEvent, ErrorSlot, EventKind, Hook, SetsidEvent};
 
-use crate::shared::{Res, count_error, emit, fill_header, is_monitor};
+use crate::{
+    scope::Wake,
+    shared::{Res, count_error, emit, fill_header, floor, is_monitor},
+};
 
 /// `pid_tgid` → real uid at the syscall's entry. LRU: a lost entry only means the exit reports
 /// the call even if the uid did not change.
@@ -28,6 +31,9 @@ const TP_SYS_EXIT_RET: usize = 16;
 
 #[tracepoint]
 pub fn cred_sys_enter_setuid(_ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_cred_sys_enter_setuid().is_err() {
         count_error(ErrorSlot::Cred);
     }
@@ -44,6 +50,9 @@ fn try_cred_sys_enter_setuid() -> Res<()> {
 
 #[tracepoint]
 pub fn cred_sys_exit_setuid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_cred_sys_exit_setuid(&ctx).is_err() {
         count_error(ErrorSlot::Cred);
     }
@@ -70,7 +79,7 @@ fn try_cred_sys_exit_setuid(ctx: &TracePointContext) -> Res<()> {
     if ret != 0 || old == new {
         return Ok(());
     }
-    emit::<CredEvent>(|ev| {
+    emit::<CredEvent>(Wake::Now, |ev| {
         // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one
         // CredEvent until `emit` submits or discards it; its fields are integers.
         unsafe {
@@ -88,6 +97,9 @@ fn try_cred_sys_exit_setuid(ctx: &TracePointContext) -> Res<()> {
 
 #[tracepoint]
 pub fn cred_sys_exit_setsid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_cred_sys_exit_setsid(&ctx).is_err() {
         count_error(ErrorSlot::Cred);
     }
@@ -106,7 +118,7 @@ fn try_cred_sys_exit_setsid(ctx: &TracePointContext) -> Res<()> {
     let Ok(sid) = u32::try_from(ret) else {
         return Ok(());
     };
-    emit::<SetsidEvent>(|ev| {
+    emit::<SetsidEvent>(Wake::Now, |ev| {
         // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one
         // SetsidEvent until `emit` submits or discards it; its fields are integers.
         unsafe {

@@ -18,9 +18,10 @@ use monitor_common::{
 
 use crate::{
     path::file_path,
+    scope::{Wake, current_in_scope, mark_fresh, scope},
     shared::{
-        EFAULT, Res, count_error, current_task, current_tgid, emit, fill_header, is_monitor, off,
-        offsets_valid, read_kernel, read_ptr,
+        EFAULT, Res, count_error, current_task, current_tgid, emit, fill_header, floor, is_monitor,
+        off, offsets_valid, read_kernel, read_ptr,
     },
 };
 
@@ -30,6 +31,9 @@ const TP_OLD_PID: usize = 16;
 
 #[tracepoint]
 pub fn exec_sched_process_exec(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_exec_sched_process_exec(&ctx).is_err() {
         count_error(ErrorSlot::Exec);
     }
@@ -37,12 +41,17 @@ pub fn exec_sched_process_exec(ctx: TracePointContext) -> u32 {
 }
 
 fn try_exec_sched_process_exec(ctx: &TracePointContext) -> Res<()> {
-    if is_monitor(current_tgid()) {
+    let tgid = current_tgid();
+    if is_monitor(tgid) {
         return Ok(());
     }
+    // Only an exec in scope (under a web server, as a web server's user, or by a process too new
+    // to be judged) can raise an alert; judged before this exec makes the process fresh.
+    let wake = Wake::when(current_in_scope(tgid, &scope()));
+    mark_fresh(tgid);
     // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one ExecEvent
     // until `emit` submits or discards it.
-    emit::<ExecEvent>(|ev| unsafe { fill_exec(ctx, ev) })
+    emit::<ExecEvent>(wake, |ev| unsafe { fill_exec(ctx, ev) })
 }
 
 /// Fills the record in place (it is 3 KiB: it never touches the stack). Failing to resolve the

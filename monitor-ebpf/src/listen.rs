@@ -23,14 +23,17 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap},
     programs::{FEntryContext, TracePointContext},
 };
-use monitor_common::{ErrorSlot, EventKind, Hook, LISTEN_TRACKED_THREADS, SockEvent};
+use monitor_common::{AF_INET6, ErrorSlot, EventKind, Hook, LISTEN_TRACKED_THREADS, SockEvent};
 
 use crate::{
     EVENTS,
-    shared::{Res, SyscallMarks, count_drop, count_error, mark_syscall_entry, off, read_kernel},
+    scope::{Wake, scope, send_all},
+    shared::{
+        Res, SyscallMarks, count_drop, count_error, floor, mark_syscall_entry, off, read_kernel,
+    },
     sock::{
-        TCP_CLOSE, TCP_LISTEN, emit_from_tracepoint, fill_from_tracepoint, local_port, socket_sk,
-        tracepoint_family, tracepoint_sk, try_sock_fentry,
+        TCP_CLOSE, TCP_LISTEN, TP_SADDR, TP_SADDR_V6, emit_from_tracepoint, fill_from_tracepoint,
+        local_port, socket_sk, tp_field, tracepoint_family, tracepoint_sk, try_sock_fentry,
     },
 };
 
@@ -62,6 +65,9 @@ const TP_SYS_EXIT_RET: usize = 16;
 
 #[fentry(function = "inet_listen")]
 pub fn listen_inet_listen(ctx: FEntryContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_listen_inet_listen(&ctx).is_err() {
         count_error(ErrorSlot::Listen);
     }
@@ -89,6 +95,9 @@ fn try_listen_inet_listen(ctx: &FEntryContext) -> Res<()> {
 
 #[tracepoint]
 pub fn listen_inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_listen_inet_sock_set_state(&ctx).is_err() {
         count_error(ErrorSlot::Listen);
     }
@@ -96,18 +105,24 @@ pub fn listen_inet_sock_set_state(ctx: TracePointContext) -> u32 {
 }
 
 fn try_listen_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
-    let Some(family) = tracepoint_family(ctx, TCP_LISTEN)? else {
+    let Some(family) = tracepoint_family(ctx, TCP_LISTEN) else {
         return Ok(());
     };
+    // The bound address is the socket's already (get_port() only picks the port): a loopback
+    // listen the policy allows in any case is not sent in the default mode.
+    let scope = scope();
+    if !send_all(&scope) && scope.skip_loopback_listens == 1 && loopback(ctx, family)? {
+        return Ok(());
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     if off!(sock_valid) != 1 || LISTEN_IN_SYSCALL.get_ptr(pid_tgid).is_none() {
-        return emit_from_tracepoint(ctx, family, EventKind::Listen);
+        return emit_from_tracepoint(ctx, family, EventKind::Listen, Wake::Now);
     }
     // SAFETY: every byte of PendingListen is an integer; zero is a valid value.
     let mut pending: PendingListen = unsafe { core::mem::zeroed() };
     // SAFETY: `pending` is a local, valid for writes of its SockEvent.
     unsafe { fill_from_tracepoint(ctx, &raw mut pending.event, family, EventKind::Listen)? };
-    pending.sk = tracepoint_sk(ctx)? as u64;
+    pending.sk = tracepoint_sk(ctx) as u64;
     // One listen(2) sets TCP_LISTEN at most once, and sys_exit_listen (attached before
     // sys_enter_listen) always clears the key: an existing entry cannot be pending.
     if LISTEN_PENDING.insert(pid_tgid, pending, 0).is_err() {
@@ -120,6 +135,9 @@ fn try_listen_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
 
 #[tracepoint]
 pub fn listen_sys_enter_listen(_ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_listen_sys_enter_listen().is_err() {
         count_error(ErrorSlot::Listen);
     }
@@ -132,6 +150,9 @@ fn try_listen_sys_enter_listen() -> Res<()> {
 
 #[tracepoint]
 pub fn listen_sys_exit_listen(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_listen_sys_exit_listen(&ctx).is_err() {
         count_error(ErrorSlot::Listen);
     }
@@ -146,9 +167,8 @@ fn try_listen_sys_exit_listen(ctx: &TracePointContext) -> Res<()> {
         // Not a TCP socket, already listening, failed before TCP_LISTEN, or sent at once.
         return Ok(());
     };
-    // SAFETY: read_at copies an i64 (valid for any bits) from the record with
-    // bpf_probe_read_kernel, which fails instead of faulting.
-    let ret: i64 = unsafe { ctx.read_at(TP_SYS_EXIT_RET) }.unwrap_or(-1);
+    // SAFETY: an aligned i64 field of the record.
+    let ret: i64 = unsafe { tp_field(ctx, TP_SYS_EXIT_RET) };
     let sent = if ret == 0 {
         // get_port() has bound the port by now (autobind included).
         // SAFETY: `p` is this thread's LISTEN_PENDING value (non-NULL checked), which the kernel
@@ -186,5 +206,24 @@ unsafe fn send(p: *const PendingListen, sport: Option<u16>) {
             (*ev).sport = port;
         }
     }
-    entry.submit(0);
+    entry.submit(Wake::Now.flags());
 }
+
+/// Whether the tracepoint's socket is bound to a loopback address (`127.0.0.0/8`, `::1`, or
+/// `::ffff:127.0.0.0/104`), as `netrange::is_loopback` judges it in userspace.
+#[inline(always)]
+fn loopback(ctx: &TracePointContext, family: u16) -> Res<bool> {
+    if family == AF_INET6 {
+        // SAFETY: a probe read of a byte-array field of the record (see sock.rs).
+        let a: [u8; 16] = unsafe { ctx.read_at(TP_SADDR_V6)? };
+        let mapped = a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff;
+        Ok((mapped && a[12] == 127) || a == LOOPBACK_V6)
+    } else {
+        // SAFETY: as above.
+        let a: [u8; 4] = unsafe { ctx.read_at(TP_SADDR)? };
+        Ok(a[0] == 127)
+    }
+}
+
+/// `::1`.
+const LOOPBACK_V6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];

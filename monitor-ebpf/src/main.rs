@@ -21,6 +21,7 @@ mod listen;
 mod pam;
 mod path;
 mod process;
+mod scope;
 mod shared;
 mod sock;
 mod udp;
@@ -61,6 +62,11 @@ static WEB_TREE: HashMap<u32, u32> = HashMap::with_max_entries(WEB_TREE_MAX, 0);
 // SAFETY: no other symbol of the object has this name; the loader finds the global by it.
 #[unsafe(no_mangle)]
 static MONITOR_TGID: u32 = 0;
+
+/// `1`: every program returns at once (the benchmark's kernel floor), set by the loader.
+// SAFETY: as for MONITOR_TGID, a name no other symbol has.
+#[unsafe(no_mangle)]
+static FLOOR: u32 = 0;
 
 /// Kernel struct offsets from BTF (set by the loader; `valid == 0` means "do not dereference").
 // SAFETY: as for MONITOR_TGID, a name no other symbol has.

@@ -6,22 +6,34 @@
 use aya_ebpf::{macros::uretprobe, programs::RetProbeContext};
 use monitor_common::{EXE_SSH_SERVER, ErrorSlot, EventKind, Hook, PamCall, PamEvent};
 
-use crate::shared::{
-    Res, count_error, current_exe_flags, current_tgid, emit, fill_header, is_monitor,
+use crate::{
+    scope::Wake,
+    shared::{
+        Res, count_error, current_exe_flags, current_tgid, emit, fill_header, floor, is_monitor,
+    },
 };
 
 #[uretprobe]
 pub fn pam_authenticate(ctx: RetProbeContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     returned(&ctx, PamCall::Authenticate)
 }
 
 #[uretprobe]
 pub fn pam_acct_mgmt(ctx: RetProbeContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     returned(&ctx, PamCall::AcctMgmt)
 }
 
 #[uretprobe]
 pub fn pam_open_session(ctx: RetProbeContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     returned(&ctx, PamCall::OpenSession)
 }
 
@@ -39,7 +51,7 @@ fn try_returned(ctx: &RetProbeContext, call: PamCall) -> Res<()> {
         return Ok(());
     }
     let ret: i32 = ctx.ret();
-    emit::<PamEvent>(|ev| {
+    emit::<PamEvent>(Wake::Now, |ev| {
         // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one
         // PamEvent until `emit` submits or discards it; its fields are integers.
         unsafe {

@@ -7,8 +7,9 @@ use monitor_common::{ErrorSlot, EventKind, ExitEvent, ForkEvent, Hook, OFFSET_AB
 
 use crate::{
     WEB_TREE,
+    scope::{Wake, forget_fresh, mark_fresh},
     shared::{
-        Res, count_error, current_task, current_tgid, emit, fill_header, is_monitor, off,
+        Res, count_error, current_task, current_tgid, emit, fill_header, floor, is_monitor, off,
         read_kernel, read_ptr,
     },
 };
@@ -18,6 +19,9 @@ const MAX_THREADS: u32 = 64;
 
 #[tracepoint]
 pub fn process_sched_process_fork(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_process_sched_process_fork(&ctx).is_err() {
         count_error(ErrorSlot::Fork);
     }
@@ -35,9 +39,15 @@ fn try_process_sched_process_fork(ctx: &TracePointContext) -> Res<()> {
     let child_tid: u32 = unsafe { ctx.read_at(off!(tp_fork_child_pid) as usize)? };
     let child_tgid = child_tgid(tgid, child_tid);
     inherit_web_tree(tgid, child_tid, child_tgid);
+    // A new process is fresh until userspace has handled this record (when its tgid is unknown,
+    // its tid may be a thread's: a stale entry only sends a few more records).
+    if child_tgid == 0 || child_tgid == child_tid {
+        mark_fresh(child_tid);
+    }
+    // Lineage alone never raises an alert: no wake-up.
     // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one ForkEvent
     // until `emit` submits or discards it; its fields are integers.
-    emit::<ForkEvent>(|ev| unsafe {
+    emit::<ForkEvent>(Wake::Later, |ev| unsafe {
         fill_header(
             &raw mut (*ev).header,
             EventKind::Fork,
@@ -122,6 +132,9 @@ unsafe fn find_thread(tid: u32) -> Res<Option<bool>> {
 
 #[tracepoint]
 pub fn process_sched_process_exit(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_process_sched_process_exit(&ctx).is_err() {
         count_error(ErrorSlot::Exit);
     }
@@ -148,10 +161,11 @@ fn try_process_sched_process_exit(ctx: &TracePointContext) -> Res<()> {
     }
     // -ENOENT for every process that is not under a web server.
     let _ = WEB_TREE.remove(tgid);
+    forget_fresh(tgid);
     // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one ExitEvent
     // until `emit` submits or discards it; its fields are integers, and read_kernel::<u32> is a
     // probe read.
-    emit::<ExitEvent>(|ev| unsafe {
+    emit::<ExitEvent>(Wake::Later, |ev| unsafe {
         fill_header(
             &raw mut (*ev).header,
             EventKind::Exit,

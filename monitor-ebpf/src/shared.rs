@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use monitor_common::{ErrorSlot, EventHeader, EventKind, Hook};
 
-use crate::{DROPS, ERRORS, EVENTS, MONITOR_TGID, WATCHED_EXES};
+use crate::{DROPS, ERRORS, EVENTS, FLOOR, MONITOR_TGID, WATCHED_EXES, scope::Wake};
 
 /// Errors are the negative errno values the helpers return.
 pub type Res<T> = Result<T, i32>;
@@ -52,6 +52,12 @@ pub fn read_global(p: *const u32) -> u32 {
 #[inline(always)]
 pub fn offsets_valid() -> bool {
     off!(valid) == 1
+}
+
+/// `true` in the benchmark's kernel floor: the program returns before doing anything.
+#[inline(always)]
+pub fn floor() -> bool {
+    read_global(&raw const FLOOR) != 0
 }
 
 /// `true` when the current task belongs to the daemon itself.
@@ -103,16 +109,17 @@ unsafe fn bump(p: *mut u64) {
 
 /// Reserves a `T` in the ring buffer, lets `fill` write it in place (records are too big for the
 /// stack), and submits it. A full ring buffer bumps DROPS (loss is data, never silent); a failed
-/// `fill` discards the record and returns its error for the caller's error slot.
+/// `fill` discards the record and returns its error for the caller's error slot. `wake` says
+/// whether the daemon must see it at once ([`Wake`]).
 #[inline(always)]
-pub fn emit<T: 'static>(fill: impl FnOnce(*mut T) -> Res<()>) -> Res<()> {
+pub fn emit<T: 'static>(wake: Wake, fill: impl FnOnce(*mut T) -> Res<()>) -> Res<()> {
     let Some(mut entry) = EVENTS.reserve::<T>(0) else {
         count_drop();
         return Ok(());
     };
     match fill(entry.as_mut_ptr()) {
         Ok(()) => {
-            entry.submit(0);
+            entry.submit(wake.flags());
             Ok(())
         }
         Err(e) => {

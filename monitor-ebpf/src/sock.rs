@@ -2,11 +2,14 @@
 //! `sock:inet_sock_set_state` tracepoint, one for a `struct sock *` seen by an fentry program or
 //! found behind a descriptor.
 
-use aya_ebpf::programs::TracePointContext;
+use aya_ebpf::{EbpfContext as _, programs::TracePointContext};
 use monitor_common::{AF_INET, AF_INET6, EventKind, Hook, IPPROTO_TCP, SockEvent};
 
-use crate::shared::{
-    Res, current_task, current_tgid, emit, fill_header, is_monitor, off, read_kernel, read_ptr,
+use crate::{
+    scope::Wake,
+    shared::{
+        Res, current_task, current_tgid, emit, fill_header, is_monitor, off, read_kernel, read_ptr,
+    },
 };
 
 /// `TCP_SYN_SENT`, `TCP_CLOSE` and `TCP_LISTEN` from `include/net/tcp_states.h`.
@@ -26,63 +29,97 @@ const TP_SPORT: usize = 24;
 const TP_DPORT: usize = 26;
 const TP_FAMILY: usize = 28;
 const TP_PROTOCOL: usize = 30;
-const TP_SADDR: usize = 32;
+pub const TP_SADDR: usize = 32;
 const TP_DADDR: usize = 36;
-const TP_SADDR_V6: usize = 40;
+pub const TP_SADDR_V6: usize = 40;
 const TP_DADDR_V6: usize = 56;
+
+/// Loads a field of a tracepoint record straight from the context: the verifier allows aligned
+/// reads of a tracepoint program's context (`tp_prog_is_valid_access()`), which cost a load, not
+/// a helper call. Volatile, so that the compiler neither merges nor widens the load.
+///
+/// # Safety
+/// `T` must be an integer type and `offset` a multiple of its size, at least 8 (past the common
+/// fields), inside the record.
+#[inline(always)]
+pub unsafe fn tp_field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: the caller's contract; the verifier checks the access at load time.
+    unsafe { core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
+}
 
 /// The tracepoint already converts ports to host byte order (`ntohs(inet->inet_sport)`).
 ///
 /// The socket family when the tracepoint reports a TCP/IPv4-or-IPv6 socket of another task than
 /// the monitor entering `want_state`; `None` when the record is not for us.
 #[inline(always)]
-pub fn tracepoint_family(ctx: &TracePointContext, want_state: i32) -> Res<Option<u16>> {
-    // SAFETY: a probe read of an i32 field of the record (see TP_SKADDR).
-    let newstate: i32 = unsafe { ctx.read_at(TP_NEWSTATE)? };
+pub fn tracepoint_family(ctx: &TracePointContext, want_state: i32) -> Option<u16> {
+    // SAFETY: aligned integer fields of the record (see TP_SKADDR).
+    let newstate: i32 = unsafe { tp_field(ctx, TP_NEWSTATE) };
     if newstate != want_state {
-        return Ok(None);
+        return None;
     }
-    // SAFETY: a probe read of a u16 field of the record (see TP_SKADDR).
-    let protocol: u16 = unsafe { ctx.read_at(TP_PROTOCOL)? };
     // SAFETY: as above.
-    let family: u16 = unsafe { ctx.read_at(TP_FAMILY)? };
+    let protocol: u16 = unsafe { tp_field(ctx, TP_PROTOCOL) };
+    // SAFETY: as above.
+    let family: u16 = unsafe { tp_field(ctx, TP_FAMILY) };
     if protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6) {
-        return Ok(None);
+        return None;
     }
     if is_monitor(current_tgid()) {
-        return Ok(None);
+        return None;
     }
-    Ok(Some(family))
+    Some(family)
 }
 
 /// Writes the tracepoint's record straight into the ring buffer.
 #[inline(always)]
-pub fn emit_from_tracepoint(ctx: &TracePointContext, family: u16, kind: EventKind) -> Res<()> {
+pub fn emit_from_tracepoint(
+    ctx: &TracePointContext,
+    family: u16,
+    kind: EventKind,
+    wake: Wake,
+) -> Res<()> {
     // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one SockEvent
     // until `emit` submits or discards it.
-    emit::<SockEvent>(|ev| unsafe { fill_from_tracepoint(ctx, ev, family, kind) })
+    emit::<SockEvent>(wake, |ev| unsafe {
+        fill_from_tracepoint(ctx, ev, family, kind)
+    })
 }
 
 /// The `struct sock *` the tracepoint is about (`skaddr`).
 #[inline(always)]
-pub fn tracepoint_sk(ctx: &TracePointContext) -> Res<*const u8> {
-    // SAFETY: a probe read of a pointer field of the record (see TP_SKADDR); it is only ever
+pub fn tracepoint_sk(ctx: &TracePointContext) -> *const u8 {
+    // SAFETY: an aligned pointer-sized field of the record (see TP_SKADDR); it is only ever
     // followed through probe reads.
-    unsafe { ctx.read_at(TP_SKADDR) }
+    unsafe { tp_field::<u64>(ctx, TP_SKADDR) as *const u8 }
+}
+
+/// The remote address of the tracepoint's socket in `WATCHED_NETS`' key shape (IPv4 as
+/// `::ffff:a.b.c.d`).
+#[inline(always)]
+pub fn tracepoint_daddr_v6(ctx: &TracePointContext, family: u16) -> Res<[u8; 16]> {
+    // SAFETY: probe reads of byte-array fields of the record (see TP_SKADDR).
+    unsafe {
+        if family == AF_INET6 {
+            ctx.read_at(TP_DADDR_V6)
+        } else {
+            Ok(mapped(ctx.read_at(TP_DADDR)?))
+        }
+    }
 }
 
 /// The state the socket leaves.
 #[inline(always)]
-pub fn tracepoint_oldstate(ctx: &TracePointContext) -> Res<i32> {
-    // SAFETY: a probe read of an i32 field of the record (see TP_SKADDR).
-    unsafe { ctx.read_at(TP_OLDSTATE) }
+pub fn tracepoint_oldstate(ctx: &TracePointContext) -> i32 {
+    // SAFETY: an aligned i32 field of the record (see TP_SKADDR).
+    unsafe { tp_field(ctx, TP_OLDSTATE) }
 }
 
 /// The local port (`ntohs(inet->inet_sport)`), host byte order.
 #[inline(always)]
-pub fn tracepoint_sport(ctx: &TracePointContext) -> Res<u16> {
-    // SAFETY: a probe read of a u16 field of the record (see TP_SKADDR).
-    unsafe { ctx.read_at(TP_SPORT) }
+pub fn tracepoint_sport(ctx: &TracePointContext) -> u16 {
+    // SAFETY: an aligned u16 field of the record (see TP_SKADDR).
+    unsafe { tp_field(ctx, TP_SPORT) }
 }
 
 /// `sk->__sk_common.skc_num`: the local port in host byte order, 0 until one is bound. Needs the
@@ -156,7 +193,9 @@ pub unsafe fn try_sock_fentry(sk: *const u8, kind: EventKind, hook: Hook, listen
     }
     // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one SockEvent
     // until `emit` submits or discards it; `sk` may be any address.
-    emit::<SockEvent>(|ev| unsafe { fill_from_sock(sk, ev, family, kind, hook, listen) })
+    emit::<SockEvent>(Wake::Now, |ev| unsafe {
+        fill_from_sock(sk, ev, family, kind, hook, listen)
+    })
 }
 
 /// The family of `sk` when it is a TCP socket over IPv4 or IPv6 and the socket offsets are known;

@@ -10,8 +10,9 @@
 //!
 //! Most UDP traffic is DNS and local chatter no rule cares about, so little of it leaves the
 //! kernel. By default only processes under a web server (`WEB_TREE`) or running as a web
-//! server's user (`WEB_UIDS`, the real uid) are looked at; `UDP_FILTER` = `UDP_SEND_ALL`
-//! (`--events`) looks at all. Port 53 is never reported, and a (process, destination) pair once
+//! server's user (`WEB_UIDS`, the real uid), or too new for userspace to have judged (see
+//! `scope`), are looked at; `--events` (`SCOPE_ALL`) looks at all, and wakes the daemon only for
+//! those in scope. Port 53 is never reported, and a (process, destination) pair once
 //! (`UDP_SEEN`, an LRU: a pair pushed out by 8192 newer ones is reported again; a new process
 //! that reuses the pid of one still in it is not reported for their common destinations). The
 //! checks go cheapest first: the offsets and the monitor itself, the filter, whether the call
@@ -33,31 +34,29 @@
 //! opened for protocol 17 has `sk_protocol` UDP too and is reported like one.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_uid_gid, bpf_probe_read_user, generated::bpf_ktime_get_boot_ns},
+    helpers::{bpf_probe_read_user, generated::bpf_ktime_get_boot_ns},
     macros::{map, tracepoint},
-    maps::{Array, HashMap, LruHashMap},
+    maps::{HashMap, LruHashMap},
     programs::TracePointContext,
 };
 use monitor_common::{
     AF_INET, AF_INET6, AF_UNSPEC, ErrorSlot, EventKind, Hook, IPPROTO_UDP, SockEvent, UDP_SEEN_MAX,
-    UDP_SEND_ALL, UdpSeenKey, WEB_UIDS_MAX,
+    UdpSeenKey, WEB_UIDS_MAX,
 };
 
 use crate::{
-    EVENTS, WEB_TREE,
+    EVENTS,
+    scope::{Wake, current_in_scope, scope, send_all},
     shared::{
-        Res, count_drop, count_error, current_tgid, fill_header, is_monitor, off, offsets_valid,
+        Res, count_drop, count_error, current_tgid, fill_header, floor, is_monitor, off,
+        offsets_valid,
     },
     sock::{fd_sock, inet_family, local_addr, local_port, mapped, widen},
 };
 
 /// The web servers' service users, by uid (value unused); set by userspace.
 #[map(name = "WEB_UIDS")]
-static WEB_UIDS: HashMap<u32, u32> = HashMap::with_max_entries(WEB_UIDS_MAX, 0);
-
-/// Index 0: `UDP_SEND_WEB` or `UDP_SEND_ALL`, set by userspace.
-#[map(name = "UDP_FILTER")]
-static UDP_FILTER: Array<u32> = Array::with_max_entries(1, 0);
+pub(crate) static WEB_UIDS: HashMap<u32, u32> = HashMap::with_max_entries(WEB_UIDS_MAX, 0);
 
 /// (process, destination) pairs already reported → when. An LRU, so that a process spraying
 /// destinations cannot fill it for good: the oldest pairs make room (and would be reported again).
@@ -91,6 +90,9 @@ enum Call {
 
 #[tracepoint]
 pub fn udp_sys_enter_connect(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_udp_sys_enter_connect(&ctx).is_err() {
         count_error(ErrorSlot::Connect);
     }
@@ -99,9 +101,9 @@ pub fn udp_sys_enter_connect(ctx: TracePointContext) -> u32 {
 
 /// `connect(int fd, struct sockaddr *uservaddr, int addrlen)`.
 fn try_udp_sys_enter_connect(ctx: &TracePointContext) -> Res<()> {
-    if !wanted() {
+    let Some(wake) = wanted() else {
         return Ok(());
-    }
+    };
     // SAFETY: read_at probe-reads u64 slots of the record (valid for any bits), likewise in the
     // other programs below.
     let (fd, addr, len) = unsafe {
@@ -117,11 +119,15 @@ fn try_udp_sys_enter_connect(ctx: &TracePointContext) -> Res<()> {
         len,
         Call::Connect,
         Hook::TracepointSysEnterConnect,
+        wake,
     )
 }
 
 #[tracepoint]
 pub fn udp_sys_enter_sendto(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_udp_sys_enter_sendto(&ctx).is_err() {
         count_error(ErrorSlot::Connect);
     }
@@ -131,9 +137,9 @@ pub fn udp_sys_enter_sendto(ctx: TracePointContext) -> u32 {
 /// `sendto(int fd, void *buff, size_t len, unsigned int flags, struct sockaddr *addr,
 /// int addr_len)`.
 fn try_udp_sys_enter_sendto(ctx: &TracePointContext) -> Res<()> {
-    if !wanted() {
+    let Some(wake) = wanted() else {
         return Ok(());
-    }
+    };
     // SAFETY: as in try_udp_sys_enter_connect.
     let (fd, addr, len) = unsafe {
         (
@@ -142,11 +148,21 @@ fn try_udp_sys_enter_sendto(ctx: &TracePointContext) -> Res<()> {
             ctx.read_at::<u64>(TP_ARG5)?,
         )
     };
-    report(fd, addr, len, Call::Send, Hook::TracepointSysEnterSendto)
+    report(
+        fd,
+        addr,
+        len,
+        Call::Send,
+        Hook::TracepointSysEnterSendto,
+        wake,
+    )
 }
 
 #[tracepoint]
 pub fn udp_sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_udp_sys_enter_sendmsg(&ctx).is_err() {
         count_error(ErrorSlot::Connect);
     }
@@ -155,18 +171,28 @@ pub fn udp_sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
 
 /// `sendmsg(int fd, struct user_msghdr *msg, unsigned int flags)`.
 fn try_udp_sys_enter_sendmsg(ctx: &TracePointContext) -> Res<()> {
-    if !wanted() {
+    let Some(wake) = wanted() else {
         return Ok(());
-    }
+    };
     // SAFETY: as in try_udp_sys_enter_connect.
     let (fd, msg) = unsafe { (ctx.read_at::<u64>(TP_ARG0)?, ctx.read_at::<u64>(TP_ARG1)?) };
     // SAFETY: msg_name has no precondition.
     let (addr, len) = unsafe { msg_name(msg)? };
-    report(fd, addr, len, Call::Send, Hook::TracepointSysEnterSendmsg)
+    report(
+        fd,
+        addr,
+        len,
+        Call::Send,
+        Hook::TracepointSysEnterSendmsg,
+        wake,
+    )
 }
 
 #[tracepoint]
 pub fn udp_sys_enter_sendmmsg(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if try_udp_sys_enter_sendmmsg(&ctx).is_err() {
         count_error(ErrorSlot::Connect);
     }
@@ -176,9 +202,9 @@ pub fn udp_sys_enter_sendmmsg(ctx: TracePointContext) -> u32 {
 /// `sendmmsg(int fd, struct mmsghdr *mmsg, unsigned int vlen, unsigned int flags)`: the first
 /// `struct mmsghdr` starts with its `struct user_msghdr`.
 fn try_udp_sys_enter_sendmmsg(ctx: &TracePointContext) -> Res<()> {
-    if !wanted() {
+    let Some(wake) = wanted() else {
         return Ok(());
-    }
+    };
     // SAFETY: as in try_udp_sys_enter_connect.
     let (fd, mmsg, vlen) = unsafe {
         (
@@ -193,27 +219,32 @@ fn try_udp_sys_enter_sendmmsg(ctx: &TracePointContext) -> Res<()> {
     }
     // SAFETY: msg_name has no precondition.
     let (addr, len) = unsafe { msg_name(mmsg)? };
-    report(fd, addr, len, Call::Send, Hook::TracepointSysEnterSendmmsg)
+    report(
+        fd,
+        addr,
+        len,
+        Call::Send,
+        Hook::TracepointSysEnterSendmmsg,
+        wake,
+    )
 }
 
 /// Whether the current process is one userspace wants UDP destinations of (the monitor never
-/// is), and the offsets to find them are known.
+/// is), and the offsets to find them are known; with how soon it must see them.
 #[inline(always)]
-fn wanted() -> bool {
+fn wanted() -> Option<Wake> {
     if !offsets_valid() || off!(files_valid) != 1 || off!(sock_valid) != 1 {
-        return false;
+        return None;
     }
     let tgid = current_tgid();
     if is_monitor(tgid) {
-        return false;
+        return None;
     }
-    if UDP_FILTER.get(0).copied() == Some(UDP_SEND_ALL) {
-        return true;
+    let scope = scope();
+    if current_in_scope(tgid, &scope) {
+        return Some(Wake::Now);
     }
-    if WEB_TREE.get_ptr(tgid).is_some() {
-        return true;
-    }
-    WEB_UIDS.get_ptr(bpf_get_current_uid_gid() as u32).is_some()
+    send_all(&scope).then_some(Wake::Later)
 }
 
 /// `msg_name` and `msg_namelen` of the caller's `struct user_msghdr` at `msg` (`void *msg_name`
@@ -240,7 +271,7 @@ unsafe fn msg_name(msg: u64) -> Res<(u64, u64)> {
 /// `fd` is a UDP socket, the destination is one the kernel would send to, and it was not
 /// reported for this process before.
 #[inline(always)]
-fn report(fd: u64, addr: u64, len: u64, call: Call, hook: Hook) -> Res<()> {
+fn report(fd: u64, addr: u64, len: u64, call: Call, hook: Hook, wake: Wake) -> Res<()> {
     if addr == 0 {
         return Ok(());
     }
@@ -290,7 +321,7 @@ fn report(fd: u64, addr: u64, len: u64, call: Call, hook: Hook) -> Res<()> {
         let _ = UDP_SEEN.remove(key);
         return Err(e);
     }
-    entry.submit(0);
+    entry.submit(wake.flags());
     Ok(())
 }
 

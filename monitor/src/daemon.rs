@@ -40,6 +40,9 @@ use crate::{
 
 /// Records handled per wake-up before the loop looks at signals and timers again.
 const BATCH_MAX: usize = 4096;
+/// How often the ring buffer is read for records submitted without a wake-up (fork, exit, execs
+/// and `--events` records no rule can alert on).
+const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 /// How long after a change notice a list file is re-read (a downloader may write it in steps).
 const RELOAD_SETTLE: Duration = Duration::from_millis(200);
 /// The list files are also re-checked this often, in case a change notice was lost.
@@ -57,6 +60,9 @@ pub struct Options {
     pub policy_source: String,
     /// The policy's list files, loaded (and checked) before anything else.
     pub lists: Option<(IpLists, ReloadReport)>,
+    /// `--bench-floor`: attach every hook with programs that return at once and do nothing else
+    /// (the benchmark's kernel floor).
+    pub bench_floor: bool,
 }
 
 /// Runs the daemon on a current-thread tokio runtime until SIGINT / SIGTERM (or until stdout is
@@ -77,14 +83,19 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         policy,
         policy_source,
         lists,
+        bench_floor,
     } = opts;
     // Signals first: a SIGTERM during start-up is then handled as a clean stop.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    if bench_floor {
+        return run_floor(ring_buffer_bytes, &mut sigint, &mut sigterm).await;
+    }
 
     let mut probes = Probes::load(&ProbeOptions {
         ring_buffer_bytes,
         monitor_tgid: std::process::id(),
+        floor: false,
     })
     .context("cannot load and attach the eBPF programs")?;
     // The probes log what attached; the refusals (why a preferred hook was not used) are
@@ -99,9 +110,6 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     watch
         .send_all_accepts(print_events)
         .context("cannot set the accept filter")?;
-    watch
-        .send_all_udp(print_events)
-        .context("cannot set the UDP filter")?;
     // SAFETY: the RingBuf owns its map fd (MapData) and returns that same fd from as_raw_fd for
     // its whole life; nothing else closes or replaces it while the AsyncFd owns the RingBuf.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -146,12 +154,22 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         login_config,
         watch: Some(watch),
         lists: None,
+        newest_lineage_ns: 0,
     };
     p.enricher
         .set_web_server_users(policy.web_server_users.clone());
     mark_web_trees(&mut p, &policy.web_server_users);
     if let Some((lists, report)) = lists {
         p.serve_lists(lists, &report);
+    }
+    // Everything reached userspace until here; from now on only what can raise an alert does
+    // (unless --events), and only that wakes the daemon.
+    if let Some(watch) = p.watch.as_mut() {
+        let listen = &policy.rules.unexpected_listen;
+        watch
+            .skip_loopback_listens(listen.settings.enabled && listen.allow_loopback)
+            .and_then(|()| watch.send_all(print_events))
+            .context("cannot set what the kernel sends")?;
     }
     p.refresh_counters(&probes);
     let (_watcher, mut list_changed) = watch_files(&list_paths);
@@ -167,6 +185,10 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         let mut poll_lists = tokio::time::interval(RELOAD_POLL);
         poll_lists.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reload_at: Option<tokio::time::Instant> = None;
+        // Records that cannot raise an alert are submitted without waking us: read them this
+        // often (or at the next record that does wake us).
+        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // A login waiting for its session's first program is reported when its wait ends,
             // even if no further event comes.
@@ -184,6 +206,9 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                     if !more {
                         guard.clear_ready();
                     }
+                }
+                _ = flush.tick() => {
+                    p.drain(ring.get_mut(), BATCH_MAX)?;
                 }
                 _ = tick.tick() => {
                     p.refresh_counters(&probes);
@@ -240,6 +265,42 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         Ok(()) | Err(OutputError::Closed) => Ok(()),
         Err(e) => Err(e).context("cannot write the final records"),
     }
+}
+
+/// The benchmark's kernel floor: the same object and hooks with every program returning at once
+/// (the `FLOOR` global), so what a workload pays here is the cost of the hooks themselves. Prints
+/// a `started` and a `stopped` status record (`"mode": "bench-floor"`) and nothing else.
+async fn run_floor(
+    ring_buffer_bytes: u32,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let probes = Probes::load(&ProbeOptions {
+        ring_buffer_bytes,
+        monitor_tgid: std::process::id(),
+        floor: true,
+    })
+    .context("cannot load and attach the eBPF programs")?;
+    let status = |status: &str| {
+        let line = serde_json::json!({
+            "type": "status",
+            "status": status,
+            "mode": "bench-floor",
+            "version": env!("CARGO_PKG_VERSION"),
+            "hooks": probes.report(),
+        });
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").and_then(|()| out.flush())
+    };
+    status("started").context("cannot write to stdout")?;
+    info!("bench floor: every hook attached, every program returns at once");
+    tokio::select! {
+        _ = sigint.recv() => info!("SIGINT: stopping"),
+        _ = sigterm.recv() => info!("SIGTERM: stopping"),
+    }
+    status("stopped").context("cannot write to stdout")?;
+    Ok(())
 }
 
 /// Sleeps until `at` (forever without one; the `select!` branch is disabled then).

@@ -43,6 +43,12 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     status_interval: u64,
 
+    /// Benchmark only: attach every hook with programs that return at once, print a `started`
+    /// and a `stopped` status record and nothing else (the kernel floor `cargo xtask bench`
+    /// compares the monitor with).
+    #[arg(long, hide = true)]
+    bench_floor: bool,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -153,6 +159,7 @@ fn main() -> ExitCode {
                 policy,
                 policy_source,
                 lists,
+                bench_floor: cli.bench_floor,
             }))
         }
     }

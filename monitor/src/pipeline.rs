@@ -8,7 +8,7 @@ use std::io::Write;
 
 use aya::maps::{MapData, RingBuf};
 use log::debug;
-use monitor_common::EXE_SSH_SERVER;
+use monitor_common::{EXE_SSH_SERVER, EventKind};
 
 use crate::{
     baseline, clock,
@@ -43,6 +43,22 @@ pub struct Pipeline<W: Write> {
     pub watch: Option<Watch>,
     /// The `[enrichment]` list files (`None` without any).
     pub lists: Option<IpLists>,
+    /// The newest exec or fork record handled (`CLOCK_BOOTTIME` ns): the kernel is told how far
+    /// they are judged until it knows this far.
+    pub newest_lineage_ns: u64,
+}
+
+/// How long before a drain began a record must be stamped to be certainly in the ring buffer.
+const JUDGED_MARGIN_NS: u64 = 1_000_000;
+
+/// The timestamp of a raw exec or fork record (the header's first `u32` is the kind, its
+/// `ktime_ns` at byte 8); `None` for any other record.
+fn lineage_ktime(bytes: &[u8]) -> Option<u64> {
+    let kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
+    if kind != EventKind::Exec as u32 && kind != EventKind::Fork as u32 {
+        return None;
+    }
+    Some(u64::from_ne_bytes(bytes.get(8..16)?.try_into().ok()?))
 }
 
 impl<W: Write> Pipeline<W> {
@@ -55,15 +71,34 @@ impl<W: Write> Pipeline<W> {
 
     /// Handles up to `max` queued records, then flushes the output. Returns whether records may
     /// be left.
+    ///
+    /// When the ring buffer was emptied and exec or fork records were among those handled, the
+    /// kernel is told it may stop treating the processes they made as too new to judge (see
+    /// `monitor-ebpf/src/scope.rs`): every record stamped a millisecond before this drain began
+    /// has been submitted by then (a program runs for microseconds) and so handled here.
     pub fn drain(&mut self, rb: &mut RingBuf<MapData>, max: usize) -> Result<bool, OutputError> {
         self.enricher.resample_clock();
+        let began = clock::boottime_ns().ok();
         let mut n = 0;
         while n < max {
             let Some(item) = rb.next() else {
                 self.out.flush()?;
+                if let (Some(began), Some(watch)) = (began, self.watch.as_mut()) {
+                    let judged = began.saturating_sub(JUDGED_MARGIN_NS);
+                    // Only while a handled exec or fork is newer than what the kernel was told:
+                    // otherwise no process's verdict would change.
+                    if self.newest_lineage_ns > watch.scope().judged_ns
+                        && let Err(e) = watch.judged_up_to(judged)
+                    {
+                        debug!("cannot tell the kernel how far exec and fork are judged: {e}");
+                    }
+                }
                 return Ok(false);
             };
             n += 1;
+            if let Some(at) = lineage_ktime(&item) {
+                self.newest_lineage_ns = self.newest_lineage_ns.max(at);
+            }
             self.handle(&item)?;
         }
         self.out.flush()?;
@@ -474,6 +509,7 @@ mod tests {
             login_config: policy_logins,
             watch: None,
             lists: None,
+            newest_lineage_ns: 0,
         };
         let mut p = p;
         p.enricher

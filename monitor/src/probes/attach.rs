@@ -7,7 +7,9 @@ use aya::{
     programs::{FEntry, TracePoint, UProbe, uprobe::UProbeScope},
 };
 use log::{debug, info, warn};
-use monitor_common::{GLOBAL_KERNEL_OFFSETS, GLOBAL_MONITOR_TGID, KernelOffsets, MAP_EVENTS};
+use monitor_common::{
+    GLOBAL_FLOOR, GLOBAL_KERNEL_OFFSETS, GLOBAL_MONITOR_TGID, KernelOffsets, MAP_EVENTS,
+};
 
 use super::{
     EBPF_OBJECT, ProbeError, ProbeOptions,
@@ -29,11 +31,13 @@ pub(super) fn attach_all(
     btf: Option<&Btf>,
     offsets: &KernelOffsets,
 ) -> Result<(Ebpf, AttachReport), ProbeError> {
+    let floor = u32::from(opts.floor);
     let mut loader = EbpfLoader::new();
     loader
         .btf(btf)
         .map_max_entries(MAP_EVENTS, opts.ring_buffer_bytes)
         .override_global(GLOBAL_MONITOR_TGID, &opts.monitor_tgid, true)
+        .override_global(GLOBAL_FLOOR, &floor, true)
         .override_global(GLOBAL_KERNEL_OFFSETS, offsets, true);
     let mut ebpf = loader.load(EBPF_OBJECT)?;
 

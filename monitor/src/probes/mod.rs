@@ -51,6 +51,8 @@ pub struct ProbeOptions {
     pub ring_buffer_bytes: u32,
     /// Thread-group id the kernel side ignores (the daemon's own).
     pub monitor_tgid: u32,
+    /// The benchmark's kernel floor: every program returns at once (`monitor --bench-floor`).
+    pub floor: bool,
 }
 
 /// Kernel-side counters, summed over CPUs.
@@ -217,6 +219,7 @@ mod tests {
             let opts = ProbeOptions {
                 ring_buffer_bytes: size,
                 monitor_tgid: 1,
+                floor: false,
             };
             assert!(matches!(
                 Probes::load(&opts),
@@ -244,6 +247,7 @@ mod tests {
         let mut probes = Probes::load(&ProbeOptions {
             ring_buffer_bytes: 1 << 20,
             monitor_tgid: me,
+            floor: false,
         })
         .expect("load probes as root");
         for hook in ["listen", "connect", "exec", "fork", "exit"] {
@@ -307,6 +311,7 @@ mod tests {
         let mut probes = Probes::load(&ProbeOptions {
             ring_buffer_bytes: 1 << 20,
             monitor_tgid: std::process::id(),
+            floor: false,
         })
         .expect("load probes as root");
         let mut ring = probes.take_ring_buf().expect("ring buffer");
@@ -563,12 +568,13 @@ mod tests {
         let mut probes = Probes::load(&ProbeOptions {
             ring_buffer_bytes: 1 << 20,
             monitor_tgid: std::process::id(),
+            floor: false,
         })
         .expect("load probes as root");
         let udp = probes.report().get("udp").expect("udp is reported");
         assert!(udp.attached.is_some(), "udp not attached: {udp:?}");
         let mut watch = probes.take_watch().expect("filter maps");
-        watch.send_all_udp(false).expect("UDP filter");
+        watch.send_all(false).expect("scope");
         let mut ring = probes.take_ring_buf().expect("ring buffer");
         let mut pipe = [0; 2];
         // SAFETY: pipe(2) writes two descriptors into the array, owned from here on.

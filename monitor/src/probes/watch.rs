@@ -14,8 +14,8 @@ use aya::maps::{
 };
 use log::{debug, warn};
 use monitor_common::{
-    ACCEPT_SEND_ALL, ACCEPT_SEND_WATCHED, MAP_ACCEPT_FILTER, MAP_UDP_FILTER, MAP_WATCHED_EXES,
-    MAP_WATCHED_NETS, MAP_WEB_TREE, MAP_WEB_UIDS, UDP_SEND_ALL, UDP_SEND_WEB, WATCHED_EXES_MAX,
+    ACCEPT_SEND_ALL, ACCEPT_SEND_WATCHED, MAP_ACCEPT_FILTER, MAP_SCOPE, MAP_WATCHED_EXES,
+    MAP_WATCHED_NETS, MAP_WEB_TREE, MAP_WEB_UIDS, SCOPE_ALERTS, SCOPE_ALL, Scope, WATCHED_EXES_MAX,
     WATCHED_NETS_MAX, WEB_TREE_MARKED, WEB_UIDS_MAX,
 };
 
@@ -31,7 +31,12 @@ pub struct Watch {
     web_tree: HashMap<MapData, u32, u32>,
     /// uid → unused: the web servers' users.
     web_uids: HashMap<MapData, u32, u32>,
-    udp_filter: Array<MapData, u32>,
+    /// What the kernel sends in the current mode (see `monitor-ebpf/src/scope.rs`).
+    scope: Array<MapData, Scope>,
+    /// What `scope` holds.
+    scope_value: Scope,
+    /// Everything is wanted ([`Self::send_all`]); starts true, as the kernel does.
+    send_all: bool,
     /// What `exes` holds.
     watched_exes: HashSet<u64>,
     /// What `nets` holds, as keys.
@@ -61,14 +66,16 @@ impl Watch {
         let accept_filter = Array::try_from(take(MAP_ACCEPT_FILTER)?)?;
         let web_tree = HashMap::try_from(take(MAP_WEB_TREE)?)?;
         let web_uids = HashMap::try_from(take(MAP_WEB_UIDS)?)?;
-        let udp_filter = Array::try_from(take(MAP_UDP_FILTER)?)?;
+        let scope = Array::try_from(take(MAP_SCOPE)?)?;
         Ok(Self {
             exes,
             nets,
             accept_filter,
             web_tree,
             web_uids,
-            udp_filter,
+            scope,
+            scope_value: Scope::default(),
+            send_all: true,
             watched_exes: HashSet::new(),
             watched_nets: HashSet::new(),
             send_all_accepts: false,
@@ -92,12 +99,47 @@ impl Watch {
         Ok(())
     }
 
-    /// Sends every process's UDP destinations to userspace (`--events`), or only those of the
-    /// processes under a web server ([`Self::mark_web_tree`]) and of the web servers' users
-    /// ([`Self::set_web_uids`]).
-    pub fn send_all_udp(&mut self, all: bool) -> Result<(), ProbeError> {
-        let value = if all { UDP_SEND_ALL } else { UDP_SEND_WEB };
-        self.udp_filter.set(0, value, 0)?;
+    /// Sends everything (`--events`; also what the kernel does until this is called), or only
+    /// what can raise an alert: connects and UDP destinations of the processes under a web server
+    /// ([`Self::mark_web_tree`]), of the web servers' users ([`Self::set_web_uids`]) and of
+    /// processes too new to be judged ([`Self::judged_up_to`]), connects to watched networks, and
+    /// listens (loopback ones only when [`Self::skip_loopback_listens`] is off).
+    pub fn send_all(&mut self, all: bool) -> Result<(), ProbeError> {
+        self.send_all = all;
+        self.apply_scope()
+    }
+
+    /// Whether a listen on a loopback address can be left in the kernel in the default mode (the
+    /// policy allows every one).
+    pub fn skip_loopback_listens(&mut self, skip: bool) -> Result<(), ProbeError> {
+        self.scope_value.skip_loopback_listens = u32::from(skip);
+        self.apply_scope()
+    }
+
+    /// Tells the kernel that every exec and fork record up to `CLOCK_BOOTTIME` `ns` has been
+    /// handled (the processes they made are marked if they are under a web server).
+    pub fn judged_up_to(&mut self, ns: u64) -> Result<(), ProbeError> {
+        if ns <= self.scope_value.judged_ns {
+            return Ok(());
+        }
+        self.scope_value.judged_ns = ns;
+        self.apply_scope()
+    }
+
+    /// What the kernel's scope is.
+    pub fn scope(&self) -> Scope {
+        self.scope_value
+    }
+
+    fn apply_scope(&mut self) -> Result<(), ProbeError> {
+        // Lists too large for the trie cannot be told apart in the kernel: everything goes to
+        // userspace then (the records no rule can alert on without a wake-up).
+        self.scope_value.mode = if self.send_all || self.nets_overflow {
+            SCOPE_ALL
+        } else {
+            SCOPE_ALERTS
+        };
+        self.scope.set(0, self.scope_value, 0)?;
         Ok(())
     }
 
@@ -193,6 +235,8 @@ impl Watch {
         update.watched = self.watched_nets.len();
         self.nets_overflow = overflow;
         self.apply_accept_filter()?;
+        self.scope_value.watched_nets = u32::from(!self.watched_nets.is_empty());
+        self.apply_scope()?;
         Ok(update)
     }
 }
