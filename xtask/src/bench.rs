@@ -125,6 +125,7 @@ pub fn run(options: &Options) -> Result<()> {
         );
     }
     cmd::run(cmd::cargo().args(["build", "--release", "--package", "monitor"]))?;
+    let _lock = cmd::KernelLock::acquire("the benchmark")?;
     let monitor = cmd::target_dir().join("release").join("monitor");
     let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
     let workloads = [

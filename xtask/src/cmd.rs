@@ -143,3 +143,43 @@ pub fn as_root(program: &str) -> Option<Command> {
         None
     }
 }
+
+/// A machine-wide exclusive lock (`flock(2)` on a file in /tmp) held while tests or benchmarks
+/// load eBPF programs, start servers or time workloads: two checkouts on one machine (two
+/// developers, or a benchmark beside a test run) would otherwise see each other's kernel events
+/// and skew each other's timings. Released when dropped (or when the process dies).
+pub struct KernelLock {
+    /// Held only for its descriptor: closing it releases the lock.
+    _file: std::fs::File,
+}
+
+impl KernelLock {
+    pub const PATH: &str = "/tmp/monitor-kernel-tests.lock";
+
+    /// Waits for the lock, saying so when another holder makes us wait.
+    pub fn acquire(what: &str) -> Result<Self> {
+        use std::os::fd::AsRawFd as _;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(Self::PATH)
+            .with_context(|| format!("cannot open {}", Self::PATH))?;
+        // SAFETY: flock(2) on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            eprintln!(
+                "xtask: waiting for {} (another test run or benchmark on this machine) before {what}",
+                Self::PATH
+            );
+            // SAFETY: as above; blocks until the other holder releases it.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                bail!(
+                    "cannot lock {}: {}",
+                    Self::PATH,
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        Ok(Self { _file: file })
+    }
+}

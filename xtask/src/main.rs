@@ -171,6 +171,8 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
     for (name, mut check) in checks() {
         Stage::record(&mut stages, name, cmd::status(&mut check)?);
     }
+    // Some unit tests load eBPF too; from here on, one checkout at a time on this machine.
+    let _lock = cmd::KernelLock::acquire("the tests")?;
     Stage::record(
         &mut stages,
         "unit tests (workspace, no root)",
