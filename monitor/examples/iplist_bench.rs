@@ -1,6 +1,7 @@
 //! Build time, memory and lookup cost of the IP-list database at a million prefixes.
 //!
-//! `cargo run --release -p monitor --example iplist_bench`; docs/benchmarks.md records a run.
+//! `cargo run --release -p monitor --example iplist_bench [PREFIXES]` (a million by default; `cargo
+//! xtask bench` runs it, and its smoke mode with a few thousand); docs/benchmarks.md records a run.
 //!
 //! The prefixes are random but deterministic (xorshift, fixed seed), half IPv4 (/8–/32) and half
 //! IPv6 (/16–/128). Each prefix length is √2 times as likely as the one before it, so most
@@ -314,7 +315,8 @@ fn parse_line(sources: &Sources) {
 }
 
 fn lookup_lines(db: &Enrichment, prefixes: &[Cidr], rng: &mut XorShift) {
-    let half = LOOKUPS / 2;
+    let lookups = LOOKUPS.min(prefixes.len());
+    let half = lookups / 2;
     let (v4, v6): (Vec<Cidr>, Vec<Cidr>) = prefixes.iter().partition(|c| c.network().is_ipv4());
     let hits = |family: &[Cidr], rng: &mut XorShift| -> Vec<IpAddr> {
         (0..half)
@@ -347,7 +349,7 @@ fn lookup_lines(db: &Enrichment, prefixes: &[Cidr], rng: &mut XorShift) {
         println!("lookup {kind}, {family}: {ns:.0} ns/op");
     }
     println!(
-        "lookup over {LOOKUPS} hits / {LOOKUPS} misses (half IPv4, half IPv6): {:.0} / {:.0} ns/op (median of {PASSES} passes); allocations during all {} lookups: {allocations}",
+        "lookup over {lookups} hits / {lookups} misses (half IPv4, half IPv6): {:.0} / {:.0} ns/op (median of {PASSES} passes); allocations during all {} lookups: {allocations}",
         mean[0],
         mean[1],
         PASSES * 4 * half,
@@ -356,11 +358,14 @@ fn lookup_lines(db: &Enrichment, prefixes: &[Cidr], rng: &mut XorShift) {
 
 fn main() {
     let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
-    let prefixes: Vec<Cidr> = (0..PREFIXES).map(|_| rng.cidr()).collect();
+    let count = std::env::args()
+        .nth(1)
+        .map_or(PREFIXES, |n| n.parse().expect("PREFIXES must be a number"));
+    let prefixes: Vec<Cidr> = (0..count).map(|_| rng.cidr()).collect();
     let v4 = prefixes.iter().filter(|c| c.network().is_ipv4()).count();
     println!(
-        "prefixes: {PREFIXES} random ({v4} IPv4 /8-/32, {} IPv6 /16-/128)",
-        PREFIXES - v4
+        "prefixes: {count} random ({v4} IPv4 /8-/32, {} IPv6 /16-/128)",
+        count - v4
     );
 
     let sources = Sources::deal(prefixes.iter());

@@ -172,6 +172,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             .context("cannot set what the kernel sends")?;
     }
     p.refresh_counters(&probes);
+    p.refresh_program_runs(&probes);
     let (_watcher, mut list_changed) = watch_files(&list_paths);
 
     let result: anyhow::Result<()> = async {
@@ -212,6 +213,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                 }
                 _ = tick.tick() => {
                     p.refresh_counters(&probes);
+                    p.refresh_program_runs(&probes);
                     p.report(Status::Running)?;
                 }
                 () = sleep_until(login_at), if login_at.is_some() => {
@@ -257,6 +259,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     let stop = || -> Result<(), OutputError> {
         p.drain(rb, BATCH_MAX * 4)?;
         p.refresh_counters(&probes);
+        p.refresh_program_runs(&probes);
         drop(probes);
         p.drain(rb, usize::MAX)?;
         p.report(Status::Stopped)
@@ -289,7 +292,9 @@ async fn run_floor(
             "mode": "bench-floor",
             "version": env!("CARGO_PKG_VERSION"),
             "hooks": probes.report(),
+            "programs": probes.program_runs(),
         });
+        info!("status: {line}");
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}").and_then(|()| out.flush())
     };

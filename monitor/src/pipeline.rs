@@ -62,6 +62,12 @@ fn lineage_ktime(bytes: &[u8]) -> Option<u64> {
 }
 
 impl<W: Write> Pipeline<W> {
+    /// Reads what each eBPF program has cost the kernel, for the next status record (only while
+    /// `kernel.bpf_stats_enabled` is 1; a few fdinfo reads, so only before status records).
+    pub fn refresh_program_runs(&mut self, probes: &Probes) {
+        self.board.programs = probes.program_runs();
+    }
+
     pub fn refresh_counters(&mut self, probes: &Probes) {
         match probes.counters() {
             Ok(c) => self.counters = c,
@@ -341,6 +347,7 @@ impl<W: Write> Pipeline<W> {
     /// record it produced.
     pub fn start(&mut self, listeners: &[baseline::ListeningSocket]) -> Result<(), OutputError> {
         let started = self.status(Status::Started, Some(listeners.len()));
+        log_status(&started);
         self.out.write(&Record::Status(started))?;
         let time = clock::now_rfc3339();
         for socket in listeners {
@@ -352,11 +359,16 @@ impl<W: Write> Pipeline<W> {
         self.out.flush()
     }
 
-    /// Writes a status record and flushes.
+    /// Writes a status record and flushes. The `started` and `stopped` records are also logged on
+    /// stderr, so that a run whose stdout goes elsewhere (`/dev/null`, a reader that went away)
+    /// still tells when it was up and what it counted.
     pub fn report(&mut self, status: Status) -> Result<(), OutputError> {
         let record = self.status(status, None);
-        self.out.write(&Record::Status(record))?;
-        self.out.flush()
+        if status == Status::Stopped {
+            log_status(&record);
+        }
+        let written = self.out.write(&Record::Status(record));
+        written.and_then(|()| self.out.flush())
     }
 
     fn status(&self, status: Status, pre_existing_listeners: Option<usize>) -> StatusRecord {
@@ -372,6 +384,14 @@ impl<W: Write> Pipeline<W> {
             },
             pre_existing_listeners,
         )
+    }
+}
+
+/// Logs a status record on stderr, whole, as one line.
+fn log_status(record: &StatusRecord) {
+    match serde_json::to_string(&Record::Status(record.clone())) {
+        Ok(line) => log::info!("status: {line}"),
+        Err(e) => log::warn!("cannot log a status record: {e}"),
     }
 }
 

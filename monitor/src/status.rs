@@ -9,7 +9,8 @@ use crate::{
     iplist::{self, FileReport, Outcome},
     probes::{Counters, NetsUpdate},
     record::{
-        AttachReport, DedupStatus, EventCounts, ListStatus, Status, StatusRecord, TableStats,
+        AttachReport, DedupStatus, EventCounts, ListStatus, ProgramRuns, Status, StatusRecord,
+        TableStats,
     },
 };
 
@@ -31,6 +32,8 @@ pub struct Board {
     pub nets: NetsUpdate,
     /// List reloads that changed or refused something.
     pub reloads: u64,
+    /// The eBPF programs' run statistics as last read (`None` unless `kernel.bpf_stats_enabled`).
+    pub programs: Option<BTreeMap<String, ProgramRuns>>,
 }
 
 /// What the rest of the daemon knows at the moment of a status record.
@@ -70,6 +73,7 @@ impl Board {
             watched_prefixes: self.nets.watched,
             watched_prefixes_overflow: self.nets.overflow,
             pre_existing_listeners,
+            programs: self.programs.clone(),
         }
     }
 

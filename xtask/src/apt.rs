@@ -15,7 +15,8 @@ use crate::{cmd, step::Step};
 /// or upstream, `ss` from iproute2 and `ps`/`pgrep` from procps to inspect them; SSH logins: the
 /// real OpenSSH server and clients, and sshpass to type a password into `ssh` non-interactively;
 /// detection depth: Debian's python3 for the memfd and orphaned-backdoor scenarios, util-linux's
-/// setpriv to start a process as www-data).
+/// setpriv to start a process as www-data), and what the benchmark's smoke run (a stage of
+/// `cargo xtask test`) needs besides: wrk, the bpftrace peer, bpftool for its programs' names.
 pub const TEST_PACKAGES: &[&str] = &[
     "nginx",
     "php-fpm",
@@ -27,17 +28,22 @@ pub const TEST_PACKAGES: &[&str] = &[
     "sshpass",
     "python3-minimal",
     "util-linux",
+    "wrk",
+    "bpftrace",
+    "bpftool",
 ];
-/// `cargo xtask bench` drives its workloads with hyperfine; stress-ng is there for load generators
-/// a later benchmark adds.
+/// `cargo xtask bench`: nginx + php-fpm under wrk for the web workload, bpftrace for the peer
+/// (bpftool names its programs), `ss` (iproute2) for the polling peer, and linux-perf to profile
+/// by hand what the figures point at (docs/benchmarks.md shows how).
 pub const BENCH_PACKAGES: &[&str] = &[
     "nginx",
     "php-fpm",
-    "socat",
     "iproute2",
     "procps",
-    "hyperfine",
-    "stress-ng",
+    "wrk",
+    "bpftrace",
+    "bpftool",
+    "linux-perf",
 ];
 
 /// Packages whose install starts a service, and the init script / unit names they bring

@@ -45,11 +45,9 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
-    /// Measure exec and TCP connect cost with and without the monitor; writes docs/benchmarks.md.
+    /// What the monitor costs against no monitor, the kernel floor and a bpftrace peer (root);
+    /// writes docs/benchmarks.md.
     Bench(bench::Options),
-    /// The benchmark's workloads, run by hyperfine (not meant to be called by hand).
-    #[command(hide = true)]
-    BenchLoad(bench::LoadOptions),
 }
 
 fn main() -> ExitCode {
@@ -82,9 +80,6 @@ impl Cmd {
             Self::Run { args } => run(&args)?,
             Self::Test { args } => return test(&args),
             Self::Bench(options) => bench::run(&options)?,
-            Self::BenchLoad(options) => {
-                bench::load(&options)?;
-            }
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -236,6 +231,8 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         });
     }
 
+    stages.push(bench_smoke(args));
+
     eprintln!("\nxtask test summary:");
     for Stage { name, outcome, .. } in &stages {
         eprintln!("  {name:<34} {outcome}");
@@ -245,6 +242,51 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
     } else {
         eprintln!("xtask test: FAILED (scroll up for each stage's own test summary)");
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `cargo xtask bench --smoke`: every measurement of the benchmark with tiny sizes, so that its
+/// harness cannot rot (the figures are not looked at). Needs root like the privileged tests, and
+/// is left out when a test filter was given.
+fn bench_smoke(args: &[OsString]) -> Stage {
+    const NAME: &str = "benchmark smoke run";
+    if !args.is_empty() {
+        return Stage {
+            name: NAME,
+            outcome: "not run (a test filter was given)".into(),
+            ok: true,
+        };
+    }
+    if !cmd::is_root() {
+        let required = std::env::var_os(tests_env::REQUIRE).is_some_and(|v| v == "1");
+        eprintln!(
+            "\n!!!!!!!! {} {NAME}: it needs root to load eBPF (run `sudo -E cargo xtask test`) !!!!!!!!\n",
+            if required { "FAILED" } else { "SKIPPED" }
+        );
+        return Stage {
+            name: NAME,
+            outcome: if required {
+                "FAILED (not root, and MONITOR_REQUIRE_PRIVILEGED=1)".into()
+            } else {
+                "SKIPPED (not root)".into()
+            },
+            ok: !required,
+        };
+    }
+    match bench::run_locked(&bench::Options::smoke()) {
+        Ok(()) => Stage {
+            name: NAME,
+            outcome: "ok".into(),
+            ok: true,
+        },
+        Err(e) => {
+            eprintln!("xtask: benchmark smoke run failed: {e:#}");
+            Stage {
+                name: NAME,
+                outcome: format!("FAILED ({e})"),
+                ok: false,
+            }
+        }
     }
 }
 

@@ -13,6 +13,11 @@ mod offsets;
 mod table;
 mod watch;
 
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd as _, AsRawFd as _},
+};
+
 use aya::{
     Btf, Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
@@ -21,7 +26,7 @@ use log::{debug, warn};
 use monitor_common::{ERROR_SLOTS, KernelOffsets, MAP_DROPS, MAP_ERRORS, MAP_EVENTS};
 
 pub use self::watch::{NetsUpdate, Watch};
-use crate::record::{AttachReport, Refusal};
+use crate::record::{AttachReport, ProgramRuns, Refusal};
 
 /// The eBPF object built by `build.rs` (aya-build) from `monitor-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -165,6 +170,25 @@ impl Probes {
         Ok(RingBuf::try_from(map)?)
     }
 
+    /// What each program has cost the kernel so far (from its fdinfo), by program name; `None`
+    /// while `kernel.bpf_stats_enabled` is 0, when the kernel does not count.
+    pub fn program_runs(&self) -> Option<BTreeMap<String, ProgramRuns>> {
+        let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+            .is_ok_and(|v| v.trim() == "1");
+        if !enabled {
+            return None;
+        }
+        let mut runs = BTreeMap::new();
+        for (name, program) in self.ebpf.programs() {
+            let Ok(fd) = program.fd() else { continue };
+            let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
+            if let Ok(info) = std::fs::read_to_string(&path) {
+                runs.insert(name.to_owned(), parse_fdinfo_runs(&info));
+            }
+        }
+        Some(runs)
+    }
+
     /// Current per-CPU drop and error counters, summed.
     pub fn counters(&self) -> Result<Counters, ProbeError> {
         let drops = PerCpuArray::<_, u64>::try_from(
@@ -185,6 +209,22 @@ impl Probes {
             *total = errors.get(&slot, 0)?.iter().sum();
         }
         Ok(counters)
+    }
+}
+
+/// `prog_id`, `run_cnt` and `run_time_ns` from a BPF program's `/proc/<pid>/fdinfo/<fd>` (0
+/// when absent).
+fn parse_fdinfo_runs(info: &str) -> ProgramRuns {
+    let field = |key: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    ProgramRuns {
+        id: u32::try_from(field("prog_id:")).unwrap_or(0),
+        runs: field("run_cnt:"),
+        run_time_ns: field("run_time_ns:"),
     }
 }
 

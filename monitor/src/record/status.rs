@@ -52,6 +52,20 @@ pub struct StatusRecord {
     /// started only: sockets found listening by the start-up scan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pre_existing_listeners: Option<usize>,
+    /// What each eBPF program has cost the kernel since it was loaded, by program name; only
+    /// while `kernel.bpf_stats_enabled` is 1 (the kernel counts nothing otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub programs: Option<BTreeMap<String, ProgramRuns>>,
+}
+
+/// One eBPF program's run statistics, as the kernel keeps them (`run_cnt`, `run_time_ns` in the
+/// program's fdinfo).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProgramRuns {
+    /// The kernel's id for the program (`bpftool prog show id N`).
+    pub id: u32,
+    pub runs: u64,
+    pub run_time_ns: u64,
 }
 
 /// Kernel events handled, by kind.
