@@ -98,6 +98,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         floor: false,
     })
     .context("cannot load and attach the eBPF programs")?;
+    release_free_memory();
     // The probes log what attached; the refusals (why a preferred hook was not used) are
     // reported in the status records.
     let hooks = probes.report().clone();
@@ -177,6 +178,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
 
     let result: anyhow::Result<()> = async {
         p.start(&baseline_scan())?;
+        release_free_memory();
 
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::now() + status_interval,
@@ -306,6 +308,18 @@ async fn run_floor(
     }
     status("stopped").context("cannot write to stdout")?;
     Ok(())
+}
+
+/// Hands the heap memory freed by the start-up work (two parses of the kernel's BTF, the
+/// eBPF object's relocation, the `/proc` scans) back to the kernel: glibc keeps freed memory for
+/// reuse, and the daemon's steady state needs a fraction of it.
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps; no pointer we
+    // hold is affected.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Sleeps until `at` (forever without one; the `select!` branch is disabled then).

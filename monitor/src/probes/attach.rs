@@ -28,11 +28,27 @@ struct Took {
 /// no working attachment (dropping the half-attached `Ebpf` detaches the rest).
 pub(super) fn attach_all(
     opts: &ProbeOptions,
-    btf: Option<&Btf>,
     offsets: &KernelOffsets,
 ) -> Result<(Ebpf, AttachReport), ProbeError> {
     let floor = u32::from(opts.floor);
+    // `EbpfLoader::new()` parses the kernel's BTF into a copy of its own that nothing else can
+    // reach, and fentry programs need one to load: its copy is dropped before ours is made, so
+    // the two (about 25 MB each while they live) never coexist.
+    #[expect(
+        clippy::needless_late_init,
+        reason = "the loader borrows `btf`, so it is declared first, but filled after the loader's own copy is gone"
+    )]
+    let btf: Option<Btf>;
     let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    btf = match Btf::from_sys_fs() {
+        Ok(btf) => Some(btf),
+        Err(e) => {
+            warn!("kernel BTF unavailable ({e}): fentry hooks will be skipped");
+            None
+        }
+    };
+    let btf = btf.as_ref();
     loader
         .btf(btf)
         .map_max_entries(MAP_EVENTS, opts.ring_buffer_bytes)

@@ -19,7 +19,7 @@ use std::{
 };
 
 use aya::{
-    Btf, Ebpf,
+    Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
 };
 use log::{debug, warn};
@@ -87,16 +87,12 @@ impl Probes {
         }
         bump_memlock_rlimit();
 
-        let btf = match Btf::from_sys_fs() {
-            Ok(btf) => Some(btf),
-            Err(e) => {
-                warn!("kernel BTF unavailable ({e}): fentry hooks will be skipped");
-                None
-            }
-        };
+        // The kernel's BTF is parsed twice (our struct offsets here, aya's types in `attach_all`),
+        // the daemon's peak memory: one after the other, the peak is the larger parse, not the
+        // sum of both.
         let offsets = offsets::load_offsets();
 
-        match attach::attach_all(opts, btf.as_ref(), &offsets) {
+        match attach::attach_all(opts, &offsets) {
             Ok((ebpf, report)) => Ok(Self {
                 ebpf,
                 report,
@@ -123,7 +119,7 @@ impl Probes {
                     file_id_valid: 0,
                     ..offsets
                 };
-                let (ebpf, mut report) = attach::attach_all(opts, btf.as_ref(), &degraded)?;
+                let (ebpf, mut report) = attach::attach_all(opts, &degraded)?;
                 // `refused` lists every attachment of the first load (they all failed); what took
                 // now may be a different one (without offsets the socket hooks take the plain
                 // tracepoint), so the entry names the first load, not this attachment.
