@@ -34,7 +34,7 @@ use monitor_common::{CONNECT_TRACKED_THREADS, ErrorSlot, EventKind, Hook, SockEv
 use crate::{
     EVENTS,
     accept::WATCHED_NETS,
-    scope::{Wake, current_in_scope, scope, send_all},
+    scope::{Wake, current_wake, scope},
     shared::{
         Res, SyscallMarks, count_drop, count_error, current_tgid, floor, mark_syscall_entry, off,
     },
@@ -239,20 +239,21 @@ fn try_connect_sys_enter_connect() -> Res<()> {
     // In the default mode, a connect of a process out of scope can matter only if watched
     // networks exist (the destination is known at SYN_SENT): otherwise it waits for nothing.
     let scope = scope();
-    if !send_all(&scope) && scope.watched_nets != 1 && !current_in_scope(current_tgid(), &scope) {
+    if scope.watched_nets != 1 && current_wake(current_tgid(), &scope).is_none() {
         return Ok(());
     }
     mark_syscall_entry(&CONNECT_IN_SYSCALL)
 }
 
-/// Whether userspace needs this connect in the current mode, and how soon: a process in scope
-/// or a watched destination can raise an alert (wake now); anything else only with `--events`
-/// (no wake-up).
+/// Whether userspace needs this connect in the current mode, and how soon: a marked process or
+/// a watched destination can raise an alert (wake now); a fresh process's connect, or any with
+/// `--events`, is read at the next flush tick (see `scope`).
 #[inline(always)]
 fn wanted(ctx: &TracePointContext, family: u16) -> Res<Option<Wake>> {
     let scope = scope();
-    if current_in_scope(current_tgid(), &scope) {
-        return Ok(Some(Wake::Now));
+    let wake = current_wake(current_tgid(), &scope);
+    if wake == Some(Wake::Now) {
+        return Ok(wake);
     }
     if scope.watched_nets == 1 {
         // SAFETY: tracepoint_daddr_v6 probe-reads byte arrays of the record.
@@ -261,7 +262,7 @@ fn wanted(ctx: &TracePointContext, family: u16) -> Res<Option<Wake>> {
             return Ok(Some(Wake::Now));
         }
     }
-    Ok(send_all(&scope).then_some(Wake::Later))
+    Ok(wake)
 }
 
 #[tracepoint]

@@ -18,7 +18,7 @@ use monitor_common::{
 
 use crate::{
     path::file_path,
-    scope::{Wake, current_in_scope, mark_fresh, scope},
+    scope::{Wake, current_marked, mark_fresh},
     shared::{
         EFAULT, Res, count_error, current_task, current_tgid, emit, fill_header, floor, is_monitor,
         off, offsets_valid, read_kernel, read_ptr,
@@ -45,9 +45,13 @@ fn try_exec_sched_process_exec(ctx: &TracePointContext) -> Res<()> {
     if is_monitor(tgid) {
         return Ok(());
     }
-    // Only an exec in scope (under a web server, as a web server's user, or by a process too new
-    // to be judged) can raise an alert; judged before this exec makes the process fresh.
-    let wake = Wake::when(current_in_scope(tgid, &scope()));
+    // Every exec is sent (the process table needs them all), but only one known to be under a
+    // web server or run as a web server's user wakes the daemon: an exec record is the whole
+    // cost of a wake-up (a self-IPI for the ring buffer's irq_work, then the daemon's switch-in)
+    // on every program start of the host otherwise. A process too new for userspace to have
+    // marked (its web server exec'd within the last flush interval) is read at the next flush
+    // tick, 10 ms at most: later, never lost.
+    let wake = Wake::when(current_marked(tgid));
     mark_fresh(tgid);
     // SAFETY: `ev` comes from RingBufEntry::as_mut_ptr and is valid for writes of one ExecEvent
     // until `emit` submits or discards it.

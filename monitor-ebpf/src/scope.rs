@@ -6,13 +6,15 @@
 //! to a watched network (`WATCHED_NETS`). A process becomes a web server (or a web server's
 //! child) at its exec or fork, and userspace marks it when it handles that record, a little
 //! later: until then the process is *fresh* (`FRESH` holds its exec or fork time, newer than
-//! `Scope::judged_ns`) and counts as in scope, so the window between the kernel's record and
-//! userspace's mark loses nothing.
+//! `Scope::judged_ns`) and what it does is sent too, so the window between the kernel's record
+//! and userspace's mark loses nothing.
 //!
-//! Wake-ups: a record that can raise an alert wakes the daemon at once. The rest (fork, exit, an
-//! exec out of scope, `--events` records no rule can alert on) are submitted without a wake-up
-//! and read at the next wake-up or at the daemon's flush tick, unless the ring buffer is an
-//! eighth full, which wakes it. The kernel's adaptive wake-up (flag 0) wakes the reader only when
+//! Wake-ups: a record that can raise an alert wakes the daemon at once: a listen, an SSH server's
+//! accept, credential and PAM results, and the execs, connects and UDP destinations of marked
+//! processes or to watched networks. The rest (fork, exit, other execs, what fresh processes do,
+//! `--events` records no rule can alert on) are submitted without a wake-up and read at the next
+//! wake-up or at the daemon's flush tick (10 ms), unless the ring buffer is an eighth full, which
+//! wakes it. The kernel's adaptive wake-up (flag 0) wakes the reader only when
 //! the record is the first one it has not read, so behind an unwoken record it would not: an
 //! alerting record is forced (`BPF_RB_FORCE_WAKEUP`) when unwoken records may still be unread
 //! (the consumer position is before the end of the last one, `NOWAKE`), and adaptive otherwise.
@@ -105,13 +107,24 @@ pub fn send_all(scope: &Scope) -> bool {
     scope.mode == SCOPE_ALL
 }
 
-/// Whether process `tgid` running as real uid `uid` can raise a web-server alert: under a web
-/// server, a web server's user, or too new to have been judged.
+/// Whether process `tgid` running as real uid `uid` is known to be under a web server or to run
+/// as a web server's user (marked by userspace, or handed down at fork).
 #[inline(always)]
-pub fn in_scope(tgid: u32, uid: u32, scope: &Scope) -> bool {
-    if WEB_TREE.get_ptr(tgid).is_some() || WEB_UIDS.get_ptr(uid).is_some() {
-        return true;
-    }
+pub fn marked(tgid: u32, uid: u32) -> bool {
+    WEB_TREE.get_ptr(tgid).is_some() || WEB_UIDS.get_ptr(uid).is_some()
+}
+
+/// [`marked`] for the current task.
+#[inline(always)]
+pub fn current_marked(tgid: u32) -> bool {
+    marked(tgid, bpf_get_current_uid_gid() as u32)
+}
+
+/// Whether process `tgid` is too new for userspace to have judged it: its last exec or its fork
+/// is newer than [`Scope::judged_ns`]. It may be under a web server that userspace has not
+/// marked yet, so what it does is sent (without a wake-up: it is read at the next flush tick).
+#[inline(always)]
+pub fn fresh(tgid: u32, scope: &Scope) -> bool {
     // SAFETY: a FRESH value is a u64 copied out at once; any bits are valid.
     match unsafe { FRESH.get(tgid) } {
         Some(&at) => at > scope.judged_ns,
@@ -119,10 +132,18 @@ pub fn in_scope(tgid: u32, uid: u32, scope: &Scope) -> bool {
     }
 }
 
-/// [`in_scope`] for the current task.
+/// How soon userspace must see what the current process `tgid` does that only a process under
+/// a web server could be alerted on: at once when it is [`marked`], at the next flush tick when
+/// it is [`fresh`] or everything is sent, not at all otherwise.
 #[inline(always)]
-pub fn current_in_scope(tgid: u32, scope: &Scope) -> bool {
-    in_scope(tgid, bpf_get_current_uid_gid() as u32, scope)
+pub fn current_wake(tgid: u32, scope: &Scope) -> Option<Wake> {
+    if current_marked(tgid) {
+        Some(Wake::Now)
+    } else if send_all(scope) || fresh(tgid, scope) {
+        Some(Wake::Later)
+    } else {
+        None
+    }
 }
 
 /// Records that process `tgid` exec'd or was forked just now.

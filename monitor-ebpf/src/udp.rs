@@ -46,7 +46,7 @@ use monitor_common::{
 
 use crate::{
     EVENTS,
-    scope::{Wake, current_in_scope, scope, send_all},
+    scope::{Wake, current_wake, scope},
     shared::{
         Res, count_drop, count_error, current_tgid, fill_header, floor, is_monitor, off,
         offsets_valid,
@@ -240,11 +240,7 @@ fn wanted() -> Option<Wake> {
     if is_monitor(tgid) {
         return None;
     }
-    let scope = scope();
-    if current_in_scope(tgid, &scope) {
-        return Some(Wake::Now);
-    }
-    send_all(&scope).then_some(Wake::Later)
+    current_wake(tgid, &scope())
 }
 
 /// `msg_name` and `msg_namelen` of the caller's `struct user_msghdr` at `msg` (`void *msg_name`
