@@ -33,9 +33,8 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
 
-    /// Output format: `native` JSON lines (docs/alerts.md), `ocsf` (OCSF 1.8.0), `ecs` (Elastic
-    /// Common Schema 9.x) or `text` (docs/formats.md). Default: `text` when stdout is a terminal
-    /// (coloured unless `NO_COLOR` is set), `native` otherwise.
+    /// Output format (docs/formats.md). Default: `text` when stdout is a terminal (coloured
+    /// unless `NO_COLOR` is set), `native` otherwise.
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<FormatName>,
 
