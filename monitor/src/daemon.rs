@@ -29,7 +29,7 @@ use crate::{
     identity::Catalog,
     iplist::{IpLists, ReloadReport},
     login::{self, Logins},
-    output::{Output, OutputError},
+    output::{Format, Output, OutputError},
     pipeline::Pipeline,
     policy::Policy,
     probes::{Counters, ProbeOptions, Probes, Watch},
@@ -63,6 +63,8 @@ pub struct Options {
     /// `--bench-floor`: attach every hook with programs that return at once and do nothing else
     /// (the benchmark's kernel floor).
     pub bench_floor: bool,
+    /// The format records are printed in (`--format`).
+    pub format: Format,
 }
 
 /// Runs the daemon on a current-thread tokio runtime until SIGINT / SIGTERM (or until stdout is
@@ -84,6 +86,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         policy_source,
         lists,
         bench_floor,
+        format,
     } = opts;
     // Signals first: a SIGTERM during start-up is then handled as a clean stop.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -143,7 +146,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             Clock::new().context("cannot read the system clocks")?,
         ),
         detector: Detector::new(Arc::new(policy.clone())),
-        out: Output::stdout(),
+        out: Output::stdout(format),
         board: status::Board {
             hooks,
             ring_buffer_bytes,

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use monitor::{
     daemon,
     iplist::{IpLists, ReloadReport},
+    output::{Format, FormatName},
     policy::Policy,
     replay,
 };
@@ -15,9 +16,10 @@ use monitor::{
 /// Exit code for a bad invocation or a bad policy file (clap uses the same for bad flags).
 const EXIT_USAGE: u8 = 2;
 
-/// eBPF host-security monitor: watches listen, connect and exec system-wide and prints JSON lines
-/// on stdout (`"type"`: `"event"`, `"alert"` or `"status"`). Logs go to stderr (`RUST_LOG`).
-/// Needs root (`CAP_BPF` and `CAP_PERFMON`).
+/// eBPF host-security monitor: watches listen, connect and exec system-wide and prints one record
+/// per line on stdout (alerts, status records, and with `--events` every event), as JSON lines
+/// or, on a terminal, as text (`--format`). Logs go to stderr (`RUST_LOG`). Needs root
+/// (`CAP_BPF` and `CAP_PERFMON`).
 #[derive(Debug, Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -30,6 +32,11 @@ struct Cli {
     /// anything is loaded; see `monitor check-policy`.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+
+    /// Output format (docs/formats.md). Default: `text` when stdout is a terminal (coloured
+    /// unless `NO_COLOR` is set), `native` otherwise.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<FormatName>,
 
     /// Size of the kernel ring buffer carrying events, in bytes: a power of two, at least the page
     /// size. Larger buffers absorb longer bursts before events are dropped (drops are counted in
@@ -70,6 +77,9 @@ enum Command {
         /// Policy file (TOML); the embedded default when omitted.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Output format, as for the daemon.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<FormatName>,
     },
 }
 
@@ -119,7 +129,11 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
-        Some(Command::Replay { events, policy }) => match replay::run(&events, policy.as_deref()) {
+        Some(Command::Replay {
+            events,
+            policy,
+            format,
+        }) => match replay::run(&events, policy.as_deref(), Format::for_stdout(format)) {
             Ok(()) => ExitCode::SUCCESS,
             // Bad input (unreadable or malformed events file, bad policy) is a usage error, like
             // a bad policy for the daemon; anything else (stdout) is a runtime failure.
@@ -160,6 +174,7 @@ fn main() -> ExitCode {
                 policy_source,
                 lists,
                 bench_floor: cli.bench_floor,
+                format: Format::for_stdout(cli.format),
             }))
         }
     }

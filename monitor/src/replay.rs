@@ -1,6 +1,6 @@
-//! `monitor replay FILE.jsonl [--policy FILE]`: feeds recorded `--events` output through the same
-//! detection code as the live daemon and prints the alerts it would have raised, one JSON line
-//! each, like testing a Panther rule against sample logs.
+//! `monitor replay FILE.jsonl [--policy FILE] [--format F]`: feeds recorded `--events` output
+//! through the same detection code as the live daemon and prints the alerts it would have raised,
+//! one line each in the daemon's output formats, like testing a Panther rule against sample logs.
 //!
 //! Input lines: `{"type":"event",...}` records are judged; `"alert"` and `"status"` records are
 //! skipped, except that a status record's top-level `drops` (the daemon's cumulative kernel
@@ -16,7 +16,7 @@ use std::{
 
 use crate::{
     detect::Detector,
-    output::{Output, OutputError},
+    output::{Format, Output, OutputError},
     policy::{Policy, PolicyError},
     record::{AlertRecord, Record, Recorded},
 };
@@ -41,14 +41,14 @@ pub enum ReplayError {
     Policy(#[from] PolicyError),
 }
 
-/// Feeds a recorded `--events` JSONL file through the detection code and prints the alerts.
-/// Errors for bad input name the file and line.
-pub fn run(events: &Path, policy: Option<&Path>) -> anyhow::Result<()> {
+/// Feeds a recorded `--events` JSONL file through the detection code and prints the alerts in
+/// `format`. Errors for bad input name the file and line.
+pub fn run(events: &Path, policy: Option<&Path>, format: Format) -> anyhow::Result<()> {
     let policy = match policy {
         Some(path) => Policy::from_file(path).map_err(ReplayError::from)?,
         None => Policy::embedded_default(),
     };
-    let mut out = Output::new(io::stdout().lock());
+    let mut out = Output::with_format(io::stdout().lock(), format.encoder());
     let mut write_error: Option<OutputError> = None;
     replay_file(events, Arc::new(policy), |alert| {
         // Keep the first write failure (a closed pipe) and stop printing.
@@ -191,7 +191,8 @@ mod tests {
 
     #[test]
     fn missing_file_and_bad_policy_are_replay_errors() {
-        let err = run(Path::new("/nonexistent/events.jsonl"), None).expect_err("missing file");
+        let err = run(Path::new("/nonexistent/events.jsonl"), None, Format::Native)
+            .expect_err("missing file");
         assert!(
             matches!(
                 err.downcast_ref::<ReplayError>(),
@@ -202,6 +203,7 @@ mod tests {
         let err = run(
             Path::new("/nonexistent/events.jsonl"),
             Some(Path::new("/nonexistent/policy.toml")),
+            Format::Native,
         )
         .expect_err("missing policy");
         assert!(

@@ -109,7 +109,7 @@ impl Monitor {
             stderr,
         };
         m.wait_for("started status record", Duration::from_mins(1), |v| {
-            v["type"] == "status" && v["status"] == "started"
+            is_status(v, "started")
         });
         m
     }
@@ -178,14 +178,19 @@ impl Monitor {
 
     /// Sends SIGTERM, waits for exit, and returns the final status record (panics when the daemon
     /// does not print one or exits non-zero).
-    pub fn stop(mut self) -> Value {
+    pub fn stop(self) -> Value {
+        self.stop_with_records().0
+    }
+
+    /// [`Monitor::stop`], also returning every record the daemon printed.
+    pub fn stop_with_records(mut self) -> (Value, Vec<Value>) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let v = self.wait_for("final status record", Duration::from_secs(30), |v| {
-            v["type"] == "status" && v["status"] == "stopped"
+            is_status(v, "stopped")
         });
         let status = self.child.wait().expect("wait");
         assert!(status.success(), "daemon exited with {status}");
-        v
+        (v, std::mem::take(&mut self.seen))
     }
 
     pub fn pid(&self) -> u32 {
@@ -198,6 +203,15 @@ impl Drop for Monitor {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether `v` is the daemon's status record `status` (`started`, `stopped` …) in any of its
+/// JSON formats: native, OCSF (Application Lifecycle, the status as `metadata.event_code`) or
+/// ECS (`event.dataset` `monitor.status`, the status as `event.action`).
+pub fn is_status(v: &Value, status: &str) -> bool {
+    (v["type"] == "status" && v["status"] == status)
+        || (v["class_uid"] == 6002 && v["metadata"]["event_code"] == status)
+        || (v["event"]["dataset"] == "monitor.status" && v["event"]["action"] == status)
 }
 
 /// Recording for the replay fixtures (tests/scenarios/record.sh sets this up): the daemon runs

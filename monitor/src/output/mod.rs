@@ -1,18 +1,82 @@
 //! Records out: the only thing this program ever writes to stdout, one line per record.
 //!
-//! [`Output`] owns the writer; an [`Encode`] maps [`Record`] to one line of an output format.
-//! A new format is one file next to [`native`] that implements [`Encode`].
+//! [`Output`] owns the writer; an [`Encode`] maps [`Record`] to one line of an output format
+//! (docs/formats.md): [`native`] JSON lines (the default for pipes), [`ocsf`] (OCSF 1.8.0),
+//! [`ecs`] (Elastic Common Schema 9.x) and [`text`] (a readable line, the default on a
+//! terminal). A new format is one file here that implements [`Encode`], and a [`Format`].
 //!
 //! Records are buffered and flushed once per ring-buffer batch, so a burst costs one `write(2)`
 //! while a single event still reaches the reader within milliseconds. A reader that goes away
 //! (`monitor --events | head`) is reported as [`OutputError::Closed`] so the daemon can stop
 //! cleanly instead of panicking on EPIPE (Rust ignores SIGPIPE, so it arrives as an error).
 
+pub mod ecs;
+mod fields;
 pub mod native;
+pub mod ocsf;
+pub mod text;
 
 use std::io::{self, BufWriter, Write};
 
 use crate::record::Record;
+
+/// The `--format` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatName {
+    /// monitor's own JSON lines (docs/alerts.md): the default when stdout is not a terminal.
+    Native,
+    /// OCSF 1.8.0 JSON lines.
+    Ocsf,
+    /// Elastic Common Schema 9.x JSON lines.
+    Ecs,
+    /// One readable line per record, coloured on a terminal: the default when stdout is one.
+    Text,
+}
+
+/// An output format, resolved for the stdout it writes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Native,
+    Ocsf,
+    Ecs,
+    /// `colour`: ANSI colours (a terminal, and `NO_COLOR` unset or empty).
+    Text {
+        colour: bool,
+    },
+}
+
+impl Format {
+    /// What `--format` (or its absence) means: without one, `text` on a terminal and `native`
+    /// elsewhere (pipes, files: what programs read). Text is coloured only on a terminal and
+    /// only without `NO_COLOR` (<https://no-color.org>: set to anything but the empty string).
+    pub fn choose(requested: Option<FormatName>, terminal: bool, no_color: bool) -> Self {
+        match requested {
+            Some(FormatName::Native) => Self::Native,
+            None if !terminal => Self::Native,
+            Some(FormatName::Ocsf) => Self::Ocsf,
+            Some(FormatName::Ecs) => Self::Ecs,
+            Some(FormatName::Text) | None => Self::Text {
+                colour: terminal && !no_color,
+            },
+        }
+    }
+
+    /// [`Format::choose`] for this process's stdout and environment.
+    pub fn for_stdout(requested: Option<FormatName>) -> Self {
+        use std::io::IsTerminal as _;
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self::choose(requested, io::stdout().is_terminal(), no_color)
+    }
+
+    pub fn encoder(self) -> Box<dyn Encode> {
+        match self {
+            Self::Native => Box::new(native::Native),
+            Self::Ocsf => Box::new(ocsf::Ocsf),
+            Self::Ecs => Box::new(ecs::Ecs),
+            Self::Text { colour } => Box::new(text::Text { colour }),
+        }
+    }
+}
 
 /// Maps a record to one line of an output format (without the newline).
 pub trait Encode: Send {
@@ -25,6 +89,8 @@ pub enum OutputError {
     Closed,
     #[error("cannot serialize a record: {0}")]
     Serialize(#[from] serde_json::Error),
+    #[error("record time `{0}` is not RFC 3339")]
+    Time(String),
     #[error("cannot write to stdout: {0}")]
     Io(io::Error),
 }
@@ -48,8 +114,8 @@ pub struct Output<W: Write> {
 }
 
 impl Output<io::Stdout> {
-    pub fn stdout() -> Self {
-        Self::new(io::stdout())
+    pub fn stdout(format: Format) -> Self {
+        Self::with_format(io::stdout(), format.encoder())
     }
 }
 
@@ -116,6 +182,29 @@ mod tests {
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].starts_with(r#"{"type":"event","#), "{text}");
         assert!(lines[0].contains(r#""argv":["a\nb"]"#), "{text}");
+    }
+
+    #[test]
+    fn text_on_a_terminal_native_for_programs() {
+        use FormatName as N;
+        // No --format: the terminal decides; NO_COLOR only takes the colours away.
+        assert_eq!(Format::choose(None, false, false), Format::Native);
+        assert_eq!(
+            Format::choose(None, true, false),
+            Format::Text { colour: true }
+        );
+        assert_eq!(
+            Format::choose(None, true, true),
+            Format::Text { colour: false }
+        );
+        // An explicit format is kept; text into a pipe has no escape sequences.
+        assert_eq!(
+            Format::choose(Some(N::Text), false, false),
+            Format::Text { colour: false }
+        );
+        assert_eq!(Format::choose(Some(N::Native), true, false), Format::Native);
+        assert_eq!(Format::choose(Some(N::Ocsf), true, false), Format::Ocsf);
+        assert_eq!(Format::choose(Some(N::Ecs), false, false), Format::Ecs);
     }
 
     #[test]
