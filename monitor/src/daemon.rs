@@ -120,19 +120,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         .map_err(std::io::Error::from)
         .context("cannot register the ring buffer with tokio")?;
 
-    let mut table = ProcessTable::new(process_table::DEFAULT_CAPACITY, "/proc");
-    // Before seeding: the table hands down the nearest web server from the first entry on.
-    let programs = policy.programs();
-    let catalog = Catalog::resolve(&programs.lists());
-    info!(
-        "identity: {} of the host's shells, web servers and egress tools catalogued by file and content",
-        catalog.stats().catalogued
-    );
-    table.set_programs(programs, catalog);
-    match table.seed() {
-        Ok(n) => info!("process table seeded with {n} processes from /proc"),
-        Err(e) => warn!("process table not seeded: {e}"),
-    }
+    let (table, enricher) = host_stages(&policy)?;
     watch_ssh_servers(&mut watch, &policy.logins, &table);
     let login_config = policy.logins.clone();
     let list_paths = lists.as_ref().map(|(l, _)| l.paths()).unwrap_or_default();
@@ -140,11 +128,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     let mut p = Pipeline {
         print_events,
         table,
-        enricher: Enricher::new(
-            host::hostname(),
-            UserNames::new("/etc/passwd"),
-            Clock::new().context("cannot read the system clocks")?,
-        ),
+        enricher,
         detector: Detector::new(Arc::new(policy.clone())),
         out: Output::stdout(format),
         board: status::Board {
@@ -160,8 +144,6 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         lists: None,
         newest_lineage_ns: 0,
     };
-    p.enricher
-        .set_web_server_users(policy.web_server_users.clone());
     mark_web_trees(&mut p, &policy.web_server_users);
     if let Some((lists, report)) = lists {
         p.serve_lists(lists, &report);
@@ -273,6 +255,33 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         Ok(()) | Err(OutputError::Closed) => Ok(()),
         Err(e) => Err(e).context("cannot write the final records"),
     }
+}
+
+/// The process table over the host's `/proc` (the policy's programs catalogued by file and
+/// content, then seeded) and the enricher over the host's name, users and clocks: the stages a
+/// record is built by, shared with `monitor audit` so that a listener it reports reads exactly
+/// like one of the daemon's start-up baseline.
+pub fn host_stages(policy: &Policy) -> anyhow::Result<(ProcessTable, Enricher)> {
+    let mut table = ProcessTable::new(process_table::DEFAULT_CAPACITY, "/proc");
+    // Before seeding: the table hands down the nearest web server from the first entry on.
+    let programs = policy.programs();
+    let catalog = Catalog::resolve(&programs.lists());
+    info!(
+        "identity: {} of the host's shells, web servers and egress tools catalogued by file and content",
+        catalog.stats().catalogued
+    );
+    table.set_programs(programs, catalog);
+    match table.seed() {
+        Ok(n) => info!("process table seeded with {n} processes from /proc"),
+        Err(e) => warn!("process table not seeded: {e}"),
+    }
+    let mut enricher = Enricher::new(
+        host::hostname(),
+        UserNames::new("/etc/passwd"),
+        Clock::new().context("cannot read the system clocks")?,
+    );
+    enricher.set_web_server_users(policy.web_server_users.clone());
+    Ok((table, enricher))
 }
 
 /// The benchmark's kernel floor: the same object and hooks with every program returning at once

@@ -6,11 +6,13 @@
 //! event record's context → [`detect`] runs the [`rules`] → [`output`] writes the [`record`]s.
 //! [`pipeline`] chains those stages for one record, [`daemon`] runs the live loop around it, and
 //! [`replay`] feeds recorded events through the same detector. [`baseline`] finds the sockets
-//! that were listening before start-up; [`status`] counts for the status records.
+//! that were listening before start-up, and [`audit`] judges them on their own (`monitor
+//! audit`); [`status`] counts for the status records.
 //!
 //! The policy: [`policy`] loads it; its pieces are [`matcher`] values built by [`validate`], and
 //! each rule declares its own section.
 
+pub mod audit;
 pub mod baseline;
 pub mod clock;
 pub mod daemon;

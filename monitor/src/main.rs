@@ -2,13 +2,17 @@
 //! is checked here, with exit code 2, before any eBPF is loaded: the daemon never starts
 //! half-configured.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::{Parser, Subcommand};
 use monitor::{
-    daemon,
+    audit, daemon,
     iplist::{IpLists, ReloadReport},
-    output::{Format, FormatName},
+    output::{Format, FormatName, Output},
     policy::Policy,
     replay,
 };
@@ -67,6 +71,21 @@ enum Command {
     CheckPolicy {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+    /// Print the embedded default policy, comments included: a starting point for a policy file
+    /// (`monitor default-policy > /etc/monitor/policy.toml`).
+    DefaultPolicy,
+    /// Judge every socket listening now, in every network namespace, with the daemon's
+    /// `unexpected_listen` rule and print the alerts, without loading any eBPF (for cron, Ansible,
+    /// CI). Exit code 0: no alert; 1: alerts printed; 2: bad policy or list file; 3: the audit
+    /// could not be done. Run it as root to see every socket's owner.
+    Audit {
+        /// Policy file (TOML); the embedded default when omitted.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Output format, as for the daemon.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<FormatName>,
     },
     /// Run recorded `--events` output (JSON lines) through the detections and print the alerts,
     /// without loading any eBPF.
@@ -129,6 +148,13 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
+        Some(Command::DefaultPolicy) => {
+            print!("{}", monitor::policy::DEFAULT_POLICY_TOML);
+            ExitCode::SUCCESS
+        }
+        Some(Command::Audit { policy, format }) => {
+            run_audit(policy.as_deref(), Format::for_stdout(format))
+        }
         Some(Command::Replay {
             events,
             policy,
@@ -176,6 +202,56 @@ fn main() -> ExitCode {
                 bench_floor: cli.bench_floor,
                 format: Format::for_stdout(cli.format),
             }))
+        }
+    }
+}
+
+/// `monitor audit`: the policy and its lists are checked first (exit code 2), like the daemon's.
+fn run_audit(policy: Option<&Path>, format: Format) -> ExitCode {
+    let policy = match policy {
+        None => Policy::embedded_default(),
+        Some(path) => match Policy::from_file(path) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("monitor: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+    };
+    let lists = match load_lists(&policy) {
+        Ok(lists) => lists,
+        Err(e) => {
+            eprintln!("monitor: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    // Unlike the daemon, the audit has no kernel pids to get wrong: from another PID namespace it
+    // still judges what it can see, which is less than the host.
+    if in_host_pid_namespace().is_err() {
+        log::warn!(
+            "runs in a PID namespace other than the host's: only the sockets of this namespace's processes are audited (for a container: --pid=host)"
+        );
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        log::warn!(
+            "not root: sockets of other users' processes cannot be joined to their owner and are reported with pid 0"
+        );
+    }
+    let mut out = Output::stdout(format);
+    match audit::run(&policy, lists.as_ref().map(|(l, _)| l), &mut out) {
+        Ok(summary) => {
+            log::info!(
+                "audit: {} listening sockets in {} network namespaces, {} alerts",
+                summary.listeners,
+                summary.namespaces,
+                summary.alerts
+            );
+            ExitCode::from(summary.exit_code())
+        }
+        Err(e) => {
+            eprintln!("monitor: audit: {e}");
+            ExitCode::from(audit::EXIT_FAILED)
         }
     }
 }

@@ -63,8 +63,15 @@ impl Monitor {
     /// Starts `monitor <args>` and waits for its `started` status record (panics with the
     /// daemon's stderr if it does not arrive, e.g. because eBPF could not load).
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(monitor_bin())
-            .args(args)
+        let mut cmd = Command::new(monitor_bin());
+        cmd.args(args);
+        Self::start_command(cmd)
+    }
+
+    /// [`Monitor::start`] for a daemon started by `cmd` (a wrapper that restricts it, say), which
+    /// must exec the daemon so that the child's pid is the daemon's.
+    pub fn start_command(mut cmd: Command) -> Self {
+        let mut child = cmd
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -73,7 +80,7 @@ impl Monitor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", monitor_bin().display()));
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let mut stderr_pipe = child.stderr.take().expect("stderr");
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

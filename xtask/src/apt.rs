@@ -15,8 +15,10 @@ use crate::{cmd, step::Step};
 /// or upstream, `ss` from iproute2 and `ps`/`pgrep` from procps to inspect them; SSH logins: the
 /// real OpenSSH server and clients, and sshpass to type a password into `ssh` non-interactively;
 /// detection depth: Debian's python3 for the memfd and orphaned-backdoor scenarios, util-linux's
-/// setpriv to start a process as www-data), and what the benchmark's smoke run (a stage of
-/// `cargo xtask test`) needs besides: wrk, the bpftrace peer, bpftool for its programs' names.
+/// setpriv to start a process as www-data and to run the daemon with the systemd unit's capability
+/// bounding set; packaging: rsyslog for the forwarding example's test), and what the benchmark's
+/// smoke run (a stage of `cargo xtask test`) needs besides: wrk, the bpftrace peer, bpftool for its
+/// programs' names.
 pub const TEST_PACKAGES: &[&str] = &[
     "nginx",
     "php-fpm",
@@ -28,6 +30,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "sshpass",
     "python3-minimal",
     "util-linux",
+    "rsyslog",
     "wrk",
     "bpftrace",
     "bpftool",
@@ -50,11 +53,13 @@ pub const BENCH_PACKAGES: &[&str] = &[
 /// (`*` matches the PHP version, e.g. `php8.2-fpm`). openssh-server's service is `ssh` (init script
 /// /etc/init.d/ssh, unit ssh.service; ssh.socket is only enabled on request): the tests run their
 /// own `sshd -f <scratch config>` on a test port, so the packaged one on :22 must neither start now
-/// nor at boot.
+/// nor at boot. The rsyslog test runs its own `rsyslogd -n -f <scratch config>` on a scratch
+/// socket; the packaged service is not needed.
 const SERVICES: &[(&str, &str)] = &[
     ("nginx", "nginx"),
     ("php-fpm", "php*-fpm"),
     ("openssh-server", "ssh"),
+    ("rsyslog", "rsyslog"),
 ];
 
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
@@ -201,7 +206,8 @@ fn keep_stopped(service: &str) -> Result<()> {
             cmd::run(stop.args([service, "stop"]))?;
         }
     }
-    if cmd::which("update-rc.d").is_some() {
+    // A package may ship a systemd unit only (rsyslog does): then there is no SysV link to remove.
+    if cmd::which("update-rc.d").is_some() && Path::new("/etc/init.d").join(service).exists() {
         let mut disable = cmd::as_root("update-rc.d").context("update-rc.d needs root")?;
         cmd::run(disable.args([service, "disable"]))?;
     }

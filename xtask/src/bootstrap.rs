@@ -4,8 +4,8 @@
 //! Steps: rustup components (nightly's `rust-src`, which `-Z build-std=core` for
 //! `bpfel-unknown-none` needs, and the `rustfmt` and `clippy` that `cargo xtask test` checks with),
 //! bpf-linker built against nightly's own LLVM (the linker reads the bitcode rustc emits, so the
-//! LLVM versions must match), tracefs (aya attaches tracepoints by id read from it), and the Debian
-//! packages the tests start.
+//! LLVM versions must match), cargo-deb (the Debian package and its test), tracefs (aya attaches
+//! tracepoints by id read from it), and the Debian packages the tests start.
 
 use std::{
     env, fs,
@@ -21,6 +21,10 @@ use crate::{apt, cmd, step::Step};
 /// `llvm-22` feature nightly's LLVM needs). Pinned so that a new release cannot change the object
 /// the daemon embeds behind our back.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The pinned cargo-deb release that builds the Debian package (`cargo deb -p monitor`, metadata in
+/// monitor/Cargo.toml). Pinned for the same reason: the package's layout and maintainer scripts are
+/// cargo-deb's, and the package test checks them.
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
 /// The toolchain the eBPF crate builds with (monitor-ebpf/rust-toolchain.toml says the same). The
 /// format check uses its rustfmt too: rustfmt.toml's import options are nightly-only.
 pub const EBPF_TOOLCHAIN: &str = "nightly";
@@ -44,6 +48,11 @@ pub struct Needs {
     /// is impossible (`run`, `bench`). `false`: they are reported as missing instead (`bootstrap`,
     /// and `test`, whose privileged tests then skip loudly or, in CI, fail).
     pub root_required: bool,
+    /// tracefs mounted (running the daemon and the tests); a build alone needs none, and cannot
+    /// mount it where it runs as root without the right to mount (a container build).
+    pub tracefs: bool,
+    /// cargo-deb installed (the package test, `cargo xtask bootstrap`).
+    pub cargo_deb: bool,
 }
 
 /// Runs every bootstrap step. Prints one line when there was nothing to do.
@@ -58,11 +67,16 @@ pub fn run(needs: &Needs) -> Result<()> {
                 .with_context(|| format!("bootstrap step rustup components for {toolchain}"))?,
         );
     }
-    steps.extend([
-        bpf_linker(&install_root).context("bootstrap step bpf-linker")?,
-        tracefs(needs.root_required).context("bootstrap step tracefs")?,
+    steps.push(bpf_linker(&install_root).context("bootstrap step bpf-linker")?);
+    if needs.cargo_deb {
+        steps.push(cargo_deb(&install_root).context("bootstrap step cargo-deb")?);
+    }
+    if needs.tracefs {
+        steps.push(tracefs(needs.root_required).context("bootstrap step tracefs")?);
+    }
+    steps.push(
         apt::ensure(needs.packages, needs.root_required).context("bootstrap step apt packages")?,
-    ]);
+    );
 
     if steps.iter().all(|s| matches!(s, Step::Present(_))) {
         let present: Vec<&str> = steps
@@ -305,6 +319,44 @@ fn bpf_linker(install_root: &Path) -> Result<Step> {
         ))),
         None => bail!(
             "bpf-linker {BPF_LINKER_VERSION} was installed into {}/bin but `bpf-linker --version` still fails",
+            install_root.display()
+        ),
+    }
+}
+
+/// `Some(version line)` when `cargo deb` runs and reports the pinned version.
+fn cargo_deb_version() -> Option<String> {
+    let out = Command::new("cargo")
+        .args(["deb", "--version"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && text.split_whitespace().any(|w| w == CARGO_DEB_VERSION))
+        .then_some(text)
+}
+
+fn cargo_deb(install_root: &Path) -> Result<Step> {
+    if let Some(version) = cargo_deb_version() {
+        return Ok(Step::Present(version));
+    }
+    cmd::run(
+        Command::new("cargo")
+            .args([
+                "install",
+                &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+                "--locked",
+                "--force",
+            ])
+            .arg("--root")
+            .arg(install_root),
+    )?;
+    match cargo_deb_version() {
+        Some(version) => Ok(Step::Done(format!(
+            "installed {version} into {}/bin",
+            install_root.display()
+        ))),
+        None => bail!(
+            "cargo-deb {CARGO_DEB_VERSION} was installed into {}/bin but `cargo deb --version` still fails",
             install_root.display()
         ),
     }

@@ -67,12 +67,17 @@ impl Cmd {
                 bootstrap::run(&Needs {
                     packages: apt::TEST_PACKAGES,
                     root_required: false,
+                    tracefs: true,
+                    cargo_deb: true,
                 })?;
             }
             Self::BuildEbpf => {
+                // A build only: no tracefs (a container build cannot mount it), no cargo-deb.
                 bootstrap::run(&Needs {
                     packages: &[],
                     root_required: false,
+                    tracefs: false,
+                    cargo_deb: false,
                 })?;
                 let object = ebpf::build()?;
                 println!("{}", object.display());
@@ -91,6 +96,8 @@ fn run(args: &[OsString]) -> Result<()> {
     bootstrap::run(&Needs {
         packages: &[],
         root_required: true,
+        tracefs: true,
+        cargo_deb: false,
     })?;
     cmd::run(cmd::cargo().args(["build", "--release", "--package", "monitor"]))?;
     let monitor = cmd::target_dir().join("release").join("monitor");
@@ -161,6 +168,8 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
     bootstrap::run(&Needs {
         packages: apt::TEST_PACKAGES,
         root_required: false,
+        tracefs: true,
+        cargo_deb: true,
     })?;
     let mut stages = Vec::new();
     for (name, mut check) in checks() {

@@ -261,6 +261,8 @@ pub fn run(options: &Options) -> Result<()> {
     bootstrap::run(&Needs {
         packages: apt::BENCH_PACKAGES,
         root_required: true,
+        tracefs: true,
+        cargo_deb: false,
     })?;
     if !cmd::is_root() {
         bail!(
