@@ -19,8 +19,8 @@ use monitor::{
     output::{Encode, ecs::Ecs, ocsf::Ocsf, text::Text},
     policy::Policy,
     record::{
-        DedupStatus, EventCounts, HookStatus, ListStatus, Record, Recorded, Refusal, Status,
-        StatusRecord, TableStats,
+        DedupStatus, EventCounts, HookStatus, ListStatus, ProgramRuns, Record, Recorded, Refusal,
+        Status, StatusRecord, TableStats,
     },
     replay,
 };
@@ -151,6 +151,16 @@ fn status_record(status: Status) -> StatusRecord {
         watched_prefixes: 120,
         watched_prefixes_overflow: false,
         pre_existing_listeners: (status == Status::Started).then_some(4),
+        programs: (status == Status::Stopped).then(|| {
+            BTreeMap::from([(
+                "exec_sched_process_exec".to_owned(),
+                ProgramRuns {
+                    id: 17,
+                    runs: 12,
+                    run_time_ns: 36_000,
+                },
+            )])
+        }),
     }
 }
 

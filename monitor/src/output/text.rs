@@ -322,6 +322,7 @@ mod tests {
             watched_prefixes: 0,
             watched_prefixes_overflow: false,
             pre_existing_listeners: None,
+            programs: None,
         };
         assert_eq!(
             line(Text::default(), &Record::Status(status)),
