@@ -14,8 +14,6 @@ pub const MAP_DROPS: &str = "DROPS";
 /// Per-CPU `u64` counters, indexed by [`ErrorSlot`]: failures inside the eBPF programs.
 pub const MAP_ERRORS: &str = "ERRORS";
 
-/// `pid_tgid` → mark: threads inside connect(2) (LRU hash, [`CONNECT_TRACKED_THREADS`] entries).
-pub const MAP_CONNECT_IN_SYSCALL: &str = "CONNECT_IN_SYSCALL";
 /// `pid_tgid` → connect record parked at `TCP_SYN_SENT` until its source port is known
 /// (connect(2) returns, the socket leaves `SYN_SENT`, or the SYN is retransmitted) (hash,
 /// [`CONNECT_TRACKED_THREADS`] entries). Kernel-side only.
@@ -27,11 +25,10 @@ pub const MAP_CONNECT_SOCKS: &str = "CONNECT_SOCKS";
 /// fallback reports connects without their source port.
 pub const CONNECT_TRACKED_THREADS: u32 = 8192;
 
-/// `pid_tgid` → mark: threads inside listen(2) (LRU hash, [`LISTEN_TRACKED_THREADS`] entries).
-pub const MAP_LISTEN_IN_SYSCALL: &str = "LISTEN_IN_SYSCALL";
-/// `pid_tgid` → listen record parked at `TCP_LISTEN` until listen(2) returns: sent only when it
-/// returns 0, with the port `get_port()` bound (hash, [`LISTEN_TRACKED_THREADS`] entries).
-/// Kernel-side only.
+/// `pid_tgid` → [`PendingListen`]: a listen record parked at `TCP_LISTEN` until listen(2)
+/// returns: sent only when it returns 0, with the port `get_port()` bound (hash,
+/// [`LISTEN_TRACKED_THREADS`] entries). A record no listen(2) returns for (`io_uring`) is sent by
+/// the daemon, which deletes it first: whoever deletes a key sends its record.
 pub const MAP_LISTEN_PENDING: &str = "LISTEN_PENDING";
 /// Capacity of the listen maps: threads that can be inside listen(2) at once before the fallback
 /// reports listens at once (port 0 for an unbound socket, failed listens included).
@@ -155,13 +152,11 @@ pub const PROG_LISTEN_INET_LISTEN: &str = "listen_inet_listen";
 pub const PROG_LISTEN_INET_SOCK_SET_STATE: &str = "listen_inet_sock_set_state";
 /// Helpers of the listen fallback: they bracket listen(2) so that the `TCP_LISTEN` record (set
 /// before `get_port()` binds the port and before the listen can still fail) waits for the result.
-pub const PROG_LISTEN_SYS_ENTER_LISTEN: &str = "listen_sys_enter_listen";
 pub const PROG_LISTEN_SYS_EXIT_LISTEN: &str = "listen_sys_exit_listen";
 pub const PROG_CONNECT_TCP_CONNECT: &str = "connect_tcp_connect";
 pub const PROG_CONNECT_INET_SOCK_SET_STATE: &str = "connect_inet_sock_set_state";
 /// Helpers of the connect fallback: they bracket connect(2) so that the `SYN_SENT` record can wait
 /// for the source port (`inet_hash_connect()` picks it after the tracepoint fires).
-pub const PROG_CONNECT_SYS_ENTER_CONNECT: &str = "connect_sys_enter_connect";
 pub const PROG_CONNECT_SYS_EXIT_CONNECT: &str = "connect_sys_exit_connect";
 /// Optional helper of the connect fallback: a SYN retransmission (`tcp:tcp_retransmit_skb` in
 /// `TCP_SYN_SENT`) sends the parked record, so a connect to a silent peer is reported after the
@@ -391,6 +386,17 @@ pub struct SockEvent {
     pub daddr: [u8; 16],
 }
 const _: () = assert!(core::mem::size_of::<SockEvent>() == 104);
+
+/// A listen record parked in [`MAP_LISTEN_PENDING`], and the socket its bound port is read from
+/// when listen(2) returns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PendingListen {
+    pub event: SockEvent,
+    /// `struct sock *` from the tracepoint's `skaddr` (only ever probe-read).
+    pub sk: u64,
+}
+const _: () = assert!(core::mem::size_of::<PendingListen>() == 112);
 
 /// Flags of [`ExecEvent::flags`].
 pub const EXEC_ARGS_TRUNCATED: u32 = 1 << 0;
@@ -703,4 +709,5 @@ mod pod {
     unsafe impl aya::Pod for super::PamEvent {}
     unsafe impl aya::Pod for super::SetsidEvent {}
     unsafe impl aya::Pod for super::Scope {}
+    unsafe impl aya::Pod for super::PendingListen {}
 }

@@ -5,9 +5,8 @@
 //! `sock:inet_sock_set_state` with newstate `TCP_SYN_SENT`, set just before in the same functions.
 //!
 //! That fallback fires before `inet_hash_connect()` picks the source port, so its `sport` is still
-//! 0. When the `SYN_SENT` happens inside connect(2) (marked by `syscalls:sys_enter_connect`) and the
-//! socket offsets are known, the record is parked per thread with the `struct sock *` and sent, with
-//! the port, by whichever comes first:
+//! 0. When the socket offsets are known, the record is parked per thread with the `struct sock *`
+//! and sent, with the port, by whichever comes first:
 //! - `syscalls:sys_exit_connect` (the port is picked by then, `-EINPROGRESS` included: a
 //!   non-blocking connect goes out at once);
 //! - the socket leaving `SYN_SENT` (SYN-ACK, RST, timeout), whose tracepoint still carries the port
@@ -18,15 +17,19 @@
 //!
 //! The last two run in softirq or timer context; the record already holds the caller's process
 //! fields. Exactly one of them sends it: the one whose `CONNECT_SOCKS` delete succeeds (the hash
-//! deletes under its bucket lock, so only one delete of a key returns 0). Every other `SYN_SENT`
-//! (`io_uring`, TCP Fast Open through sendmsg, kernel sockets, no offsets, full maps) is sent at
+//! deletes under its bucket lock, so only one delete of a key returns 0). A `SYN_SENT` outside
+//! connect(2) (`io_uring`'s `IORING_OP_CONNECT`, TCP Fast Open through sendmsg, kernel sockets)
+//! is parked the same way and goes out when its socket leaves `SYN_SENT` or retransmits, which
+//! every connect does: no `sys_enter_connect` mark is needed to tell the two apart (it cost every
+//! connect(2) of the host an LRU insert and delete). A thread's older record still parked when it
+//! parks a new one is sent first. Without the offsets, or with full maps, the record is sent at
 //! once with port 0: a record without its source port beats no record. Every record keeps its
 //! `SYN_SENT` timestamp.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::{fentry, map, tracepoint},
-    maps::{HashMap, LruHashMap, lpm_trie::Key},
+    maps::{HashMap, lpm_trie::Key},
     programs::{FEntryContext, TracePointContext},
 };
 use monitor_common::{CONNECT_TRACKED_THREADS, ErrorSlot, EventKind, Hook, SockEvent};
@@ -35,19 +38,12 @@ use crate::{
     EVENTS,
     accept::WATCHED_NETS,
     scope::{Wake, current_wake, scope},
-    shared::{
-        Res, SyscallMarks, count_drop, count_error, current_tgid, floor, mark_syscall_entry, off,
-    },
+    shared::{Res, count_drop, count_error, current_tgid, floor, off},
     sock::{
         TCP_SYN_SENT, emit_from_tracepoint, fill_from_tracepoint, local_port, tracepoint_daddr_v6,
         tracepoint_family, tracepoint_oldstate, tracepoint_sk, tracepoint_sport, try_sock_fentry,
     },
 };
-
-/// Threads inside connect(2), by `pid_tgid` (value unused). LRU because losing a mark is cheap:
-/// that connect is then reported at `SYN_SENT`, with port 0.
-#[map(name = "CONNECT_IN_SYSCALL")]
-static CONNECT_IN_SYSCALL: SyscallMarks = LruHashMap::with_max_entries(CONNECT_TRACKED_THREADS, 0);
 
 /// Connect records parked at `SYN_SENT`, by `pid_tgid`. A plain hash, not an LRU: an LRU would
 /// evict a waiting record without a trace, whereas a full hash refuses the insert and the record
@@ -131,11 +127,12 @@ fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
         return Ok(());
     };
     let pid_tgid = bpf_get_current_pid_tgid();
-    if off!(sock_valid) != 1 || CONNECT_IN_SYSCALL.get_ptr(pid_tgid).is_none() {
+    if off!(sock_valid) != 1 {
         return emit_from_tracepoint(ctx, family, EventKind::Connect, wake);
     }
-    // A record still parked for this thread means its sys_exit_connect was missed; send it (with
-    // the port it has) unless another context did, rather than overwrite it.
+    // A record still parked for this thread is one whose connect did not end in connect(2)
+    // (io_uring, TCP Fast Open); send it (with the port it has) unless another context did,
+    // rather than overwrite it.
     if let Some(p) = CONNECT_PENDING.get_ptr(pid_tgid) {
         // SAFETY: `p` is a CONNECT_PENDING value (non-NULL checked), readable for this run.
         unsafe { send_claimed(p, pid_tgid, 0, true) };
@@ -224,27 +221,6 @@ fn send_for_sock(sk: u64, sport: u16) {
     }
 }
 
-#[tracepoint]
-pub fn connect_sys_enter_connect(_ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    if try_connect_sys_enter_connect().is_err() {
-        count_error(ErrorSlot::Connect);
-    }
-    0
-}
-
-fn try_connect_sys_enter_connect() -> Res<()> {
-    // In the default mode, a connect of a process out of scope can matter only if watched
-    // networks exist (the destination is known at SYN_SENT): otherwise it waits for nothing.
-    let scope = scope();
-    if scope.watched_nets != 1 && current_wake(current_tgid(), &scope).is_none() {
-        return Ok(());
-    }
-    mark_syscall_entry(&CONNECT_IN_SYSCALL)
-}
-
 /// Whether userspace needs this connect in the current mode, and how soon: a marked process or
 /// a watched destination can raise an alert (wake now); a fresh process's connect, or any with
 /// `--events`, is read at the next flush tick (see `scope`).
@@ -278,8 +254,6 @@ pub fn connect_sys_exit_connect(_ctx: TracePointContext) -> u32 {
 
 fn try_connect_sys_exit_connect() -> Res<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // -ENOENT for the monitor's own connects and evicted marks: nothing to clear.
-    let _ = CONNECT_IN_SYSCALL.remove(pid_tgid);
     let Some(p) = CONNECT_PENDING.get_ptr(pid_tgid) else {
         // Not a TCP connect, or it failed before SYN_SENT (or was sent at once).
         return Ok(());

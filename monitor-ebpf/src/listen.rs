@@ -9,55 +9,48 @@
 //! Fallback: `sock:inet_sock_set_state` with newstate `TCP_LISTEN`. `inet_csk_listen_start()`
 //! sets that state BEFORE `get_port()`: autobind has not picked the port yet, and when
 //! `get_port()` or `hash()` fails the socket goes back to `TCP_CLOSE` and listen(2) returns the
-//! error. So when the state change happens inside listen(2) (marked by
-//! `syscalls:sys_enter_listen`) and the socket offsets are known, the record is parked per thread
-//! with the `struct sock *`, and `syscalls:sys_exit_listen` sends it only when listen(2) returned
-//! 0, with the port read from `skc_num` then. The bound address needs no re-read: `get_port()`
-//! binds the port to the address the socket already has (`0.0.0.0` / `::` when unbound). A failed
-//! listen sends nothing and counts nothing (it is not an error of ours). Every other `TCP_LISTEN`
-//! (`io_uring`'s `IORING_OP_LISTEN`, no offsets, full maps) is sent at once, as the tracepoint has it.
+//! error. So when the socket offsets are known the record is parked per thread with the
+//! `struct sock *`, and `syscalls:sys_exit_listen` sends it only when listen(2) returned 0, with
+//! the port read from `skc_num` then. The bound address needs no re-read: `get_port()` binds the
+//! port to the address the socket already has (`0.0.0.0` / `::` when unbound). A failed listen
+//! sends nothing and counts nothing (it is not an error of ours).
+//!
+//! A `TCP_LISTEN` outside listen(2) (`io_uring`'s `IORING_OP_LISTEN`, in the submitting task or
+//! an io-wq worker) has no `sys_exit_listen` to send it: the daemon sends every record parked
+//! longer than a few milliseconds itself (`Watch::abandoned_listens`, every 100 ms), and the
+//! thread's next park sends the one before it. Either way the sender claims the record by
+//! deleting its key (the hash deletes under its bucket lock: one delete of a key returns 0), so
+//! it goes out once. No `sys_enter_listen` mark is needed to tell the two apart (it cost every
+//! listen(2) of the host an LRU insert and delete). Without the offsets, or with a full map, the
+//! record is sent at once, as the tracepoint has it.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::{fentry, map, tracepoint},
-    maps::{HashMap, LruHashMap},
+    maps::HashMap,
     programs::{FEntryContext, TracePointContext},
 };
-use monitor_common::{AF_INET6, ErrorSlot, EventKind, Hook, LISTEN_TRACKED_THREADS, SockEvent};
+use monitor_common::{
+    AF_INET6, ErrorSlot, EventKind, Hook, LISTEN_TRACKED_THREADS, PendingListen, SockEvent,
+};
 
 use crate::{
     EVENTS,
     scope::{Wake, scope, send_all},
-    shared::{
-        Res, SyscallMarks, count_drop, count_error, floor, mark_syscall_entry, off, read_kernel,
-    },
+    shared::{Res, count_drop, count_error, floor, off, read_kernel},
     sock::{
         TCP_CLOSE, TCP_LISTEN, TP_SADDR, TP_SADDR_V6, emit_from_tracepoint, fill_from_tracepoint,
         local_port, socket_sk, tp_field, tracepoint_family, tracepoint_sk, try_sock_fentry,
     },
 };
 
-/// Threads inside listen(2), by `pid_tgid` (value unused). LRU because losing a mark is cheap:
-/// that listen is then reported at once, as by the plain tracepoint.
-#[map(name = "LISTEN_IN_SYSCALL")]
-static LISTEN_IN_SYSCALL: SyscallMarks = LruHashMap::with_max_entries(LISTEN_TRACKED_THREADS, 0);
-
 /// Listen records parked at `TCP_LISTEN`, by `pid_tgid`. A plain hash, not an LRU: a full hash
 /// refuses the insert and the record is sent at once instead of being evicted without a trace.
-/// Only the owning thread touches its key (at `TCP_LISTEN` and at `sys_exit_listen`).
+/// The owning thread inserts its key; its `sys_exit_listen`, its next park or the daemon's sweep
+/// deletes it, and only the context whose delete succeeds sends the record.
 #[map(name = "LISTEN_PENDING")]
 static LISTEN_PENDING: HashMap<u64, PendingListen> =
     HashMap::with_max_entries(LISTEN_TRACKED_THREADS, 0);
-
-/// A listen record seen at `TCP_LISTEN`, and the socket to read the bound port from later.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct PendingListen {
-    event: SockEvent,
-    /// `struct sock *` from the tracepoint's `skaddr`.
-    sk: u64,
-}
-const _: () = assert!(core::mem::size_of::<PendingListen>() == 112);
 
 /// `ret` of `syscalls:sys_exit_listen` (a `long` after the common fields and `__syscall_nr`;
 /// the layout every `sys_exit_*` tracepoint shares).
@@ -115,37 +108,27 @@ fn try_listen_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    if off!(sock_valid) != 1 || LISTEN_IN_SYSCALL.get_ptr(pid_tgid).is_none() {
+    if off!(sock_valid) != 1 {
         return emit_from_tracepoint(ctx, family, EventKind::Listen, Wake::Now);
+    }
+    // A record still parked for this thread is one no listen(2) returned for (io_uring): send it
+    // with the port its socket has now, unless the daemon's sweep already did.
+    if let Some(p) = LISTEN_PENDING.get_ptr(pid_tgid) {
+        // SAFETY: `p` is this thread's LISTEN_PENDING value (non-NULL checked), readable for
+        // this run; local_port has no precondition.
+        unsafe { send_claimed(p, pid_tgid, local_port((*p).sk as *const u8).ok()) };
     }
     // SAFETY: every byte of PendingListen is an integer; zero is a valid value.
     let mut pending: PendingListen = unsafe { core::mem::zeroed() };
     // SAFETY: `pending` is a local, valid for writes of its SockEvent.
     unsafe { fill_from_tracepoint(ctx, &raw mut pending.event, family, EventKind::Listen)? };
     pending.sk = tracepoint_sk(ctx) as u64;
-    // One listen(2) sets TCP_LISTEN at most once, and sys_exit_listen (attached before
-    // sys_enter_listen) always clears the key: an existing entry cannot be pending.
     if LISTEN_PENDING.insert(pid_tgid, pending, 0).is_err() {
         // Map full: send now, as the plain tracepoint would, rather than lose the listen.
         // SAFETY: `pending` is a local PendingListen.
         unsafe { send(&raw const pending, None) };
     }
     Ok(())
-}
-
-#[tracepoint]
-pub fn listen_sys_enter_listen(_ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    if try_listen_sys_enter_listen().is_err() {
-        count_error(ErrorSlot::Listen);
-    }
-    0
-}
-
-fn try_listen_sys_enter_listen() -> Res<()> {
-    mark_syscall_entry(&LISTEN_IN_SYSCALL)
 }
 
 #[tracepoint]
@@ -161,28 +144,56 @@ pub fn listen_sys_exit_listen(ctx: TracePointContext) -> u32 {
 
 fn try_listen_sys_exit_listen(ctx: &TracePointContext) -> Res<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // -ENOENT for the monitor's own listens and evicted marks: nothing to clear.
-    let _ = LISTEN_IN_SYSCALL.remove(pid_tgid);
     let Some(p) = LISTEN_PENDING.get_ptr(pid_tgid) else {
         // Not a TCP socket, already listening, failed before TCP_LISTEN, or sent at once.
         return Ok(());
     };
     // SAFETY: an aligned i64 field of the record.
     let ret: i64 = unsafe { tp_field(ctx, TP_SYS_EXIT_RET) };
-    let sent = if ret == 0 {
-        // get_port() has bound the port by now (autobind included).
-        // SAFETY: `p` is this thread's LISTEN_PENDING value (non-NULL checked), which the kernel
-        // keeps valid for this run of the program; local_port has no precondition.
-        let port = unsafe { local_port((*p).sk as *const u8) };
-        // SAFETY: as above, `p` is this thread's LISTEN_PENDING value.
-        unsafe { send(p, port.ok()) };
-        port.map(|_| ())
-    } else {
+    if ret != 0 {
         // get_port() or hash() failed: the socket is back in TCP_CLOSE and nothing listens.
-        Ok(())
+        let _ = LISTEN_PENDING.remove(pid_tgid);
+        return Ok(());
+    }
+    // get_port() has bound the port by now (autobind included).
+    // SAFETY: `p` is this thread's LISTEN_PENDING value (non-NULL checked), which the kernel
+    // keeps valid for this run of the program; local_port has no precondition.
+    let port = unsafe { local_port((*p).sk as *const u8) };
+    // SAFETY: as above.
+    unsafe { send_claimed(p, pid_tgid, port.ok()) };
+    port.map(|_| ())
+}
+
+/// Sends this thread's parked record at `p` with `sport` (when known and not 0) unless another
+/// context (the daemon's sweep) already did, and removes it. The copy into the ring buffer is
+/// made before the claim, so that it never reads a slot reused after the delete; the loser of the
+/// claim discards its copy.
+///
+/// # Safety
+/// `p` must be readable as one `PendingListen`: the `LISTEN_PENDING` value of `owner`.
+#[inline(always)]
+unsafe fn send_claimed(p: *const PendingListen, owner: u64, sport: Option<u16>) {
+    let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
+        if LISTEN_PENDING.remove(owner).is_ok() {
+            count_drop();
+        }
+        return;
     };
-    let _ = LISTEN_PENDING.remove(pid_tgid);
-    sent
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `p` is readable as one PendingListen (the caller's contract); `ev` comes from
+    // RingBufEntry::as_mut_ptr and is valid for writes of one SockEvent until submit or discard.
+    // Ring-buffer memory does not overlap a map value.
+    unsafe {
+        core::ptr::copy_nonoverlapping(&raw const (*p).event, ev, 1);
+        if let Some(port) = sport.filter(|&port| port != 0) {
+            (*ev).sport = port;
+        }
+    }
+    if LISTEN_PENDING.remove(owner).is_ok() {
+        entry.submit(Wake::Now.flags());
+    } else {
+        entry.discard(0);
+    }
 }
 
 /// Copies the record at `p` into the ring buffer, with `sport` when it is known and not 0. A

@@ -1,12 +1,9 @@
 //! Helpers every program uses: the record header, counters, globals and offset-based reads of
 //! kernel memory (our stand-in for CO-RE, which aya-ebpf lacks for Rust).
 
-use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns},
-    },
-    maps::LruHashMap,
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns},
 };
 use monitor_common::{ErrorSlot, EventHeader, EventKind, Hook};
 
@@ -14,21 +11,6 @@ use crate::{DROPS, ERRORS, EVENTS, FLOOR, MONITOR_TGID, WATCHED_EXES, scope::Wak
 
 /// Errors are the negative errno values the helpers return.
 pub type Res<T> = Result<T, i32>;
-
-/// Threads inside a syscall (`pid_tgid` → unused value): set by its `sys_enter` program so that
-/// a state-change tracepoint can tell a listen(2) / connect(2) from `io_uring` or kernel sockets,
-/// cleared by its `sys_exit` program.
-pub type SyscallMarks = LruHashMap<u64, u8>;
-
-/// The `sys_enter` side of [`SyscallMarks`]; the monitor's own threads are never marked.
-#[inline(always)]
-pub fn mark_syscall_entry(marks: &SyscallMarks) -> Res<()> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if is_monitor((pid_tgid >> 32) as u32) {
-        return Ok(());
-    }
-    marks.insert(pid_tgid, 1, 0)
-}
 
 /// Error returned when a kernel pointer we must follow is NULL (`-EFAULT`).
 pub const EFAULT: i32 = -14;

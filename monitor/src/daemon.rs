@@ -43,6 +43,8 @@ const BATCH_MAX: usize = 4096;
 /// How often the ring buffer is read for records submitted without a wake-up (fork, exit, execs
 /// and `--events` records no rule can alert on).
 const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// How often the kernel's parked listen records are checked for ones no listen(2) will send.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// How long after a change notice a list file is re-read (a downloader may write it in steps).
 const RELOAD_SETTLE: Duration = Duration::from_millis(200);
 /// The list files are also re-checked this often, in case a change notice was lost.
@@ -177,6 +179,9 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         // often (or at the next record that does wake us).
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Listen records whose listen(2) never returns (io_uring) are sent from here.
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // A login waiting for its session's first program is reported when its wait ends,
             // even if no further event comes.
@@ -197,6 +202,10 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                 }
                 _ = flush.tick() => {
                     p.drain(ring.get_mut(), BATCH_MAX)?;
+                }
+                _ = sweep.tick() => {
+                    p.drain(ring.get_mut(), BATCH_MAX)?;
+                    p.sweep_listens()?;
                 }
                 _ = tick.tick() => {
                     p.refresh_counters(&probes);

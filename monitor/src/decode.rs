@@ -183,6 +183,19 @@ fn read<T: Copy>(buf: &[u8], what: &'static str) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
 }
 
+/// The wire bytes of a socket record read from a map rather than the ring buffer (a listen the
+/// daemon sends itself), for [`decode`].
+pub fn sock_event_bytes(event: &SockEvent) -> &[u8] {
+    // SAFETY: SockEvent is a repr(C) struct of integers and byte arrays whose size is asserted to
+    // be the sum of its fields (no padding byte is left uninitialized); the slice borrows `event`.
+    unsafe {
+        std::slice::from_raw_parts(
+            std::ptr::from_ref(event).cast::<u8>(),
+            size_of::<SockEvent>(),
+        )
+    }
+}
+
 /// Decodes one ring-buffer item.
 pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
     let raw: EventHeader = read(buf, "event header")?;
@@ -482,6 +495,22 @@ mod tests {
         let mut b = [0u8; 16];
         b[..4].copy_from_slice(&a);
         b
+    }
+
+    #[test]
+    fn a_socket_record_read_from_a_map_decodes_like_one_from_the_ring() {
+        let ev = sock(
+            EventKind::Listen,
+            AF_INET,
+            v4([0, 0, 0, 0]),
+            v4([0, 0, 0, 0]),
+        );
+        assert_eq!(sock_event_bytes(&ev), bytes_of(&ev).as_slice());
+        let KernelEvent::Sock(s) = decode(sock_event_bytes(&ev)).expect("decodes") else {
+            panic!("not a socket record");
+        };
+        assert_eq!(s.kind, SockKind::Listen);
+        assert_eq!(s.socket.local.port, 4444);
     }
 
     fn exec_event(args: &[u8], flags: u32) -> ExecEvent {

@@ -48,6 +48,11 @@ pub struct Pipeline<W: Write> {
     pub newest_lineage_ns: u64,
 }
 
+/// How long a listen record waits in the kernel for its listen(2) to return before the daemon
+/// sends it itself ([`Pipeline::sweep_listens`]): a listen(2) returns within microseconds, an
+/// `io_uring` listen never does.
+const ABANDONED_LISTEN_NS: u64 = 20_000_000;
+
 /// How long before a drain began a record must be stamped to be certainly in the ring buffer.
 const JUDGED_MARGIN_NS: u64 = 1_000_000;
 
@@ -109,6 +114,25 @@ impl<W: Write> Pipeline<W> {
         }
         self.out.flush()?;
         Ok(true)
+    }
+
+    /// Sends the listen records the kernel parked for a listen(2) that never returned (an
+    /// `io_uring` listen), as if they had come through the ring buffer.
+    pub fn sweep_listens(&mut self) -> Result<(), OutputError> {
+        let Some(watch) = self.watch.as_mut() else {
+            return Ok(());
+        };
+        let Ok(now) = clock::boottime_ns() else {
+            return Ok(());
+        };
+        let abandoned = watch.abandoned_listens(now, ABANDONED_LISTEN_NS);
+        if abandoned.is_empty() {
+            return Ok(());
+        }
+        for event in &abandoned {
+            self.handle(decode::sock_event_bytes(event))?;
+        }
+        self.out.flush()
     }
 
     /// One ring-buffer record: decoded, applied to the table and the login tracker, enriched,

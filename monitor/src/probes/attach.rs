@@ -141,7 +141,6 @@ fn try_attach(
             category,
             name,
             syscall,
-            enter,
             exit,
             hasten,
         } => {
@@ -151,16 +150,11 @@ fn try_attach(
                     " (needed to read the port when the syscall returns)",
                 ));
             }
-            let enter_tp = format!("sys_enter_{syscall}");
             let exit_tp = format!("sys_exit_{syscall}");
-            // Exit before enter: a thread that sys_enter marks must be seen leaving, or the
-            // record parked for it would wait for the thread's next call.
+            // The exit first: a record parked by the state-change program must find a program
+            // that sends it when its syscall returns.
             let attached = attach_tracepoint(ebpf, exit, "syscalls", &exit_tp)
                 .map_err(|e| format!("tracepoint:syscalls:{exit_tp}: {e}"))
-                .and_then(|()| {
-                    attach_tracepoint(ebpf, enter, "syscalls", &enter_tp)
-                        .map_err(|e| format!("tracepoint:syscalls:{enter_tp}: {e}"))
-                })
                 .and_then(|()| {
                     attach_tracepoint(ebpf, program, category, name)
                         .map_err(|e| format!("tracepoint:{category}:{name}: {e}"))
@@ -168,7 +162,7 @@ fn try_attach(
             if let Err(e) = attached {
                 // Detach and unload whatever took, so the next attachment in the table (the
                 // same tracepoint without the brackets) can load the program afresh.
-                for p in [program, enter, exit] {
+                for p in [program, exit] {
                     unload_tracepoint(ebpf, p);
                 }
                 return Err(e);

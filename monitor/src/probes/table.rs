@@ -3,14 +3,13 @@
 //! [`super::attach`] walks it.
 
 use monitor_common::{
-    PROG_ACCEPT_SYS_EXIT_ACCEPT, PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_ENTER_CONNECT,
-    PROG_CONNECT_SYS_EXIT_CONNECT, PROG_CONNECT_TCP_CONNECT, PROG_CONNECT_TCP_RETRANSMIT_SKB,
-    PROG_CRED_SYS_ENTER_SETUID, PROG_CRED_SYS_EXIT_SETSID, PROG_CRED_SYS_EXIT_SETUID,
-    PROG_EXEC_SCHED_PROCESS_EXEC, PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE,
-    PROG_LISTEN_SYS_ENTER_LISTEN, PROG_LISTEN_SYS_EXIT_LISTEN, PROG_PAM_ACCT_MGMT,
-    PROG_PAM_AUTHENTICATE, PROG_PAM_OPEN_SESSION, PROG_PROCESS_SCHED_PROCESS_EXIT,
-    PROG_PROCESS_SCHED_PROCESS_FORK, PROG_UDP_SYS_ENTER_CONNECT, PROG_UDP_SYS_ENTER_SENDMMSG,
-    PROG_UDP_SYS_ENTER_SENDMSG, PROG_UDP_SYS_ENTER_SENDTO,
+    PROG_ACCEPT_SYS_EXIT_ACCEPT, PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_EXIT_CONNECT,
+    PROG_CONNECT_TCP_CONNECT, PROG_CONNECT_TCP_RETRANSMIT_SKB, PROG_CRED_SYS_ENTER_SETUID,
+    PROG_CRED_SYS_EXIT_SETSID, PROG_CRED_SYS_EXIT_SETUID, PROG_EXEC_SCHED_PROCESS_EXEC,
+    PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE, PROG_LISTEN_SYS_EXIT_LISTEN,
+    PROG_PAM_ACCT_MGMT, PROG_PAM_AUTHENTICATE, PROG_PAM_OPEN_SESSION,
+    PROG_PROCESS_SCHED_PROCESS_EXIT, PROG_PROCESS_SCHED_PROCESS_FORK, PROG_UDP_SYS_ENTER_CONNECT,
+    PROG_UDP_SYS_ENTER_SENDMMSG, PROG_UDP_SYS_ENTER_SENDMSG, PROG_UDP_SYS_ENTER_SENDTO,
 };
 
 /// One way of attaching a logical hook.
@@ -26,15 +25,15 @@ pub(super) enum Attach {
         category: &'static str,
         name: &'static str,
     },
-    /// A tracepoint program plus `syscalls:sys_enter_<syscall>` / `sys_exit_<syscall>` programs
-    /// that bracket the syscall, so that a record can wait inside it for data the tracepoint does
-    /// not have yet (the connect fallback's source port). Needs the socket offsets.
+    /// A tracepoint program plus a `syscalls:sys_exit_<syscall>` program, so that a record parked
+    /// at the tracepoint can wait for data it does not have yet (the source port a connect picks,
+    /// the port a listen binds, whether the listen failed) until the syscall returns. Needs the
+    /// socket offsets.
     TracePointInSyscall {
         program: &'static str,
         category: &'static str,
         name: &'static str,
         syscall: &'static str,
-        enter: &'static str,
         exit: &'static str,
         /// Best effort: another tracepoint that sends a parked record sooner. When it does not
         /// attach, the rest still works; the report names it among the refusals.
@@ -105,19 +104,13 @@ impl Attach {
         match self {
             Attach::TracePointInSyscall {
                 program,
-                enter,
                 exit,
                 hasten,
                 ..
-            } => [
-                Some(program),
-                Some(enter),
-                Some(exit),
-                hasten.map(|c| c.program),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            } => [Some(program), Some(exit), hasten.map(|c| c.program)]
+                .into_iter()
+                .flatten()
+                .collect(),
             Attach::FEntry { program, .. } | Attach::TracePoint { program, .. } => vec![program],
             Attach::Syscalls { exit, enter, .. } => {
                 [Some(exit), enter].into_iter().flatten().collect()
@@ -182,7 +175,6 @@ pub(super) const PROBE_TABLE: &[Hook] = &[
                 category: "sock",
                 name: "inet_sock_set_state",
                 syscall: "listen",
-                enter: PROG_LISTEN_SYS_ENTER_LISTEN,
                 exit: PROG_LISTEN_SYS_EXIT_LISTEN,
                 hasten: None,
             },
@@ -211,7 +203,6 @@ pub(super) const PROBE_TABLE: &[Hook] = &[
                 category: "sock",
                 name: "inet_sock_set_state",
                 syscall: "connect",
-                enter: PROG_CONNECT_SYS_ENTER_CONNECT,
                 exit: PROG_CONNECT_SYS_EXIT_CONNECT,
                 hasten: Some(Companion {
                     program: PROG_CONNECT_TCP_RETRANSMIT_SKB,
@@ -405,11 +396,7 @@ mod tests {
         let programs: Vec<&str> = attaches[1].programs();
         assert_eq!(
             programs,
-            [
-                PROG_LISTEN_INET_SOCK_SET_STATE,
-                PROG_LISTEN_SYS_ENTER_LISTEN,
-                PROG_LISTEN_SYS_EXIT_LISTEN
-            ]
+            [PROG_LISTEN_INET_SOCK_SET_STATE, PROG_LISTEN_SYS_EXIT_LISTEN]
         );
     }
 }

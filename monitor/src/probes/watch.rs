@@ -14,15 +14,18 @@ use aya::maps::{
 };
 use log::{debug, warn};
 use monitor_common::{
-    ACCEPT_SEND_ALL, ACCEPT_SEND_WATCHED, MAP_ACCEPT_FILTER, MAP_SCOPE, MAP_WATCHED_EXES,
-    MAP_WATCHED_NETS, MAP_WEB_TREE, MAP_WEB_UIDS, SCOPE_ALERTS, SCOPE_ALL, Scope, WATCHED_EXES_MAX,
-    WATCHED_NETS_MAX, WEB_TREE_MARKED, WEB_UIDS_MAX,
+    ACCEPT_SEND_ALL, ACCEPT_SEND_WATCHED, MAP_ACCEPT_FILTER, MAP_LISTEN_PENDING, MAP_SCOPE,
+    MAP_WATCHED_EXES, MAP_WATCHED_NETS, MAP_WEB_TREE, MAP_WEB_UIDS, PendingListen, SCOPE_ALERTS,
+    SCOPE_ALL, Scope, SockEvent, WATCHED_EXES_MAX, WATCHED_NETS_MAX, WEB_TREE_MARKED, WEB_UIDS_MAX,
 };
 
 use super::ProbeError;
 
 /// The run-time filter maps, taken out of the loaded object.
 pub struct Watch {
+    /// `pid_tgid` → a listen record parked until its listen(2) returns (see
+    /// [`Self::abandoned_listens`]).
+    listen_pending: HashMap<MapData, u64, PendingListen>,
     exes: HashMap<MapData, u64, u32>,
     nets: LpmTrie<MapData, [u8; 16], u32>,
     accept_filter: Array<MapData, u32>,
@@ -67,7 +70,9 @@ impl Watch {
         let web_tree = HashMap::try_from(take(MAP_WEB_TREE)?)?;
         let web_uids = HashMap::try_from(take(MAP_WEB_UIDS)?)?;
         let scope = Array::try_from(take(MAP_SCOPE)?)?;
+        let listen_pending = HashMap::try_from(take(MAP_LISTEN_PENDING)?)?;
         Ok(Self {
+            listen_pending,
             exes,
             nets,
             accept_filter,
@@ -81,6 +86,28 @@ impl Watch {
             send_all_accepts: false,
             nets_overflow: false,
         })
+    }
+
+    /// The listen records parked in the kernel at least `min_age_ns` before `now_ns`
+    /// (`CLOCK_BOOTTIME`): those no listen(2) returned for, because the listen came through
+    /// `io_uring` (see `monitor-ebpf/src/listen.rs`). Each is claimed by deleting its key, as the
+    /// kernel side does before it sends one, so a record goes out once. An empty map, the usual
+    /// case, costs one system call.
+    pub fn abandoned_listens(&mut self, now_ns: u64, min_age_ns: u64) -> Vec<SockEvent> {
+        let keys: Vec<u64> = self.listen_pending.keys().filter_map(Result::ok).collect();
+        let mut abandoned = Vec::new();
+        for key in keys {
+            let Ok(parked) = self.listen_pending.get(&key, 0) else {
+                continue;
+            };
+            if now_ns.saturating_sub(parked.event.header.ktime_ns) < min_age_ns {
+                continue;
+            }
+            if self.listen_pending.remove(&key).is_ok() {
+                abandoned.push(parked.event);
+            }
+        }
+        abandoned
     }
 
     /// Sends every accepted connection to userspace (`--events`), or only the watched ones.
