@@ -32,8 +32,8 @@ use crate::{
     matcher::{ExeGlob, program_path},
     procfs::{ProcError, ProcFs, ProcProcess},
     record::{
-        ANCESTRY_MAX, Ancestor, MatchKind, ProgramIdentity, TableStats, ToolInfo, ToolKind,
-        WebServerInfo,
+        ANCESTRY_MAX, Ancestor, Ancestry, MatchKind, ProgramIdentity, TableStats, ToolInfo,
+        ToolKind, WebServerInfo,
     },
 };
 
@@ -108,6 +108,8 @@ pub struct ProcessEntry {
     pub tool: Option<Arc<ToolInfo>>,
     /// `runs_web_server`, `program` and `own_tool` are set (inherited at fork, or judged).
     judged: bool,
+    /// The ancestry last built for this process, and the table's lineage generation then.
+    ancestry: Option<(u64, Ancestry)>,
 }
 
 impl ProcessEntry {
@@ -138,6 +140,7 @@ impl ProcessEntry {
             own_tool: None,
             tool: None,
             judged: false,
+            ancestry: None,
         }
     }
 
@@ -197,6 +200,9 @@ pub struct ProcessTable {
     path_verdicts: HashMap<String, HashMap<String, PathVerdict>>,
     /// (kind, root pid, root start) → incident id.
     incidents: HashMap<(String, u32, u64), String>,
+    /// Bumped whenever an entry is added, replaced or removed, or an argv re-read: an ancestry
+    /// built at an older generation may be stale.
+    lineage_gen: u64,
 }
 
 impl ProcessTable {
@@ -215,6 +221,7 @@ impl ProcessTable {
             boot_id: String::new(),
             path_verdicts: HashMap::new(),
             incidents: HashMap::new(),
+            lineage_gen: 0,
         }
     }
 
@@ -621,6 +628,7 @@ impl ProcessTable {
             {
                 e.argv = argv;
                 e.argv_truncated = truncated;
+                self.lineage_gen += 1;
             }
         }
         Some(e)
@@ -750,6 +758,7 @@ impl ProcessTable {
             own_tool,
             tool,
             judged,
+            ancestry: None,
         });
         Some(child)
     }
@@ -831,6 +840,7 @@ impl ProcessTable {
             own_tool: judged.tool,
             tool,
             judged: true,
+            ancestry: None,
         });
     }
 
@@ -883,13 +893,29 @@ impl ProcessTable {
                 .is_some_and(|e| e.exited_ns == Some(at))
             {
                 self.entries.remove(&pid);
+                self.lineage_gen += 1;
             }
         }
     }
 
     /// Parent first, up to pid 1, at most [`ANCESTRY_MAX`] entries; stops at a loop, an unknown
-    /// pid, or a "parent" younger than its child (a reused pid).
-    pub fn ancestry(&mut self, pid: u32) -> Vec<Ancestor> {
+    /// pid, or a "parent" younger than its child (a reused pid). Built once and shared by every
+    /// record of the process until an entry of the table changes.
+    pub fn ancestry(&mut self, pid: u32) -> Ancestry {
+        if let Some((built, ancestry)) = self.entries.get(&pid).and_then(|e| e.ancestry.as_ref())
+            && *built == self.lineage_gen
+        {
+            return ancestry.clone();
+        }
+        let ancestry = Ancestry::new(self.build_ancestry(pid));
+        let generation = self.lineage_gen;
+        if let Some(e) = self.entries.get_mut(&pid) {
+            e.ancestry = Some((generation, ancestry.clone()));
+        }
+        ancestry
+    }
+
+    fn build_ancestry(&mut self, pid: u32) -> Vec<Ancestor> {
         let mut out = Vec::new();
         let mut seen = HashSet::from([pid]);
         let mut cur = self.lookup(pid).map(|e| (e.ppid, e.start_ns));
@@ -914,6 +940,7 @@ impl ProcessTable {
             self.evict();
         }
         self.tick += 1;
+        self.lineage_gen += 1;
         entry.last_used = self.tick;
         if !entry.judged {
             let judged = self.judge(
@@ -939,6 +966,7 @@ impl ProcessTable {
                 .is_some_and(|e| e.exited_ns == Some(at))
             {
                 self.entries.remove(&pid);
+                self.lineage_gen += 1;
                 self.evicted += 1;
                 return;
             }
@@ -956,6 +984,7 @@ impl ProcessTable {
         by_use.select_nth_unstable(n - 1);
         for &(_, pid) in &by_use[..n] {
             self.entries.remove(&pid);
+            self.lineage_gen += 1;
         }
         self.evicted += n as u64;
     }
@@ -1336,6 +1365,31 @@ mod tests {
             t.on_fork(&hdr(1, 0, "init", 5), pid, pid);
         }
         assert!(t.len() <= 4);
+    }
+
+    #[test]
+    fn ancestry_is_shared_until_the_tree_changes() {
+        let dir = TempDir::new();
+        let mut t = ProcessTable::new(1000, &dir.0);
+        t.on_exec(&exec(20, 1, "sh", "/bin/sh", &["sh", "-c", "x"], 1));
+        t.on_exec(&exec(21, 20, "curl", "/usr/bin/curl", &["curl", "x"], 2));
+        let first = t.ancestry(21);
+        let again = t.ancestry(21);
+        assert_eq!(pids(&first), [20]);
+        assert!(
+            std::ptr::eq(first.as_ptr(), again.as_ptr()),
+            "a second record of the process shares the first one's list"
+        );
+        // The parent execs another program: the next record sees it.
+        t.on_exec(&exec(20, 1, "python3", "/usr/bin/python3", &["python3"], 3));
+        let after = t.ancestry(21);
+        assert_eq!(after[0].comm, "python3");
+        assert_eq!(after[0].argv, ["python3"]);
+        // And its JSON is the plain list's.
+        assert_eq!(
+            serde_json::to_string(&after).expect("serializes"),
+            serde_json::to_string(&after.to_vec()).expect("serializes")
+        );
     }
 
     #[test]

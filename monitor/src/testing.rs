@@ -168,7 +168,7 @@ pub fn event(
 ) -> EventRecord {
     process.ppid = ancestry.first().map_or(0, |a| a.pid);
     let mut ev = EventRecord::new(kind, time.to_owned(), "web1".to_owned(), process);
-    ev.ancestry = ancestry;
+    ev.ancestry = ancestry.into();
     ev
 }
 

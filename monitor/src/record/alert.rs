@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::event::{
-    Ancestor, EnrichmentInfo, EventRecord, EventType, LoginInfo, MatchKind, ProcessInfo,
+    Ancestry, EnrichmentInfo, EventRecord, EventType, LoginInfo, MatchKind, ProcessInfo,
     ProgramIdentity, SocketInfo, ToolInfo, WebServerInfo,
 };
 
@@ -63,7 +63,7 @@ pub struct AlertRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
     /// Parent first, up to pid 1.
-    pub ancestry: Vec<Ancestor>,
+    pub ancestry: Ancestry,
     /// The event's `web_server`: the nearest web server in the lineage, at any depth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_server: Option<WebServerInfo>,

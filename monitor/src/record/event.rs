@@ -1,8 +1,14 @@
 //! Event records and the values they share with alerts: the process, its lineage and the socket.
 
-use std::net::IpAddr;
+use std::{
+    fmt,
+    net::IpAddr,
+    ops::Deref,
+    sync::{Arc, OnceLock},
+};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use super::is_false;
 pub use crate::iplist::Classification;
@@ -63,7 +69,7 @@ pub struct EventRecord {
     /// Parent first, up to pid 1 (at most [`ANCESTRY_MAX`]). Recorded with every event so that a
     /// replay judges lineage exactly as the live daemon did.
     #[serde(default)]
-    pub ancestry: Vec<Ancestor>,
+    pub ancestry: Ancestry,
     /// The nearest web server in the process's lineage, at any depth (not capped like
     /// `ancestry`): the process itself when its program is one, else a program it replaced by
     /// exec (php-fpm running `os.execv("/bin/sh")`), else the nearest ancestor that was one —
@@ -104,7 +110,7 @@ impl EventRecord {
             socket: None,
             login: None,
             enrichment: None,
-            ancestry: Vec::new(),
+            ancestry: Ancestry::default(),
             web_server: None,
             pre_existing: false,
             program: None,
@@ -132,6 +138,76 @@ pub struct ProcessInfo {
     #[serde(default, skip_serializing_if = "is_false")]
     pub argv_truncated: bool,
     pub cgroup_id: u64,
+}
+
+/// `ancestry`: the parent first, up to pid 1. Shared rather than copied: the process table hands
+/// the same list to every record of a process until the process tree around it changes, and an
+/// alert shares its event's. Its JSON is made once and then copied as it is into every record
+/// that carries it (an ancestry is most of an event record's bytes, and escaping its command
+/// lines most of the cost of printing one).
+#[derive(Clone, Default)]
+pub struct Ancestry(Arc<AncestryList>);
+
+#[derive(Default)]
+struct AncestryList {
+    list: Vec<Ancestor>,
+    json: OnceLock<Option<Box<RawValue>>>,
+}
+
+impl Ancestry {
+    pub fn new(list: Vec<Ancestor>) -> Self {
+        Self(Arc::new(AncestryList {
+            list,
+            json: OnceLock::new(),
+        }))
+    }
+}
+
+impl From<Vec<Ancestor>> for Ancestry {
+    fn from(list: Vec<Ancestor>) -> Self {
+        Self::new(list)
+    }
+}
+
+impl Deref for Ancestry {
+    type Target = [Ancestor];
+
+    fn deref(&self) -> &[Ancestor] {
+        &self.0.list
+    }
+}
+
+impl PartialEq for Ancestry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.list == other.0.list
+    }
+}
+
+impl Eq for Ancestry {}
+
+impl fmt::Debug for Ancestry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.list.fmt(f)
+    }
+}
+
+impl Serialize for Ancestry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let json = self
+            .0
+            .json
+            .get_or_init(|| serde_json::value::to_raw_value(&self.0.list).ok());
+        match json {
+            Some(raw) => raw.serialize(serializer),
+            None => self.0.list.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Ancestry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Ancestor>::deserialize(deserializer).map(Self::new)
+    }
 }
 
 /// One entry of an `ancestry` list.

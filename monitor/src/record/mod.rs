@@ -17,9 +17,10 @@ use serde::Serialize;
 pub use self::{
     alert::{AlertRecord, RuleId, Severity, Verdict, WebServerVia},
     event::{
-        ANCESTRY_MAX, ARGV_MAX, Ancestor, Classification, Endpoint, EnrichmentInfo, EventRecord,
-        EventType, Family, LoginInfo, LoginMethod, MatchKind, ProcessInfo, ProgramIdentity,
-        Protocol, ReputationInfo, SocketInfo, SshdPids, ToolInfo, ToolKind, WebServerInfo,
+        ANCESTRY_MAX, ARGV_MAX, Ancestor, Ancestry, Classification, Endpoint, EnrichmentInfo,
+        EventRecord, EventType, Family, LoginInfo, LoginMethod, MatchKind, ProcessInfo,
+        ProgramIdentity, Protocol, ReputationInfo, SocketInfo, SshdPids, ToolInfo, ToolKind,
+        WebServerInfo,
     },
     status::{
         AttachReport, DedupStatus, EventCounts, HookStatus, ListStatus, ProgramRuns, Refusal,
