@@ -410,6 +410,7 @@ mod tests {
         enrich::main_owner,
         host::UserNames,
         policy::Policy,
+        record::Protocol,
         testing::{TempDir, bytes_of, fake_proc, origin, wire_header},
     };
 
@@ -680,14 +681,24 @@ mod tests {
     #[test]
     fn started_comes_before_the_baseline_records() {
         let mut f = fixture(true);
-        let sockets = [baseline::ListeningSocket {
+        let tcp = baseline::ListeningSocket {
+            protocol: Protocol::Tcp,
             inode: 1,
             netns: 1,
             local: "0.0.0.0:4444".parse().unwrap(),
             family_v6: false,
             uid: 33,
             owners: vec![100],
-        }];
+        };
+        // The same process's UDP socket on an odd port of every IPv6 address.
+        let udp = baseline::ListeningSocket {
+            protocol: Protocol::Udp,
+            inode: 2,
+            local: "[::]:31337".parse().unwrap(),
+            family_v6: true,
+            ..tcp.clone()
+        };
+        let sockets = [tcp, udp];
         f.p.start(&sockets).unwrap();
         let out = records(&mut f.p);
         let kinds: Vec<(&str, &str)> = out
@@ -704,13 +715,27 @@ mod tests {
             [
                 ("status", "started"),
                 ("event", "listen"),
-                ("alert", "listen")
+                ("alert", "listen"),
+                ("event", "listen"),
+                ("alert", "listen"),
             ]
         );
-        assert_eq!(out[0]["pre_existing_listeners"], 1);
+        assert_eq!(out[0]["pre_existing_listeners"], 2);
         assert_eq!(out[1]["pre_existing"], true);
         // nginx is itself the web server of its own records.
         assert_eq!(out[1]["web_server"]["pid"], 100);
+        assert_eq!(out[2]["title"], "Unexpected Port Opened: 4444");
+        assert_eq!(
+            out[3]["socket"],
+            json!({"protocol": "udp", "family": "ipv6",
+                "local": {"ip": "::", "port": 31337}, "remote": null})
+        );
+        assert_eq!(out[4]["title"], "Unexpected Port Opened: 31337/udp");
+        assert_eq!(out[4]["pre_existing"], true);
+        assert_eq!(
+            out[4]["dedup"],
+            "unexpected_listen:/usr/sbin/nginx:31337/udp"
+        );
     }
 
     #[test]

@@ -209,7 +209,7 @@ impl Enricher {
             ip: socket.local.ip(),
             port: socket.local.port(),
         };
-        record.socket = Some(decode::socket_info(family, local, None));
+        record.socket = Some(decode::socket_info(socket.protocol, family, local, None));
         record.pre_existing = true;
         record
     }

@@ -1,9 +1,10 @@
 //! The probe table: each logical hook (`listen`, `connect`, `exec`, `fork`, `exit`, `accept`,
-//! `cred`, `setsid`, `pam`, `udp`) and the ways of attaching it, in order of preference.
-//! [`super::attach`] walks it.
+//! `cred`, `setsid`, `pam`, `udp`, `udp_bind`) and the ways of attaching it, in order of
+//! preference. [`super::attach`] walks it.
 
 use monitor_common::{
-    PROG_ACCEPT_SYS_EXIT_ACCEPT, PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_ENTER_CONNECT,
+    PROG_ACCEPT_SYS_EXIT_ACCEPT, PROG_BIND_SYS_ENTER_BIND, PROG_BIND_SYS_EXIT_BIND,
+    PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_ENTER_CONNECT,
     PROG_CONNECT_SYS_EXIT_CONNECT, PROG_CONNECT_TCP_CONNECT, PROG_CONNECT_TCP_RETRANSMIT_SKB,
     PROG_CRED_SYS_ENTER_SETUID, PROG_CRED_SYS_EXIT_SETSID, PROG_CRED_SYS_EXIT_SETUID,
     PROG_EXEC_SCHED_PROCESS_EXEC, PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE,
@@ -306,6 +307,19 @@ pub(super) const PROBE_TABLE: &[Hook] = &[
             ],
         }],
     },
+    // Open UDP ports: a UDP socket bound to a port of its program's choosing, as listen records
+    // with protocol udp. Optional: without it (no file-table or socket offsets) UDP ports are
+    // seen only by the start-up baseline.
+    Hook {
+        name: "udp_bind",
+        required: false,
+        attaches: &[Attach::Syscalls {
+            exit: PROG_BIND_SYS_EXIT_BIND,
+            enter: Some(PROG_BIND_SYS_ENTER_BIND),
+            syscalls: &["bind"],
+            needs_files: true,
+        }],
+    },
     // How a login authenticated; where uprobes are refused, logins are still seen, with method
     // `unknown`.
     Hook {
@@ -383,6 +397,28 @@ mod tests {
             ]
         );
         assert_eq!(attach.program(), PROG_UDP_SYS_ENTER_CONNECT);
+    }
+
+    #[test]
+    fn udp_bind_is_optional_and_brackets_bind() {
+        let hook = PROBE_TABLE
+            .iter()
+            .find(|h| h.name == "udp_bind")
+            .expect("udp_bind is in the probe table");
+        assert!(!hook.required);
+        let [attach] = hook.attaches else {
+            panic!("one way of attaching udp_bind: {:?}", hook.attaches)
+        };
+        assert_eq!(
+            attach.label(),
+            "tracepoint:syscalls:sys_exit_bind,sys_enter_bind"
+        );
+        // The exit program first: attach.rs attaches in this order, so that no thread is parked
+        // at sys_enter_bind without its exit being seen.
+        assert_eq!(
+            attach.programs(),
+            [PROG_BIND_SYS_EXIT_BIND, PROG_BIND_SYS_ENTER_BIND]
+        );
     }
 
     #[test]
