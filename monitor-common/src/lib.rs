@@ -37,6 +37,14 @@ pub const MAP_LISTEN_PENDING: &str = "LISTEN_PENDING";
 /// reports listens at once (port 0 for an unbound socket, failed listens included).
 pub const LISTEN_TRACKED_THREADS: u32 = 1024;
 
+/// `pid_tgid` → a UDP connect record parked at `syscalls:sys_enter_connect` until
+/// `sys_exit_connect` fills in the local address and port the connect gave the socket (hash,
+/// [`UDP_CONNECT_TRACKED_THREADS`] entries). Kernel-side only.
+pub const MAP_UDP_CONNECT_PENDING: &str = "UDP_CONNECT_PENDING";
+/// Capacity of [`MAP_UDP_CONNECT_PENDING`]: threads that can be inside a reported UDP connect(2)
+/// at once before records are sent without their local side.
+pub const UDP_CONNECT_TRACKED_THREADS: u32 = 1024;
+
 /// `pid_tgid` → the UDP socket a thread is binding to a port of its choosing, parked at
 /// `syscalls:sys_enter_bind` until `sys_exit_bind` says whether the bind succeeded (hash,
 /// [`BIND_TRACKED_THREADS`] entries). Kernel-side only.
@@ -179,6 +187,9 @@ pub const PROG_CONNECT_TCP_RETRANSMIT_SKB: &str = "connect_tcp_retransmit_skb";
 /// connected or sent to, reported as a connect (only for the processes [`MAP_SCOPE`] asks
 /// about, once per process and destination).
 pub const PROG_UDP_SYS_ENTER_CONNECT: &str = "udp_sys_enter_connect";
+/// `syscalls:sys_exit_connect`: sends the record `udp_sys_enter_connect` parked, with the local
+/// address and port the connect gave the socket.
+pub const PROG_UDP_SYS_EXIT_CONNECT: &str = "udp_sys_exit_connect";
 pub const PROG_UDP_SYS_ENTER_SENDTO: &str = "udp_sys_enter_sendto";
 pub const PROG_UDP_SYS_ENTER_SENDMSG: &str = "udp_sys_enter_sendmsg";
 pub const PROG_UDP_SYS_ENTER_SENDMMSG: &str = "udp_sys_enter_sendmmsg";
@@ -387,9 +398,10 @@ const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 /// [`IPPROTO_UDP`]: the address a UDP socket is connected or sent to) and open UDP ports (kind
 /// `listen`, [`IPPROTO_UDP`]: a UDP socket bound to a port of its choosing). Local and remote are
 /// the socket's own sides: for an accepted connection, local is the listening address and remote
-/// the client; for a UDP destination, local is the socket's address when the call starts (port 0
-/// until its first send or connect binds one) and remote the destination the call names; for an
-/// open UDP port, local is the address and port bind(2) gave it.
+/// the client; for a UDP destination, local is the socket's address when a send starts (port 0
+/// until its first send or connect binds one), or when a connect(2) has returned, and remote the
+/// destination the call names; for an open UDP port, local is the address and port bind(2) gave
+/// it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SockEvent {

@@ -60,6 +60,8 @@ pub struct Options {
     pub policy_source: String,
     /// The policy's list files, loaded (and checked) before anything else.
     pub lists: Option<(IpLists, ReloadReport)>,
+    /// `--community-id-seed`.
+    pub community_id_seed: u16,
     /// `--bench-floor`: attach every hook with programs that return at once and do nothing else
     /// (the benchmark's kernel floor).
     pub bench_floor: bool,
@@ -83,6 +85,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         policy,
         policy_source,
         lists,
+        community_id_seed,
         bench_floor,
     } = opts;
     // Signals first: a SIGTERM during start-up is then handled as a clean stop.
@@ -158,6 +161,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     };
     p.enricher
         .set_web_server_users(policy.web_server_users.clone());
+    p.enricher.set_community_id_seed(community_id_seed);
     mark_web_trees(&mut p, &policy.web_server_users);
     if let Some((lists, report)) = lists {
         p.serve_lists(lists, &report);

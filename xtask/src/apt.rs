@@ -15,7 +15,9 @@ use crate::{cmd, step::Step};
 /// or upstream, `ss` from iproute2 and `ps`/`pgrep` from procps to inspect them; SSH logins: the
 /// real OpenSSH server and clients, and sshpass to type a password into `ssh` non-interactively;
 /// detection depth: Debian's python3 for the memfd and orphaned-backdoor scenarios, util-linux's
-/// setpriv to start a process as www-data).
+/// setpriv to start a process as www-data; open UDP ports: `dig` from dnsutils for DNS lookups
+/// that must raise nothing; Community ID: python3-venv, for the venv the bootstrap installs
+/// Corelight's reference implementation into).
 pub const TEST_PACKAGES: &[&str] = &[
     "nginx",
     "php-fpm",
@@ -27,6 +29,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "sshpass",
     "python3-minimal",
     "util-linux",
+    "dnsutils",
+    "python3-venv",
 ];
 /// `cargo xtask bench` drives its workloads with hyperfine; stress-ng is there for load generators
 /// a later benchmark adds.

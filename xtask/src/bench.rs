@@ -117,6 +117,7 @@ struct MonitorReport {
 pub fn run(options: &Options) -> Result<()> {
     bootstrap::run(&Needs {
         packages: apt::BENCH_PACKAGES,
+        community_id_reference: false,
         root_required: true,
     })?;
     if !cmd::is_root() {

@@ -7,6 +7,7 @@ mod bench;
 mod bootstrap;
 mod cmd;
 mod ebpf;
+mod reference;
 mod step;
 
 use std::{
@@ -68,12 +69,14 @@ impl Cmd {
             Self::Bootstrap => {
                 bootstrap::run(&Needs {
                     packages: apt::TEST_PACKAGES,
+                    community_id_reference: true,
                     root_required: false,
                 })?;
             }
             Self::BuildEbpf => {
                 bootstrap::run(&Needs {
                     packages: &[],
+                    community_id_reference: false,
                     root_required: false,
                 })?;
                 let object = ebpf::build()?;
@@ -95,6 +98,7 @@ impl Cmd {
 fn run(args: &[OsString]) -> Result<()> {
     bootstrap::run(&Needs {
         packages: &[],
+        community_id_reference: false,
         root_required: true,
     })?;
     cmd::run(cmd::cargo().args(["build", "--release", "--package", "monitor"]))?;
@@ -165,6 +169,7 @@ fn checks() -> [(&'static str, Command); 3] {
 fn test(args: &[OsString]) -> Result<ExitCode> {
     bootstrap::run(&Needs {
         packages: apt::TEST_PACKAGES,
+        community_id_reference: true,
         root_required: false,
     })?;
     let mut stages = Vec::new();
@@ -178,6 +183,9 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         "unit tests (workspace, no root)",
         cmd::status(
             cmd::cargo()
+                // The interpreter the bootstrap installed the reference into: the Community ID
+                // test fails, rather than skips, when it does not work.
+                .env(reference::ENV, reference::python())
                 .args([
                     "test",
                     // Run every test binary even after one fails: CI then reports all failures.

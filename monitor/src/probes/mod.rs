@@ -859,6 +859,121 @@ mod tests {
         );
     }
 
+    /// Root only: a UDP connect's record is sent when connect(2) returns, with the local address
+    /// and the port the connect gave the socket (its whole 5-tuple), IPv4 and IPv6.
+    #[test]
+    fn privileged_udp_connect_carries_its_local_side() {
+        if skip_unless_root("privileged_udp_connect_carries_its_local_side") {
+            return;
+        }
+        use std::{
+            net::{IpAddr, Ipv4Addr, Ipv6Addr},
+            os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+            time::{Duration, Instant},
+        };
+
+        use crate::{
+            decode::{self, KernelEvent, SockKind},
+            record::Protocol,
+        };
+
+        let mut probes = Probes::load(&ProbeOptions {
+            ring_buffer_bytes: 1 << 20,
+            monitor_tgid: std::process::id(),
+            floor: false,
+        })
+        .expect("load probes as root");
+        let mut watch = probes.take_watch().expect("filter maps");
+        watch.send_all(false).expect("scope");
+        let mut ring = probes.take_ring_buf().expect("ring buffer");
+        let pipe = || {
+            let mut fds = [0; 2];
+            // SAFETY: pipe(2) writes two descriptors into the array, owned from here on.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            // SAFETY: both were just returned by pipe(2) and nothing else owns them.
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+        };
+        let base = 44_100 + (std::process::id() % 500) as u16 * 10;
+        for (ip, port) in [
+            (IpAddr::from(Ipv4Addr::LOCALHOST), base),
+            (IpAddr::from(Ipv6Addr::LOCALHOST), base + 1),
+        ] {
+            let (go_read, go_write) = pipe();
+            let (port_read, port_write) = pipe();
+            let connect = match ip {
+                IpAddr::V4(v4) => Bind::v4(libc::SOCK_DGRAM, v4.octets(), port),
+                IpAddr::V6(v6) => Bind::v6(v6, port),
+            };
+            let (go, out) = (go_read.as_raw_fd(), port_write.as_raw_fd());
+            // SAFETY: the child only calls async-signal-safe functions (read, socket, connect,
+            // getsockname, write, _exit) on memory prepared before the fork; reaped below.
+            let child = unsafe {
+                let pid = libc::fork();
+                assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+                if pid == 0 {
+                    let mut byte = 0u8;
+                    if libc::read(go, (&raw mut byte).cast(), 1) != 1 {
+                        libc::_exit(2);
+                    }
+                    let fd = libc::socket(connect.domain, libc::SOCK_DGRAM, 0);
+                    let len = connect.sockaddr.len() as libc::socklen_t;
+                    if libc::connect(fd, connect.sockaddr.as_ptr().cast(), len) != 0 {
+                        libc::_exit(3);
+                    }
+                    let mut local = [0u8; 28];
+                    let mut local_len = local.len() as libc::socklen_t;
+                    libc::getsockname(fd, local.as_mut_ptr().cast(), &raw mut local_len);
+                    // sin_port and sin6_port at 2, network byte order.
+                    libc::write(out, local[2..4].as_ptr().cast(), 2);
+                    libc::_exit(0);
+                }
+                pid as u32
+            };
+            watch.mark_web_tree(child).expect("mark");
+            run_sender(child, &go_write);
+            let mut local_port = [0u8; 2];
+            // SAFETY: reading two bytes into a local.
+            let n = unsafe { libc::read(port_read.as_raw_fd(), local_port.as_mut_ptr().cast(), 2) };
+            assert_eq!(n, 2, "the child's local port");
+            let local_port = u16::from_be_bytes(local_port);
+
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let record = 'found: loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "no UDP connect record of {child}"
+                );
+                while let Some(item) = ring.next() {
+                    if let Ok(KernelEvent::Sock(s)) = decode::decode(&item)
+                        && s.kind == SockKind::Connect
+                        && s.origin.tgid == child
+                    {
+                        break 'found s;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            assert_eq!(record.socket.protocol, Protocol::Udp);
+            assert_eq!(
+                record.origin.hook,
+                Some(monitor_common::Hook::TracepointSysEnterConnect)
+            );
+            assert_eq!(
+                record.socket.remote.map(|r| (r.ip, r.port)),
+                Some((ip, port))
+            );
+            assert_eq!(
+                (record.socket.local.ip, record.socket.local.port),
+                (ip, local_port)
+            );
+            assert_ne!(local_port, 0);
+        }
+        assert_eq!(
+            probes.counters().expect("counters").errors,
+            [0; ERROR_SLOTS as usize]
+        );
+    }
+
     /// Opens `path` read-only WITHOUT close-on-exec, so that a child can exec it through
     /// `/proc/self/fd/<fd>`.
     fn open_inheritable(path: &std::path::Path, flags: libc::c_int) -> std::os::fd::OwnedFd {
