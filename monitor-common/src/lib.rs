@@ -34,6 +34,22 @@ pub const MAP_LISTEN_PENDING: &str = "LISTEN_PENDING";
 /// reports listens at once (port 0 for an unbound socket, failed listens included).
 pub const LISTEN_TRACKED_THREADS: u32 = 1024;
 
+/// `pid_tgid` → a UDP connect record parked at `syscalls:sys_enter_connect` until
+/// `sys_exit_connect` fills in the local address and port the connect gave the socket (hash,
+/// [`UDP_CONNECT_TRACKED_THREADS`] entries). Kernel-side only.
+pub const MAP_UDP_CONNECT_PENDING: &str = "UDP_CONNECT_PENDING";
+/// Capacity of [`MAP_UDP_CONNECT_PENDING`]: threads that can be inside a reported UDP connect(2)
+/// at once before records are sent without their local side.
+pub const UDP_CONNECT_TRACKED_THREADS: u32 = 1024;
+
+/// `pid_tgid` → the UDP socket a thread is binding to a port of its choosing, parked at
+/// `syscalls:sys_enter_bind` until `sys_exit_bind` says whether the bind succeeded (hash,
+/// [`BIND_TRACKED_THREADS`] entries). Kernel-side only.
+pub const MAP_BIND_PENDING: &str = "BIND_PENDING";
+/// Capacity of [`MAP_BIND_PENDING`]: threads that can be inside a UDP bind(2) at once; a bind
+/// that finds it full is counted in the `listen` error slot instead of reported.
+pub const BIND_TRACKED_THREADS: u32 = 1024;
+
 /// Inode number of `mm->exe_file` (`u64`) → flags ([`EXE_SSH_SERVER`]): executables userspace
 /// watches (hash, [`WATCHED_EXES_MAX`] entries). The accept and PAM hooks report only for
 /// processes running one of them, unless [`MAP_ACCEPT_FILTER`] says otherwise. Keyed by inode
@@ -99,8 +115,8 @@ pub struct Scope {
     pub mode: u32,
     /// `1`: [`MAP_WATCHED_NETS`] holds prefixes, so a connect of any process to one is wanted.
     pub watched_nets: u32,
-    /// `1`: a listen on a loopback address cannot alert (the policy allows them all), so it is
-    /// not sent in [`SCOPE_ALERTS`].
+    /// `1`: a listen (or UDP bind) on a loopback address cannot alert (the policy allows them
+    /// all), so it is not sent in [`SCOPE_ALERTS`].
     pub skip_loopback_listens: u32,
     pub _pad0: u32,
     /// `CLOCK_BOOTTIME` ns up to which userspace has handled every exec and fork record: a
@@ -166,9 +182,16 @@ pub const PROG_CONNECT_TCP_RETRANSMIT_SKB: &str = "connect_tcp_retransmit_skb";
 /// connected or sent to, reported as a connect (only for the processes [`MAP_SCOPE`] asks
 /// about, once per process and destination).
 pub const PROG_UDP_SYS_ENTER_CONNECT: &str = "udp_sys_enter_connect";
+/// `syscalls:sys_exit_connect`: sends the record `udp_sys_enter_connect` parked, with the local
+/// address and port the connect gave the socket.
+pub const PROG_UDP_SYS_EXIT_CONNECT: &str = "udp_sys_exit_connect";
 pub const PROG_UDP_SYS_ENTER_SENDTO: &str = "udp_sys_enter_sendto";
 pub const PROG_UDP_SYS_ENTER_SENDMSG: &str = "udp_sys_enter_sendmsg";
 pub const PROG_UDP_SYS_ENTER_SENDMMSG: &str = "udp_sys_enter_sendmmsg";
+/// `syscalls:sys_enter_bind` and `sys_exit_bind`: a UDP socket explicitly bound to a non-zero
+/// port, reported as a listen record with protocol UDP when bind(2) returns 0 (an open UDP port).
+pub const PROG_BIND_SYS_ENTER_BIND: &str = "bind_sys_enter_bind";
+pub const PROG_BIND_SYS_EXIT_BIND: &str = "bind_sys_exit_bind";
 pub const PROG_EXEC_SCHED_PROCESS_EXEC: &str = "exec_sched_process_exec";
 pub const PROG_PROCESS_SCHED_PROCESS_FORK: &str = "process_sched_process_fork";
 pub const PROG_PROCESS_SCHED_PROCESS_EXIT: &str = "process_sched_process_exit";
@@ -268,6 +291,8 @@ pub enum Hook {
     TracepointSysEnterSendmsg = 13,
     /// UDP: sendmmsg(2), the first message's `msg_name`.
     TracepointSysEnterSendmmsg = 14,
+    /// UDP: bind(2) to a non-zero port returned 0 (a listen record with protocol UDP).
+    TracepointSysExitBind = 15,
 }
 
 impl TryFrom<u32> for Hook {
@@ -289,6 +314,7 @@ impl TryFrom<u32> for Hook {
             12 => Self::TracepointSysEnterSendto,
             13 => Self::TracepointSysEnterSendmsg,
             14 => Self::TracepointSysEnterSendmmsg,
+            15 => Self::TracepointSysExitBind,
             other => return Err(other),
         })
     }
@@ -363,11 +389,14 @@ pub struct EventHeader {
 }
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 
-/// `listen`, `connect` and `accept` (TCP, IPv4 and IPv6), and UDP destinations (kind `connect`,
-/// [`IPPROTO_UDP`]: the address a UDP socket is connected or sent to). Local and remote are the
-/// socket's own sides: for an accepted connection, local is the listening address and remote the
-/// client; for UDP, local is the socket's address when the call starts (port 0 until its first
-/// send or connect binds one) and remote the destination the call names.
+/// `listen`, `connect` and `accept` (TCP, IPv4 and IPv6), UDP destinations (kind `connect`,
+/// [`IPPROTO_UDP`]: the address a UDP socket is connected or sent to) and open UDP ports (kind
+/// `listen`, [`IPPROTO_UDP`]: a UDP socket bound to a port of its choosing). Local and remote are
+/// the socket's own sides: for an accepted connection, local is the listening address and remote
+/// the client; for a UDP destination, local is the socket's address when a send starts (port 0
+/// until its first send or connect binds one), or when a connect(2) has returned, and remote the
+/// destination the call names; for an open UDP port, local is the address and port bind(2) gave
+/// it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SockEvent {

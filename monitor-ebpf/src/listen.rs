@@ -40,7 +40,8 @@ use crate::{
     shared::{Res, count_drop, count_error, floor, off, read_kernel},
     sock::{
         TCP_CLOSE, TCP_LISTEN, TP_SADDR, TP_SADDR_V6, emit_from_tracepoint, fill_from_tracepoint,
-        local_port, socket_sk, tp_field, tracepoint_family, tracepoint_sk, try_sock_fentry,
+        is_loopback, local_port, socket_sk, tp_field, tracepoint_family, tracepoint_sk,
+        try_sock_fentry, widen,
     },
 };
 
@@ -220,21 +221,16 @@ unsafe fn send(p: *const PendingListen, sport: Option<u16>) {
     entry.submit(Wake::Now.flags());
 }
 
-/// Whether the tracepoint's socket is bound to a loopback address (`127.0.0.0/8`, `::1`, or
-/// `::ffff:127.0.0.0/104`), as `netrange::is_loopback` judges it in userspace.
+/// Whether the tracepoint's socket is bound to a loopback address ([`is_loopback`]).
 #[inline(always)]
 fn loopback(ctx: &TracePointContext, family: u16) -> Res<bool> {
-    if family == AF_INET6 {
-        // SAFETY: a probe read of a byte-array field of the record (see sock.rs).
-        let a: [u8; 16] = unsafe { ctx.read_at(TP_SADDR_V6)? };
-        let mapped = a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff;
-        Ok((mapped && a[12] == 127) || a == LOOPBACK_V6)
-    } else {
-        // SAFETY: as above.
-        let a: [u8; 4] = unsafe { ctx.read_at(TP_SADDR)? };
-        Ok(a[0] == 127)
-    }
+    // SAFETY: probe reads of byte-array fields of the record (see sock.rs).
+    let addr: [u8; 16] = unsafe {
+        if family == AF_INET6 {
+            ctx.read_at(TP_SADDR_V6)?
+        } else {
+            widen(ctx.read_at(TP_SADDR)?)
+        }
+    };
+    Ok(is_loopback(family, &addr))
 }
-
-/// `::1`.
-const LOOPBACK_V6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];

@@ -1,5 +1,5 @@
 //! The monitor's eBPF programs: one file per area (`listen`, `connect`, `exec`, `process` for
-//! fork/exit, `udp` for UDP destinations, ...), sharing the maps and globals declared here and
+//! fork/exit, `udp` for UDP destinations, `bind` for open UDP ports, ...), sharing the maps and globals declared here and
 //! the helpers in [`shared`] and [`path`]. Every program is a thin hook that calls a `try_<name>` returning `Result`; a failure
 //! is counted in [`ERRORS`] (slot by area) and a full ring buffer in [`DROPS`], so nothing is lost
 //! silently.
@@ -14,6 +14,7 @@
 )]
 
 mod accept;
+mod bind;
 mod connect;
 mod cred;
 mod exec;

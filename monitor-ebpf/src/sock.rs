@@ -371,6 +371,21 @@ pub fn mapped(v4: [u8; 4]) -> [u8; 16] {
     a
 }
 
+/// Whether `addr` (in the `SockEvent` layout of a socket of `family`) is a loopback address:
+/// `127.0.0.0/8`, `::1`, or `::ffff:127.0.0.0/104`, as `netrange::is_loopback` judges it in
+/// userspace.
+#[inline(always)]
+pub fn is_loopback(family: u16, addr: &[u8; 16]) -> bool {
+    if family == AF_INET6 {
+        (is_v4_mapped(addr) && addr[12] == 127) || *addr == LOOPBACK_V6
+    } else {
+        addr[0] == 127
+    }
+}
+
+/// `::1`.
+const LOOPBACK_V6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
 #[inline(always)]
 fn is_v4_mapped(a: &[u8; 16]) -> bool {
     a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff

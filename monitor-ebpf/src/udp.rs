@@ -21,7 +21,11 @@
 //! the file table, as `accept` does), the sockaddr, the port, the dedup.
 //!
 //! What is read of a call:
-//! - connect(2): its address; `AF_UNSPEC` (dissolving the association) is not a destination.
+//! - connect(2): its address; `AF_UNSPEC` (dissolving the association) is not a destination. The
+//!   record waits in `UDP_CONNECT_PENDING` until `sys_exit_connect` (`udp_sys_exit_connect`),
+//!   which fills in the local address and port the connect gave the socket (the route's source
+//!   address, the autobound port), so that the record names the flow's whole 5-tuple (its
+//!   Community ID); a connect that failed is still reported, with what the socket has.
 //! - sendto(2): its address when not NULL (NULL: the connected destination, reported at connect).
 //! - sendmsg(2): `msg_name` when not NULL.
 //! - sendmmsg(2): the FIRST message's `msg_name` only; the later messages of the same call are
@@ -34,14 +38,14 @@
 //! opened for protocol 17 has `sk_protocol` UDP too and is reported like one.
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_user, generated::bpf_ktime_get_boot_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_ktime_get_boot_ns},
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap},
     programs::TracePointContext,
 };
 use monitor_common::{
-    AF_INET, AF_INET6, AF_UNSPEC, ErrorSlot, EventKind, Hook, IPPROTO_UDP, SockEvent, UDP_SEEN_MAX,
-    UdpSeenKey, WEB_UIDS_MAX,
+    AF_INET, AF_INET6, AF_UNSPEC, ErrorSlot, EventKind, Hook, IPPROTO_UDP, SockEvent,
+    UDP_CONNECT_TRACKED_THREADS, UDP_SEEN_MAX, UdpSeenKey, WEB_UIDS_MAX,
 };
 
 use crate::{
@@ -62,6 +66,28 @@ pub(crate) static WEB_UIDS: HashMap<u32, u32> = HashMap::with_max_entries(WEB_UI
 /// destinations cannot fill it for good: the oldest pairs make room (and would be reported again).
 #[map(name = "UDP_SEEN")]
 static UDP_SEEN: LruHashMap<UdpSeenKey, u64> = LruHashMap::with_max_entries(UDP_SEEN_MAX, 0);
+
+/// UDP connect records waiting for connect(2) to return, by `pid_tgid`. A plain hash: a full map
+/// refuses the insert and the record is sent at once, without the local side, rather than
+/// evicted. Only the owning thread touches its key, and `udp_sys_exit_connect` (attached before
+/// `udp_sys_enter_connect`) always clears it.
+#[map(name = "UDP_CONNECT_PENDING")]
+static UDP_CONNECT_PENDING: HashMap<u64, PendingConnect> =
+    HashMap::with_max_entries(UDP_CONNECT_TRACKED_THREADS, 0);
+
+/// A UDP connect record seen at `sys_enter_connect`, the socket to read the local side from when
+/// the call returns, and how soon userspace must see it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PendingConnect {
+    event: SockEvent,
+    /// `struct sock *`.
+    sk: u64,
+    /// `1`: [`Wake::Now`].
+    wake_now: u32,
+    _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<PendingConnect>() == 120);
 
 // Arguments of the `syscalls:sys_enter_*` records: after the common fields and `__syscall_nr`,
 // one 8-byte slot each (include/trace/syscall.h; `syscall_enter_define_fields()`).
@@ -303,6 +329,28 @@ fn report(fd: u64, addr: u64, len: u64, call: Call, hook: Hook, wake: Wake) -> R
     if UDP_SEEN.insert(key, now, BPF_NOEXIST) == Err(EEXIST) {
         return Ok(());
     }
+    if call == Call::Connect {
+        // SAFETY: every byte of PendingConnect is an integer; zero is a valid value.
+        let mut pending: PendingConnect = unsafe { core::mem::zeroed() };
+        // SAFETY: `pending.event` is a local, valid for writes of one SockEvent.
+        let filled = unsafe { fill(&raw mut pending.event, sk, family, hook, dport, daddr) };
+        if let Err(e) = filled {
+            let _ = UDP_SEEN.remove(key);
+            return Err(e);
+        }
+        pending.sk = sk as u64;
+        pending.wake_now = u32::from(wake == Wake::Now);
+        if UDP_CONNECT_PENDING
+            .insert(bpf_get_current_pid_tgid(), pending, 0)
+            .is_ok()
+        {
+            return Ok(());
+        }
+        // Map full: sent now, as before the connect, rather than lost.
+        // SAFETY: `pending` is a local PendingConnect.
+        unsafe { send_pending(&raw const pending) };
+        return Ok(());
+    }
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
         count_drop();
         // Not sent: the next datagram to this destination tries again.
@@ -319,6 +367,70 @@ fn report(fd: u64, addr: u64, len: u64, call: Call, hook: Hook, wake: Wake) -> R
     }
     entry.submit(wake.flags());
     Ok(())
+}
+
+#[tracepoint]
+pub fn udp_sys_exit_connect(_ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    try_udp_sys_exit_connect();
+    0
+}
+
+/// Sends the UDP connect record parked by this thread's `sys_enter_connect`, with the local
+/// address and port the socket has now.
+fn try_udp_sys_exit_connect() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(p) = UDP_CONNECT_PENDING.get_ptr_mut(pid_tgid) else {
+        // Not a UDP connect we report (the common case: a TCP connect, DNS, a repeat).
+        return;
+    };
+    // SAFETY: `p` is this thread's UDP_CONNECT_PENDING value (non-NULL checked), valid for this
+    // run of the program and touched by no other thread; local_port and local_addr have no
+    // precondition. A read that fails keeps what the record had at the call's entry.
+    unsafe {
+        let sk = (*p).sk as *const u8;
+        if let Ok(port) = local_port(sk) {
+            (*p).event.sport = port;
+        }
+        if let Ok(addr) = local_addr(sk, (*p).event.family) {
+            (*p).event.saddr = addr;
+        }
+        send_pending(p);
+    }
+    let _ = UDP_CONNECT_PENDING.remove(pid_tgid);
+}
+
+/// Copies the parked record at `p` into the ring buffer. A full one is counted in `DROPS`, and
+/// the destination is forgotten in `UDP_SEEN`, so that the process's next datagram there tries
+/// again.
+///
+/// # Safety
+/// `p` must be readable as one `PendingConnect` (a `UDP_CONNECT_PENDING` value or a local).
+#[inline(always)]
+unsafe fn send_pending(p: *const PendingConnect) {
+    let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
+        count_drop();
+        // SAFETY: `p` is readable (the caller's contract); the fields are integers and arrays.
+        let key = unsafe {
+            UdpSeenKey {
+                tgid: (*p).event.header.tgid,
+                port: (*p).event.dport,
+                family: (*p).event.family,
+                addr: (*p).event.daddr,
+            }
+        };
+        let _ = UDP_SEEN.remove(key);
+        return;
+    };
+    // SAFETY: `p` is readable (the caller's contract); the entry is valid for writes of one
+    // SockEvent until submit, and ring-buffer memory overlaps neither a map value nor the stack.
+    let wake = unsafe {
+        core::ptr::copy_nonoverlapping(&raw const (*p).event, entry.as_mut_ptr(), 1);
+        Wake::when((*p).wake_now == 1)
+    };
+    entry.submit(wake.flags());
 }
 
 /// Fills `ev`: the caller's header, the socket's local side as it is now (port 0 before the first

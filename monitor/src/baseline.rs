@@ -1,11 +1,22 @@
-//! Start-up scan of sockets that were already listening before the monitor attached its probes.
+//! Start-up scan of sockets that were already listening before the monitor attached its probes:
+//! TCP listeners and open UDP ports.
 //!
-//! The eBPF listen hook only sees sockets that enter `TCP_LISTEN` after it is attached, so every
-//! listener that predates the monitor is found here instead: each network namespace reachable
-//! through `/proc/<pid>/net` has its `tcp` and `tcp6` tables read once, and every socket in state
-//! `0A` (`TCP_LISTEN`) is joined to the processes holding it through `/proc/<pid>/fd/* ->
-//! socket:[inode]`. Owners are searched in every process, whatever its namespace, because a
-//! socket can be passed to (or inherited by) a process that has since moved to another netns.
+//! The eBPF listen and bind hooks only see sockets that start listening or are bound after they
+//! are attached, so every listener that predates the monitor is found here instead: each network
+//! namespace reachable through `/proc/<pid>/net` has its `tcp`, `tcp6`, `udp` and `udp6` tables
+//! read once, and every TCP socket in state `0A` (`TCP_LISTEN`) and every open UDP socket (below)
+//! is joined to the processes holding it through `/proc/<pid>/fd/* -> socket:[inode]`. Owners
+//! are searched in every process, whatever its namespace, because a socket can be passed to (or
+//! inherited by) a process that has since moved to another netns.
+//!
+//! Which UDP sockets are open ports: the kernel's table lists every bound UDP socket, clients
+//! included, and does not say whether a port was chosen with bind(2) or picked by autobind (a
+//! client's first send or connect). A socket with a remote address is connected: it takes
+//! datagrams from its peer only, a client (a resolver's query socket, an NTP client), and is left
+//! out. Every other bound socket takes datagrams from anyone and is reported, including a client
+//! that sends with `sendto` without connecting, whose autobound ephemeral port is just as
+//! reachable while it lives; the live bind hook never reports those (it sees only bind(2) to a
+//! chosen port), so such a client is reported at start-up only.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -15,18 +26,23 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::procfs::{self, vanished};
+use crate::{
+    procfs::{self, vanished},
+    record::Protocol,
+};
 
-/// A TCP socket found in LISTEN state at start-up.
+/// A TCP socket found in LISTEN state, or an open UDP socket, at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListeningSocket {
-    /// Socket inode (from `/proc/<pid>/net/tcp{,6}`), joined to `/proc/<pid>/fd/* -> socket:[inode]`.
+    pub protocol: Protocol,
+    /// Socket inode (from `/proc/<pid>/net/{tcp,udp}{,6}`), joined to
+    /// `/proc/<pid>/fd/* -> socket:[inode]`.
     pub inode: u64,
     /// Network-namespace inode the socket lives in.
     pub netns: u64,
     /// Local address. IPv4-mapped IPv6 addresses are kept as IPv6 here; `family_v6` says which table.
     pub local: SocketAddr,
-    /// Found in `tcp6` (an `AF_INET6` socket).
+    /// Found in `tcp6` or `udp6` (an `AF_INET6` socket).
     pub family_v6: bool,
     /// Effective uid of the socket's creator, from the table itself: known even when no owning
     /// process can be seen.
@@ -50,7 +66,7 @@ pub enum BaselineError {
     },
 }
 
-/// Why a row of a `/proc/<pid>/net/tcp{,6}` table could not be parsed.
+/// Why a row of a `/proc/<pid>/net/{tcp,udp}{,6}` table could not be parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct RowError(pub &'static str);
@@ -58,7 +74,7 @@ pub struct RowError(pub &'static str);
 /// `st` of a socket in `TCP_LISTEN` (`include/net/tcp_states.h`: `TCP_LISTEN = 10`).
 const TCP_LISTEN_STATE: u8 = 0x0A;
 
-/// One listening row of a `/proc/<pid>/net/tcp{,6}` table.
+/// One listening row of a `/proc/<pid>/net/{tcp,udp}{,6}` table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableEntry {
     pub local: SocketAddr,
@@ -67,23 +83,35 @@ pub struct TableEntry {
     pub uid: u32,
 }
 
-/// Parses the text of `/proc/<pid>/net/tcp` (`v6 == false`) or `tcp6` (`v6 == true`) and returns
-/// its listening sockets. The first line (column titles) is skipped; other states are left out.
-pub fn parse_tcp_table(contents: &str, v6: bool) -> Result<Vec<TableEntry>, RowError> {
+/// Parses the text of `/proc/<pid>/net/tcp` or `udp` (`v6 == false`), `tcp6` or `udp6`
+/// (`v6 == true`) and returns its listening sockets ([`parse_line`]). The first line (column
+/// titles) is skipped.
+pub fn parse_table(
+    contents: &str,
+    v6: bool,
+    protocol: Protocol,
+) -> Result<Vec<TableEntry>, RowError> {
     let mut out = Vec::new();
     for line in contents.lines().skip(1) {
-        if let Some(entry) = parse_tcp_line(line, v6)? {
+        if let Some(entry) = parse_line(line, v6, protocol)? {
             out.push(entry);
         }
     }
     Ok(out)
 }
 
-/// Parses one row; `Ok(None)` for a blank line or a socket in another state.
+/// Parses one row; `Ok(None)` for a blank line, a TCP socket in another state than `LISTEN`, or a
+/// UDP socket that is connected (its remote address is set) or not bound.
 ///
 /// The layout comes from `tcp4_seq_show` / `tcp6_seq_show` (`net/ipv4/tcp_ipv4.c`,
-/// `net/ipv6/tcp_ipv6.c`): `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`.
-pub fn parse_tcp_line(line: &str, v6: bool) -> Result<Option<TableEntry>, RowError> {
+/// `net/ipv6/tcp_ipv6.c`) and `udp4_format_sock` / `ip6_dgram_sock_seq_show`
+/// (`net/ipv4/udp.c`, `net/ipv6/datagram.c`), the same columns:
+/// `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`.
+pub fn parse_line(
+    line: &str,
+    v6: bool,
+    protocol: Protocol,
+) -> Result<Option<TableEntry>, RowError> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     if fields.is_empty() {
         return Ok(None);
@@ -91,7 +119,7 @@ pub fn parse_tcp_line(line: &str, v6: bool) -> Result<Option<TableEntry>, RowErr
     let [
         _sl,
         local,
-        _rem,
+        rem,
         st,
         _txrx,
         _tr,
@@ -104,10 +132,18 @@ pub fn parse_tcp_line(line: &str, v6: bool) -> Result<Option<TableEntry>, RowErr
     else {
         return Err(RowError("fewer than 10 columns"));
     };
-    if hex(st).ok_or(RowError("state is not hex"))? != u32::from(TCP_LISTEN_STATE) {
+    let state = hex(st).ok_or(RowError("state is not hex"))?;
+    if protocol == Protocol::Tcp && state != u32::from(TCP_LISTEN_STATE) {
         return Ok(None);
     }
     let local = parse_address(local, v6).map_err(RowError)?;
+    if protocol == Protocol::Udp {
+        let rem = parse_address(rem, v6).map_err(RowError)?;
+        // Connected (a client), or not bound to a port.
+        if rem.port() != 0 || !rem.ip().is_unspecified() || local.port() == 0 {
+            return Ok(None);
+        }
+    }
     if inode.is_empty() || !inode.bytes().all(|b| b.is_ascii_digit()) {
         return Err(RowError("inode is not a decimal number"));
     }
@@ -183,7 +219,8 @@ fn parse_socket_link(target: &str) -> Option<u64> {
         .ok()
 }
 
-/// Scans every network namespace reachable through `/proc/<pid>/net` for listening TCP sockets.
+/// Scans every network namespace reachable through `/proc/<pid>/net` for listening TCP sockets and
+/// open UDP sockets.
 pub fn scan_listeners() -> Result<Vec<ListeningSocket>, BaselineError> {
     scan_listeners_in(Path::new("/proc"))
 }
@@ -221,13 +258,16 @@ pub fn scan_listeners_in(proc_root: &Path) -> Result<Vec<ListeningSocket>, Basel
             match read_netns_tables(proc_root, pid) {
                 Ok(entries) => {
                     tables_read += 1;
-                    sockets.extend(entries.into_iter().map(|(e, family_v6)| ListeningSocket {
-                        inode: e.inode,
-                        netns,
-                        local: e.local,
-                        family_v6,
-                        uid: e.uid,
-                        owners: Vec::new(),
+                    sockets.extend(entries.into_iter().map(|(e, protocol, family_v6)| {
+                        ListeningSocket {
+                            protocol,
+                            inode: e.inode,
+                            netns,
+                            local: e.local,
+                            family_v6,
+                            uid: e.uid,
+                            owners: Vec::new(),
+                        }
                     }));
                     break;
                 }
@@ -254,7 +294,15 @@ pub fn scan_listeners_in(proc_root: &Path) -> Result<Vec<ListeningSocket>, Basel
             s.owners = o.clone();
         }
     }
-    sockets.sort_by_key(|s| (s.netns, s.family_v6, s.local, s.inode));
+    sockets.sort_by_key(|s| {
+        (
+            s.netns,
+            s.protocol == Protocol::Udp,
+            s.family_v6,
+            s.local,
+            s.inode,
+        )
+    });
     Ok(sockets)
 }
 
@@ -264,15 +312,23 @@ enum TableError {
     Io(PathBuf, std::io::Error),
 }
 
-/// Reads `tcp` and `tcp6` of the namespace `pid` is in. Malformed rows are logged and skipped:
-/// one odd line must not hide every other listener.
-fn read_netns_tables(proc_root: &Path, pid: u32) -> Result<Vec<(TableEntry, bool)>, TableError> {
+/// Reads `tcp`, `tcp6`, `udp` and `udp6` of the namespace `pid` is in. Malformed rows are logged
+/// and skipped: one odd line must not hide every other listener.
+fn read_netns_tables(
+    proc_root: &Path,
+    pid: u32,
+) -> Result<Vec<(TableEntry, Protocol, bool)>, TableError> {
     let mut out = Vec::new();
-    for (name, v6) in [("tcp", false), ("tcp6", true)] {
+    for (name, protocol, v6) in [
+        ("tcp", Protocol::Tcp, false),
+        ("tcp6", Protocol::Tcp, true),
+        ("udp", Protocol::Udp, false),
+        ("udp6", Protocol::Udp, true),
+    ] {
         let path = proc_root.join(pid.to_string()).join("net").join(name);
         let contents = match fs::read_to_string(&path) {
             Ok(c) => c,
-            // Without IPv6 support tcp6 is simply absent; when the whole process is gone
+            // Without IPv6 support tcp6 and udp6 are simply absent; when the whole process is gone
             // instead, fall through and let another process of the namespace be read.
             Err(e)
                 if v6
@@ -285,8 +341,8 @@ fn read_netns_tables(proc_root: &Path, pid: u32) -> Result<Vec<(TableEntry, bool
             Err(e) => return Err(TableError::Io(path, e)),
         };
         for line in contents.lines().skip(1) {
-            match parse_tcp_line(line, v6) {
-                Ok(Some(entry)) => out.push((entry, v6)),
+            match parse_line(line, v6, protocol) {
+                Ok(Some(entry)) => out.push((entry, protocol, v6)),
                 Ok(None) => {}
                 Err(source) => {
                     let err = BaselineError::Parse {
@@ -387,14 +443,94 @@ mod tests {
    0: B80D0120020001000000000034120000:1164 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 19622 1 0000000045ed20ec 100 0 0 10 0
 ";
 
+    // Real lines copied from this machine while python3 had UDP sockets bound to 0.0.0.0:4444,
+    // 127.0.0.1:4446, [::1]:4447 and [::]:4448, next to clients: one connected to 127.0.0.1:4444
+    // (autobound to 53525), one connected to [::1]:4447 (59350), and one that only sent with
+    // sendto (autobound to 0.0.0.0:40086, unconnected).
+    const UDP: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            
+ 4511: 0100007F:D115 0100007F:115C 01 00000000:00000000 00:00000000 00000000     0        0 370680 2 00000000727f44a1 0        
+ 4582: 00000000:115C 00000000:0000 07 00000000:00000340 00:00000000 00000000     0        0 370677 2 00000000b0c7bd43 0        
+ 4584: 0100007F:115E 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 370678 2 00000000da5dc5f2 0        
+ 7456: 00000000:9C96 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 370683 2 00000000d9ec21cf 0        
+";
+    const UDP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 4585: 00000000000000000000000001000000:115F 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 370681 2 0000000053e9bf7d 0
+ 4586: 00000000000000000000000000000000:1160 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 370679 2 0000000044ef6d70 0
+10336: 00000000000000000000000001000000:E7D6 00000000000000000000000001000000:115F 01 00000000:00000000 00:00000000 00000000     0        0 370682 2 000000007751da19 0
+";
+    /// The header of a table without rows.
+    const EMPTY: &str = "  sl  local_address rem_address   st\n";
+
     fn sa(s: &str) -> SocketAddr {
         SocketAddr::from_str(s).expect("test address")
+    }
+
+    fn tcp_table(contents: &str, v6: bool) -> Result<Vec<TableEntry>, RowError> {
+        parse_table(contents, v6, Protocol::Tcp)
+    }
+
+    fn tcp_line(line: &str, v6: bool) -> Result<Option<TableEntry>, RowError> {
+        parse_line(line, v6, Protocol::Tcp)
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn parses_real_udp_tables_leaving_out_connected_clients() {
+        let entry = |local: &str, inode| TableEntry {
+            local: sa(local),
+            inode,
+            uid: 0,
+        };
+        assert_eq!(
+            parse_table(UDP, false, Protocol::Udp).expect("parse"),
+            vec![
+                entry("0.0.0.0:4444", 370_677),
+                entry("127.0.0.1:4446", 370_678),
+                // The unconnected sendto client: as reachable as a bound socket while it lives.
+                entry("0.0.0.0:40086", 370_683),
+            ]
+        );
+        assert_eq!(
+            parse_table(UDP6, true, Protocol::Udp).expect("parse"),
+            vec![entry("[::1]:4447", 370_681), entry("[::]:4448", 370_679)]
+        );
+        // The same rows read as TCP are not listening (state 07 and 01).
+        assert_eq!(tcp_table(UDP, false), Ok(vec![]));
+    }
+
+    #[test]
+    fn udp_rows_are_checked_like_tcp_ones() {
+        let row = |local: &str, rem: &str| {
+            format!("1: {local} {rem} 07 00000000:00000000 00:00000000 00000000 33 0 77 2 0 0")
+        };
+        let udp = |local: &str, rem: &str| parse_line(&row(local, rem), false, Protocol::Udp);
+        assert_eq!(
+            udp("00000000:0035", "00000000:0000"),
+            Ok(Some(TableEntry {
+                local: sa("0.0.0.0:53"),
+                inode: 77,
+                uid: 33
+            }))
+        );
+        // A remote port or a remote address alone makes a connected socket.
+        assert_eq!(udp("00000000:0035", "00000000:0035"), Ok(None));
+        assert_eq!(udp("00000000:0035", "0100007F:0000"), Ok(None));
+        // Not bound to a port.
+        assert_eq!(udp("00000000:0000", "00000000:0000"), Ok(None));
+        assert_eq!(
+            udp("00000000:0035", "0000000:0000"),
+            Err(RowError("IPv4 address is not 8 hex digits"))
+        );
+        assert_eq!(
+            udp("00000000:035", "00000000:0000"),
+            Err(RowError("port is not 4 hex digits"))
+        );
     }
 
     #[cfg(target_endian = "little")]
     #[test]
     fn parses_real_ipv4_table() {
-        let got = parse_tcp_table(TCP, false).expect("parse");
+        let got = tcp_table(TCP, false).expect("parse");
         assert_eq!(
             got,
             vec![
@@ -420,7 +556,7 @@ mod tests {
     #[cfg(target_endian = "little")]
     #[test]
     fn parses_real_ipv6_table() {
-        let got = parse_tcp_table(TCP6, true).expect("parse");
+        let got = tcp_table(TCP6, true).expect("parse");
         assert_eq!(
             got,
             vec![
@@ -447,7 +583,7 @@ mod tests {
     #[test]
     fn parses_addresses_byte_exact() {
         assert_eq!(
-            parse_tcp_table(NS_TCP, false).expect("parse"),
+            tcp_table(NS_TCP, false).expect("parse"),
             vec![TableEntry {
                 local: sa("10.1.2.3:4451"),
                 inode: 19621,
@@ -455,7 +591,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            parse_tcp_table(NS_TCP6, true).expect("parse"),
+            tcp_table(NS_TCP6, true).expect("parse"),
             vec![TableEntry {
                 local: sa("[2001:db8:1:2::1234]:4452"),
                 inode: 19622,
@@ -469,7 +605,7 @@ mod tests {
         // www-data (33) listening on 0.0.0.0:8000; a uid column that is not a number is an error.
         let line = "0: 00000000:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000    33        0 4242 1 0";
         assert_eq!(
-            parse_tcp_line(line, false),
+            tcp_line(line, false),
             Ok(Some(TableEntry {
                 local: sa("0.0.0.0:8000"),
                 inode: 4242,
@@ -477,7 +613,7 @@ mod tests {
             }))
         );
         assert_eq!(
-            parse_tcp_line(&line.replace("   33 ", "  x33 "), false),
+            tcp_line(&line.replace("   33 ", "  x33 "), false),
             Err(RowError("uid is not a decimal number"))
         );
     }
@@ -489,14 +625,14 @@ mod tests {
                 "0: {local} 00000000:0000 {st} 00000000:00000000 00:00000000 00000000 0 0 {inode} 1 0"
             )
         };
-        let v4 = |local: &str, st: &str, inode: &str| parse_tcp_line(&row(local, st, inode), false);
+        let v4 = |local: &str, st: &str, inode: &str| tcp_line(&row(local, st, inode), false);
         let err = |reason| Err(RowError(reason));
         assert_eq!(
             v4("0100007F:115E", "0A", "12").map(|e| e.is_some()),
             Ok(true)
         );
         assert_eq!(
-            parse_tcp_line("0: 0100007F:115E 00000000:0000 0A", false),
+            tcp_line("0: 0100007F:115E 00000000:0000 0A", false),
             err("fewer than 10 columns")
         );
         assert_eq!(v4("0100007F115E", "0A", "12"), err("address without ':'"));
@@ -513,7 +649,7 @@ mod tests {
             err("IPv4 address is not 8 hex digits")
         );
         assert_eq!(
-            parse_tcp_line(&row("0100007F:115E", "0A", "12"), true),
+            tcp_line(&row("0100007F:115E", "0A", "12"), true),
             err("IPv6 address is not 32 hex digits")
         );
         assert_eq!(v4("0100007G:115E", "0A", "12"), err("address is not hex"));
@@ -539,7 +675,7 @@ mod tests {
         assert_eq!(v4("0100007F:115E", "+A", "12"), err("state is not hex"));
         // Non-listening rows are not checked further.
         assert_eq!(v4("garbage", "01", "12"), Ok(None));
-        assert_eq!(parse_tcp_line("   ", false), Ok(None));
+        assert_eq!(tcp_line("   ", false), Ok(None));
     }
 
     #[test]
@@ -552,7 +688,7 @@ mod tests {
     }
 
     /// A throw-away fake procfs: numeric dirs with `ns/net` and `fd/*` symlinks (whose targets
-    /// need not exist: only the link text matters) and `net/tcp{,6}` files.
+    /// need not exist: only the link text matters) and `net/{tcp,udp}{,6}` files.
     struct FakeProc(PathBuf);
 
     impl FakeProc {
@@ -579,7 +715,15 @@ mod tests {
                 fs::create_dir_all(p.join("net")).expect("mkdir net");
                 fs::write(p.join("net/tcp"), tcp).expect("write tcp");
                 fs::write(p.join("net/tcp6"), tcp6).expect("write tcp6");
+                self.udp(pid, EMPTY, EMPTY);
             }
+        }
+
+        /// Replaces the `udp` and `udp6` tables of `pid`.
+        fn udp(&self, pid: u32, udp: &str, udp6: &str) {
+            let net = self.0.join(pid.to_string()).join("net");
+            fs::write(net.join("udp"), udp).expect("write udp");
+            fs::write(net.join("udp6"), udp6).expect("write udp6");
         }
     }
 
@@ -596,7 +740,14 @@ mod tests {
         // pid 1 and 50 share the host netns; pid 50 holds 0.0.0.0:4444 and [::]:4448, and its
         // child 51 inherited 0.0.0.0:4444.
         root.process(1, 4_026_531_833, Some((TCP, TCP6)), &[]);
-        root.process(50, 4_026_531_833, Some((TCP, TCP6)), &[19563, 19566, 99999]);
+        root.udp(1, UDP, UDP6);
+        // pid 50 also holds the UDP socket on 0.0.0.0:4444 and the connected client.
+        root.process(
+            50,
+            4_026_531_833,
+            Some((TCP, TCP6)),
+            &[19563, 19566, 99999, 370_677, 370_680],
+        );
         root.process(51, 4_026_531_833, Some((TCP, TCP6)), &[19563]);
         // pid 70 lives in a second namespace; pid 60 (host netns) holds the namespaced IPv6
         // listener, so owners are searched across namespaces.
@@ -610,12 +761,17 @@ mod tests {
         let host = 4_026_531_833;
         let ns = 4_026_532_177;
         let ls = |netns, local: &str, family_v6, inode, owners: &[u32]| ListeningSocket {
+            protocol: Protocol::Tcp,
             inode,
             netns,
             local: sa(local),
             family_v6,
             uid: 0,
             owners: owners.to_vec(),
+        };
+        let udp = |local: &str, family_v6, inode, owners: &[u32]| ListeningSocket {
+            protocol: Protocol::Udp,
+            ..ls(host, local, family_v6, inode, owners)
         };
         assert_eq!(
             got,
@@ -626,6 +782,11 @@ mod tests {
                 ls(host, "[::]:4448", true, 19566, &[50]),
                 ls(host, "[::1]:4447", true, 19565, &[]),
                 ls(host, "[::ffff:127.0.0.1]:4449", true, 19567, &[]),
+                udp("0.0.0.0:4444", false, 370_677, &[50]),
+                udp("0.0.0.0:40086", false, 370_683, &[]),
+                udp("127.0.0.1:4446", false, 370_678, &[]),
+                udp("[::]:4448", true, 370_679, &[]),
+                udp("[::1]:4447", true, 370_681, &[]),
                 ls(ns, "10.1.2.3:4451", false, 19621, &[70]),
                 ls(ns, "[2001:db8:1:2::1234]:4452", true, 19622, &[60]),
             ]
@@ -681,5 +842,26 @@ mod tests {
             .unwrap_or_else(|| panic!("{addr} not in {got:?}"));
         assert!(!found.family_v6);
         assert_eq!(found.owners, vec![me]);
+        assert_eq!(found.protocol, Protocol::Tcp);
+    }
+
+    /// The live scan finds a UDP socket this test binds, and leaves out a client connected to it.
+    #[test]
+    fn live_scan_finds_own_udp_socket_but_not_a_connected_client() {
+        let bound = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = bound.local_addr().expect("addr");
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind client");
+        client.connect(addr).expect("connect");
+        let client_addr = client.local_addr().expect("client addr");
+        let got = scan_listeners().expect("scan /proc");
+        let found = got
+            .iter()
+            .find(|s| s.local == addr && s.protocol == Protocol::Udp)
+            .unwrap_or_else(|| panic!("{addr} not in {got:?}"));
+        assert_eq!(found.owners, vec![std::process::id()]);
+        assert!(
+            !got.iter().any(|s| s.local == client_addr),
+            "the connected client {client_addr} is not an open port: {got:?}"
+        );
     }
 }

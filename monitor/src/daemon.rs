@@ -62,6 +62,8 @@ pub struct Options {
     pub policy_source: String,
     /// The policy's list files, loaded (and checked) before anything else.
     pub lists: Option<(IpLists, ReloadReport)>,
+    /// `--community-id-seed`.
+    pub community_id_seed: u16,
     /// `--bench-floor`: attach every hook with programs that return at once and do nothing else
     /// (the benchmark's kernel floor).
     pub bench_floor: bool,
@@ -87,6 +89,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         policy,
         policy_source,
         lists,
+        community_id_seed,
         bench_floor,
         format,
     } = opts;
@@ -146,6 +149,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         lists: None,
         newest_lineage_ns: 0,
     };
+    p.enricher.set_community_id_seed(community_id_seed);
     mark_web_trees(&mut p, &policy.web_server_users);
     if let Some((lists, report)) = lists {
         p.serve_lists(lists, &report);

@@ -274,12 +274,13 @@ fn decode_origin(raw: &EventHeader, kind: EventKind) -> Origin {
     }
 }
 
-/// A socket record's addresses. TCP for every kind; UDP only for connects (a UDP connect(2) or a
-/// send naming a destination), with the same layout.
+/// A socket record's addresses. TCP for every kind; UDP for connects (a UDP connect(2) or a send
+/// naming a destination) and listens (a UDP socket bound to a port of its choosing), with the
+/// same layout. UDP accepts a connectionless protocol has none of.
 fn decode_socket(ev: &SockEvent, kind: SockKind) -> Result<SocketInfo, DecodeError> {
     let protocol = match (ev.protocol, kind) {
         (IPPROTO_TCP, _) => Protocol::Tcp,
-        (IPPROTO_UDP, SockKind::Connect) => Protocol::Udp,
+        (IPPROTO_UDP, SockKind::Connect | SockKind::Listen) => Protocol::Udp,
         (other, _) => return Err(DecodeError::UnknownProtocol(other)),
     };
     let (family, local_ip, remote_ip) = match ev.family {
@@ -306,10 +307,7 @@ fn decode_socket(ev: &SockEvent, kind: SockKind) -> Result<SocketInfo, DecodeErr
             port: ev.dport,
         }),
     };
-    Ok(SocketInfo {
-        protocol,
-        ..socket_info(family, local, remote)
-    })
+    Ok(socket_info(protocol, family, local, remote))
 }
 
 /// Builds a [`SocketInfo`], writing IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) as plain IPv4.
@@ -317,8 +315,13 @@ fn decode_socket(ev: &SockEvent, kind: SockKind) -> Result<SocketInfo, DecodeErr
 /// `mapped_ipv4` is set when the destination (connect) or the bound address (listen) is mapped:
 /// an `AF_INET6` socket talking IPv4 uses mapped addresses on both ends, and rules written against
 /// IPv4 ranges must match it. Shared with the start-up baseline, which sees the same addresses in
-/// `/proc/net/tcp6`.
-pub fn socket_info(family: Family, local: Endpoint, remote: Option<Endpoint>) -> SocketInfo {
+/// `/proc/net/tcp6` and `udp6`.
+pub fn socket_info(
+    protocol: Protocol,
+    family: Family,
+    local: Endpoint,
+    remote: Option<Endpoint>,
+) -> SocketInfo {
     let unmap = |e: Endpoint| match e.ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => (
@@ -344,7 +347,7 @@ pub fn socket_info(family: Family, local: Endpoint, remote: Option<Endpoint>) ->
             local_mapped
         };
     SocketInfo {
-        protocol: Protocol::Tcp,
+        protocol,
         family,
         local,
         remote,
@@ -650,15 +653,13 @@ mod tests {
     fn bad_family_and_protocol_rejected() {
         let ev = sock(EventKind::Listen, 1, [0; 16], [0; 16]);
         assert_eq!(decode(&bytes_of(&ev)), Err(DecodeError::UnknownFamily(1)));
-        // UDP is only ever a connect (a destination); a UDP listen or accept is not ours.
-        for kind in [EventKind::Listen, EventKind::Accept] {
-            let mut ev = sock(kind, AF_INET, [0; 16], [0; 16]);
-            ev.protocol = IPPROTO_UDP;
-            assert_eq!(
-                decode(&bytes_of(&ev)),
-                Err(DecodeError::UnknownProtocol(17))
-            );
-        }
+        // UDP is a connect (a destination) or a listen (an open port); a UDP accept is not ours.
+        let mut ev = sock(EventKind::Accept, AF_INET, [0; 16], [0; 16]);
+        ev.protocol = IPPROTO_UDP;
+        assert_eq!(
+            decode(&bytes_of(&ev)),
+            Err(DecodeError::UnknownProtocol(17))
+        );
         let mut ev = sock(EventKind::Connect, AF_INET, [0; 16], [0; 16]);
         ev.protocol = 132; // SCTP
         assert_eq!(
@@ -738,10 +739,44 @@ mod tests {
             (12, Hook::TracepointSysEnterSendto),
             (13, Hook::TracepointSysEnterSendmsg),
             (14, Hook::TracepointSysEnterSendmmsg),
+            (15, Hook::TracepointSysExitBind),
         ] {
             assert_eq!(Hook::try_from(n), Ok(hook));
         }
-        assert_eq!(Hook::try_from(15), Err(15));
+        assert_eq!(Hook::try_from(16), Err(16));
+    }
+
+    #[test]
+    fn udp_listens_decode_with_protocol_udp_and_no_remote() {
+        // What bind_sys_exit_bind writes for python3 binding 0.0.0.0:31337 (a destination left
+        // zero), and for an IPv6 socket bound to ::ffff:10.1.2.3:5353.
+        let mut ev = sock(EventKind::Listen, AF_INET, [0; 16], [0; 16]);
+        ev.protocol = IPPROTO_UDP;
+        ev.header.hook = Hook::TracepointSysExitBind as u32;
+        ev.sport = 31337;
+        ev.dport = 0;
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.kind, SockKind::Listen);
+        assert_eq!(s.origin.hook, Some(Hook::TracepointSysExitBind));
+        assert_eq!(
+            serde_json::to_value(&s.socket).unwrap(),
+            serde_json::json!({"protocol":"udp","family":"ipv4",
+                "local":{"ip":"0.0.0.0","port":31337},"remote":null})
+        );
+        let mapped: Ipv6Addr = "::ffff:10.1.2.3".parse().unwrap();
+        let mut ev = sock(EventKind::Listen, AF_INET6, mapped.octets(), [0; 16]);
+        ev.protocol = IPPROTO_UDP;
+        ev.sport = 5353;
+        let KernelEvent::Sock(s) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            serde_json::to_value(&s.socket).unwrap(),
+            serde_json::json!({"protocol":"udp","family":"ipv6",
+                "local":{"ip":"10.1.2.3","port":5353},"remote":null,"mapped_ipv4":true})
+        );
     }
 
     #[test]

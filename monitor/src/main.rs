@@ -54,6 +54,12 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     status_interval: u64,
 
+    /// Seed of the Community ID (v1) on connect, accept and login records and their alerts:
+    /// the one the network's Zeek or Suricata sensors use (they default to 0), so that a
+    /// record's `community_id` finds the same flow in their logs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    community_id_seed: u16,
+
     /// Benchmark only: attach every hook with programs that return at once, print a `started`
     /// and a `stopped` status record and nothing else (the kernel floor `cargo xtask bench`
     /// compares the monitor with).
@@ -199,6 +205,7 @@ fn main() -> ExitCode {
                 policy,
                 policy_source,
                 lists,
+                community_id_seed: cli.community_id_seed,
                 bench_floor: cli.bench_floor,
                 format: Format::for_stdout(cli.format),
             }))

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     netrange::{self, Cidr},
-    record::{Ancestor, Severity},
+    record::{Ancestor, Protocol, Severity},
 };
 
 /// What every rule has.
@@ -29,6 +29,40 @@ pub enum BindScope {
     Any,
     /// Only 127.0.0.0/8 or `::1` (IPv4-mapped loopback included).
     Loopback,
+    /// Only a multicast group's address (224.0.0.0/4, `ff00::/8`): a UDP socket bound there
+    /// receives that group's datagrams and nothing sent to the host's own addresses.
+    Multicast,
+}
+
+impl BindScope {
+    /// Whether a listener bound to `ip` is in this scope.
+    pub fn covers(self, ip: IpAddr) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Loopback => netrange::is_loopback(ip),
+            Self::Multicast => netrange::is_multicast(ip),
+        }
+    }
+}
+
+/// Which protocol's listeners an allow entry covers: TCP listening sockets, open UDP ports, or
+/// both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolScope {
+    #[default]
+    Tcp,
+    Udp,
+    Any,
+}
+
+impl ProtocolScope {
+    pub fn covers(self, protocol: Protocol) -> bool {
+        matches!(
+            (self, protocol),
+            (Self::Any, _) | (Self::Tcp, Protocol::Tcp) | (Self::Udp, Protocol::Udp)
+        )
+    }
 }
 
 /// An inclusive port range; a single port is `lo == hi`.
@@ -192,6 +226,36 @@ mod tests {
         assert!(nginx.matches("/usr/sbin/nginx (deleted)"));
         assert!(postgres.matches("/usr/lib/postgresql/15/bin/postgres (deleted)"));
         assert!(!nginx.matches("/usr/sbin/nginx-debug (deleted)"));
+    }
+
+    #[test]
+    fn bind_and_protocol_scopes() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for (addr, loopback, multicast) in [
+            ("0.0.0.0", false, false),
+            ("::", false, false),
+            ("127.0.0.1", true, false),
+            ("::1", true, false),
+            ("224.0.0.251", false, true),
+            ("239.255.255.250", false, true),
+            ("::ffff:224.0.0.251", false, true),
+            ("ff02::fb", false, true),
+            ("10.0.0.1", false, false),
+            ("fe80::1", false, false),
+        ] {
+            assert!(BindScope::Any.covers(ip(addr)), "{addr}");
+            assert_eq!(BindScope::Loopback.covers(ip(addr)), loopback, "{addr}");
+            assert_eq!(BindScope::Multicast.covers(ip(addr)), multicast, "{addr}");
+        }
+        for (scope, tcp, udp) in [
+            (ProtocolScope::Tcp, true, false),
+            (ProtocolScope::Udp, false, true),
+            (ProtocolScope::Any, true, true),
+        ] {
+            assert_eq!(scope.covers(Protocol::Tcp), tcp, "{scope:?}");
+            assert_eq!(scope.covers(Protocol::Udp), udp, "{scope:?}");
+        }
+        assert_eq!(ProtocolScope::default(), ProtocolScope::Tcp);
     }
 
     #[test]

@@ -137,6 +137,17 @@ pub fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
+/// 224.0.0.0/4, `ff00::/8`, or an IPv4-mapped multicast address (a bound address: a UDP socket
+/// bound to a multicast group's address receives only that group's datagrams).
+pub fn is_multicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_multicast(), |v4| v4.is_multicast()),
+        IpAddr::V4(v4) => v4.is_multicast(),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CidrError {
     #[error("`{0}` is not an IP address")]

@@ -454,6 +454,7 @@ mod tests {
         enrich::main_owner,
         host::UserNames,
         policy::Policy,
+        record::Protocol,
         testing::{TempDir, bytes_of, fake_proc, origin, wire_header},
     };
 
@@ -571,6 +572,74 @@ mod tests {
             .collect()
     }
 
+    /// Connect and accept records carry the flow's Community ID with the seed the daemon was
+    /// given; a listen, and a UDP send from a socket bound to no address, carry none.
+    #[test]
+    fn community_id_on_flows_with_the_seed() {
+        let mut f = fixture(true);
+        let v4 = |a: [u8; 4]| {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a);
+            b
+        };
+        let sock = |kind, protocol, sport, saddr, dport, daddr| SockEvent {
+            header: wire_header(kind, 100, 1, "nginx", 3_000_000_000),
+            family: monitor_common::AF_INET,
+            protocol,
+            sport,
+            dport,
+            saddr,
+            daddr,
+        };
+        let udp = monitor_common::IPPROTO_UDP;
+        // The spec's vectors: 1.2.3.4:1122 <-> 5.6.7.8:3344.
+        f.p.enricher.set_community_id_seed(1);
+        for ev in [
+            sock(
+                EventKind::Connect,
+                IPPROTO_TCP,
+                1122,
+                v4([1, 2, 3, 4]),
+                3344,
+                v4([5, 6, 7, 8]),
+            ),
+            sock(
+                EventKind::Accept,
+                IPPROTO_TCP,
+                3344,
+                v4([5, 6, 7, 8]),
+                1122,
+                v4([1, 2, 3, 4]),
+            ),
+            sock(
+                EventKind::Connect,
+                udp,
+                1122,
+                v4([1, 2, 3, 4]),
+                3344,
+                v4([5, 6, 7, 8]),
+            ),
+            sock(EventKind::Connect, udp, 0, [0; 16], 3344, v4([5, 6, 7, 8])),
+            sock(EventKind::Listen, udp, 3344, [0; 16], 0, [0; 16]),
+        ] {
+            f.p.handle(&bytes_of(&ev)).unwrap();
+        }
+        let ids: Vec<Value> = events(&mut f.p)
+            .iter()
+            .map(|v| v["community_id"].clone())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                json!("1:HhA1B+6CoLbiKPEs5nhNYN4XWfk="),
+                json!("1:HhA1B+6CoLbiKPEs5nhNYN4XWfk="),
+                json!("1:OShq+iKDAMVouh/4bMxB9Sz4amw="),
+                Value::Null,
+                Value::Null,
+            ]
+        );
+    }
+
     #[test]
     fn web_shell_chain_becomes_event_records() {
         let mut f = fixture(true);
@@ -637,6 +706,8 @@ mod tests {
                    "process":sh,"socket":{"protocol":"tcp","family":"ipv6",
                         "local":{"ip":"127.0.0.1","port":40000},"remote":{"ip":"127.0.0.1","port":4444},
                         "mapped_ipv4":true},
+                   // The packets are IPv4: the flow's id is the IPv4 tuple's.
+                   "community_id":"1:TPuucUk9l3K5kYNn60GSnxNC5m4=",
                    "enrichment":{"tor_exit":false,"reputation":null,"lists":[],"trusted":false},
                    "ancestry":[nginx, init],"web_server":nginx,"egress_tool":tool})
         );
@@ -724,14 +795,24 @@ mod tests {
     #[test]
     fn started_comes_before_the_baseline_records() {
         let mut f = fixture(true);
-        let sockets = [baseline::ListeningSocket {
+        let tcp = baseline::ListeningSocket {
+            protocol: Protocol::Tcp,
             inode: 1,
             netns: 1,
             local: "0.0.0.0:4444".parse().unwrap(),
             family_v6: false,
             uid: 33,
             owners: vec![100],
-        }];
+        };
+        // The same process's UDP socket on an odd port of every IPv6 address.
+        let udp = baseline::ListeningSocket {
+            protocol: Protocol::Udp,
+            inode: 2,
+            local: "[::]:31337".parse().unwrap(),
+            family_v6: true,
+            ..tcp.clone()
+        };
+        let sockets = [tcp, udp];
         f.p.start(&sockets).unwrap();
         let out = records(&mut f.p);
         let kinds: Vec<(&str, &str)> = out
@@ -748,13 +829,27 @@ mod tests {
             [
                 ("status", "started"),
                 ("event", "listen"),
-                ("alert", "listen")
+                ("alert", "listen"),
+                ("event", "listen"),
+                ("alert", "listen"),
             ]
         );
-        assert_eq!(out[0]["pre_existing_listeners"], 1);
+        assert_eq!(out[0]["pre_existing_listeners"], 2);
         assert_eq!(out[1]["pre_existing"], true);
         // nginx is itself the web server of its own records.
         assert_eq!(out[1]["web_server"]["pid"], 100);
+        assert_eq!(out[2]["title"], "Unexpected Port Opened: 4444");
+        assert_eq!(
+            out[3]["socket"],
+            json!({"protocol": "udp", "family": "ipv6",
+                "local": {"ip": "::", "port": 31337}, "remote": null})
+        );
+        assert_eq!(out[4]["title"], "Unexpected Port Opened: 31337/udp");
+        assert_eq!(out[4]["pre_existing"], true);
+        assert_eq!(
+            out[4]["dedup"],
+            "unexpected_listen:/usr/sbin/nginx:31337/udp"
+        );
     }
 
     #[test]

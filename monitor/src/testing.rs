@@ -198,6 +198,15 @@ pub fn listen(time: &str, process: ProcessInfo, local: &str, port: u16) -> Event
     ev
 }
 
+/// [`listen`] for a UDP socket bound to `local:port` (an open UDP port).
+pub fn udp_listen(time: &str, process: ProcessInfo, local: &str, port: u16) -> EventRecord {
+    let mut ev = listen(time, process, local, port);
+    if let Some(socket) = ev.socket.as_mut() {
+        socket.protocol = Protocol::Udp;
+    }
+    ev
+}
+
 /// A connect to `dst:port` from 10.0.0.5:40000 (or `2001:db8::5`).
 pub fn connect(
     time: &str,

@@ -52,6 +52,8 @@ struct Expected {
     web_server_via: Option<String>,
     /// `socket.protocol`.
     protocol: Option<String>,
+    /// `community_id`; `"none"` for an alert that must not carry one.
+    community_id: Option<String>,
 }
 
 fn fixtures() -> PathBuf {
@@ -148,6 +150,10 @@ fn check_alert(file: &str, index: usize, got: &AlertRecord, want: &Expected) {
             Some(v),
             "{at}: web_server_via"
         );
+    }
+    if let Some(v) = &want.community_id {
+        let want = (v != "none").then_some(v);
+        assert_eq!(got.community_id.as_ref(), want, "{at}: community_id");
     }
     if let Some(v) = &want.protocol {
         assert_eq!(
@@ -261,7 +267,7 @@ fn schema_rejects_broken_alerts() {
     let good = serde_json::to_value(Record::Alert(alert)).unwrap_or_else(|e| panic!("{e}"));
     assert!(schema_errors(&validator, &good).is_empty());
     type Mutation = (&'static str, fn(&mut serde_json::Value));
-    let mutations: [Mutation; 7] = [
+    let mutations: [Mutation; 9] = [
         ("unknown severity", |v| v["severity"] = "SEVERE".into()),
         ("missing events_lost", |v| {
             v.as_object_mut().map(|o| o.remove("events_lost"));
@@ -276,6 +282,12 @@ fn schema_rejects_broken_alerts() {
         }),
         ("dedup of another rule", |v| {
             v["dedup"] = "webserver_shell:/usr/sbin/nginx:/usr/bin/dash".into();
+        }),
+        ("community_id of another version", |v| {
+            v["community_id"] = "2:wCb3OG7yAFWelaUydu0D+125CLM=".into();
+        }),
+        ("community_id cut short", |v| {
+            v["community_id"] = "1:wCb3OG7y".into();
         }),
     ];
     for (what, mutate) in mutations {

@@ -257,6 +257,291 @@ fn unexpected_listen_in_other_network_namespace() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Scenario a, UDP: open UDP ports, live and at start-up; clients and DNS lookups raise nothing.
+// ---------------------------------------------------------------------------------------------
+
+/// `python3 -c UDP_LISTENER <ip> <port>`: a UDP socket bound by bind(2), waiting for a datagram.
+const UDP_LISTENER: &str = "import socket, sys\n\
+    s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)\n\
+    s.bind((sys.argv[1], int(sys.argv[2])))\n\
+    print('bound', flush=True)\n\
+    s.recv(1)\n";
+/// `python3 -c UDP_CLIENT <port> <connect|sendto>`: a client of 127.0.0.1:<port> on an unbound
+/// socket (the kernel autobinds an ephemeral port), connected or sending with sendto; prints its
+/// port and stays.
+const UDP_CLIENT: &str = "import socket, sys, time\n\
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+    dst = ('127.0.0.1', int(sys.argv[1]))\n\
+    s.connect(dst) if sys.argv[2] == 'connect' else s.sendto(b'x', dst)\n\
+    print(s.getsockname()[1], flush=True)\n\
+    time.sleep(60)\n";
+
+fn python_udp(scratch: &Scratch, what: &str, script: &str, args: &[&str]) -> Running {
+    Running::spawn(
+        scratch,
+        what,
+        Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script)
+            .args(args),
+    )
+}
+
+/// The first line `program` printed (its log), once it has.
+fn first_line(scratch: &Scratch, program: &mut Running) -> String {
+    poll(&format!("{} to print", program.what), || {
+        program.assert_alive(scratch);
+        let log = fs::read_to_string(scratch.path(&format!("{}.log", program.what))).ok()?;
+        log.lines().next().map(str::to_owned)
+    })
+}
+
+fn assert_udp_listen_alert(
+    a: &Value,
+    owner: &Running,
+    exe: &str,
+    (ip, port): (&str, u16),
+    pre_existing: bool,
+) {
+    assert_alert_shape(a);
+    assert_eq!(a["severity"], "HIGH");
+    assert_eq!(a["title"], format!("Unexpected Port Opened: {port}/udp"));
+    assert_eq!(a["dedup"], format!("unexpected_listen:{exe}:{port}/udp"));
+    assert_eq!(a["event"], "listen");
+    assert_eq!(a["pre_existing"], pre_existing);
+    assert_eq!(a["process"]["pid"], owner.pid());
+    assert_eq!(a["process"]["exe"], exe);
+    assert_eq!(a["process"]["argv"], json!(owner.argv));
+    assert_eq!(a["ancestry"][0]["pid"], std::process::id());
+    let family = if ip.contains(':') { "ipv6" } else { "ipv4" };
+    assert_eq!(
+        a["socket"],
+        json!({"protocol": "udp", "family": family, "local": {"ip": ip, "port": port}, "remote": null})
+    );
+    assert!(
+        a.get("community_id").is_none(),
+        "a listener has no flow: {a}"
+    );
+}
+
+#[test]
+fn unexpected_udp_ports_live_and_pre_existing() {
+    if !privileged("unexpected_udp_ports_live_and_pre_existing") {
+        return;
+    }
+    let scratch = Scratch::new("udp");
+    let socat = exe_of("socat");
+    let python = path_str(&canonical(Path::new("/usr/bin/python3"))).to_owned();
+
+    // Before the monitor: an open UDP port, and a client connected to it (its autobound port
+    // takes datagrams from that peer only: not an open port).
+    let mut pre = socat_listener(
+        &scratch,
+        "pre-udp",
+        "UDP4-RECV:24141,bind=0.0.0.0,reuseaddr",
+    );
+    assert_eq!(wait_listening(&scratch, &mut pre, 24141), vec![pre.pid()]);
+    let mut pre_client = python_udp(&scratch, "pre-client", UDP_CLIENT, &["24141", "connect"]);
+    let pre_client_port: u16 = first_line(&scratch, &mut pre_client)
+        .parse()
+        .expect("the client's port");
+
+    let mut m = Monitor::start(&["--events"]);
+    let a = m.wait_for("pre-existing UDP port 24141", ALERT_TIMEOUT, |v| {
+        is_alert(v, "unexpected_listen") && v["socket"]["local"]["port"] == 24141
+    });
+    assert_udp_listen_alert(&a, &pre, &socat, ("0.0.0.0", 24141), true);
+
+    // Live: python3 and socat bind odd ports of every IPv4 and IPv6 address.
+    let live = python_udp(&scratch, "live-py", UDP_LISTENER, &["0.0.0.0", "24142"]);
+    let a = m.wait_for("live UDP port 24142", ALERT_TIMEOUT, |v| {
+        is_alert(v, "unexpected_listen") && v["socket"]["local"]["port"] == 24142
+    });
+    assert_udp_listen_alert(&a, &live, &python, ("0.0.0.0", 24142), false);
+    let live6 = socat_listener(
+        &scratch,
+        "live-udp6",
+        "UDP6-RECV:24143,bind=[::],ipv6only=1",
+    );
+    let a = m.wait_for("live UDP port [::]:24143", ALERT_TIMEOUT, |v| {
+        is_alert(v, "unexpected_listen") && v["socket"]["local"]["port"] == 24143
+    });
+    assert_udp_listen_alert(&a, &live6, &socat, ("::", 24143), false);
+
+    // Allowed: a UDP port on loopback only (seen with --events, never an alert).
+    let loopback = python_udp(&scratch, "live-lo", UDP_LISTENER, &["127.0.0.1", "24144"]);
+    let ev = m.wait_for("the loopback UDP bind", ALERT_TIMEOUT, |v| {
+        is_event(v, "listen") && v["process"]["pid"] == loopback.pid()
+    });
+    assert_eq!(
+        ev["socket"],
+        json!({"protocol": "udp", "family": "ipv4",
+               "local": {"ip": "127.0.0.1", "port": 24144}, "remote": null})
+    );
+    // A client sending with sendto from an unbound socket: its UDP destination is seen (with
+    // --events), its autobound port never is a listen.
+    let mut client = python_udp(&scratch, "live-client", UDP_CLIENT, &["24142", "sendto"]);
+    let client_port: u16 = first_line(&scratch, &mut client)
+        .parse()
+        .expect("the client's port");
+    m.wait_for("the client's UDP send", ALERT_TIMEOUT, |v| {
+        is_event(v, "connect")
+            && v["process"]["pid"] == client.pid()
+            && v["socket"]["remote"]["port"] == 24142
+    });
+
+    m.drain_for(QUIET);
+    let listens_of = |pid: u32| {
+        m.seen
+            .iter()
+            .filter(|v| {
+                v["type"] != "status" && v["process"]["pid"] == pid && v["event"] == "listen"
+            })
+            .count()
+    };
+    assert_eq!(listens_of(client.pid()), 0, "autobound port {client_port}");
+    assert_eq!(
+        listens_of(pre_client.pid()),
+        0,
+        "connected client's port {pre_client_port}"
+    );
+    let alerts: Vec<&Value> = m
+        .seen
+        .iter()
+        .filter(|v| is_alert(v, "unexpected_listen") && ours(v))
+        .collect();
+    for port in [24141, 24142, 24143] {
+        let n = alerts
+            .iter()
+            .filter(|a| a["socket"]["local"]["port"] == port)
+            .count();
+        assert_eq!(n, 1, "alerts for {port}/udp: {alerts:#?}");
+    }
+    assert_eq!(
+        alerts.len(),
+        3,
+        "only the three open ports alert: {alerts:#?}"
+    );
+    let daemon = m.pid();
+    m.stop();
+    record(daemon, "unexpected_listen_udp");
+}
+
+/// The `events` counts of a status record.
+fn counts(status: &Value) -> (u64, u64) {
+    let n = |k: &str| {
+        status["events"][k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("events.{k} in {status}"))
+    };
+    (n("listen"), n("connect"))
+}
+
+/// Without `--events`, a busy DNS client (glibc's resolver through `getent hosts`, and `dig`)
+/// and UDP binds on loopback reach nothing: no alert, and no record leaves the kernel (the status
+/// records' listen and connect counts do not move). The lookups go to a DNS server on 127.0.0.1
+/// of a network namespace the test creates, whose `/etc/resolv.conf` is bind-mounted over
+/// inside `ip netns exec`'s own mount namespace (the host's is untouched).
+#[test]
+fn dns_lookups_and_loopback_udp_binds_reach_nothing() {
+    if !privileged("dns_lookups_and_loopback_udp_binds_reach_nothing") {
+        return;
+    }
+    let scratch = Scratch::new("dns");
+    let ns = NetNs::create(&format!("mon-dns-{}", std::process::id()));
+    let resolv = scratch.write(
+        "resolv.conf",
+        "nameserver 127.0.0.1\noptions timeout:2 attempts:1\n",
+    );
+    let mut m = Monitor::start(&["--status-interval", "1"]);
+    // The second status interval: what start-up sent is counted by then.
+    let start = m.seen.len();
+    next_running(&mut m, start);
+    let mark = m.seen.len();
+    let before = next_running(&mut m, mark);
+
+    // The DNS server binds 127.0.0.1:53 of the namespace, a program 127.0.0.1:24145 of the host.
+    let mut server = Running::spawn(
+        &scratch,
+        "dns-server",
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, "/usr/bin/python3"])
+            .arg(Path::new(SCENARIOS).join("dns_responder.py")),
+    );
+    assert_eq!(first_line(&scratch, &mut server), "ready");
+    let mut lo = python_udp(&scratch, "lo-udp", UDP_LISTENER, &["127.0.0.1", "24145"]);
+    assert_eq!(first_line(&scratch, &mut lo), "bound");
+    let lookups = 20;
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && for i in $(seq {lookups}); do \
+         getent hosts lookup-$i.monitor.test && dig +short +tries=1 +time=2 dig-$i.monitor.test; \
+         done",
+        path_str(&resolv)
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "sh", "-c", &script])
+        .output()
+        .expect("run the lookups");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "lookups failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.matches("127.0.0.7").count(),
+        2 * lookups,
+        "every lookup was answered by the test's DNS server:\n{text}"
+    );
+    // Two status intervals after the last lookup: anything sent during them is counted.
+    let mark = m.seen.len();
+    next_running(&mut m, mark);
+    let mark = m.seen.len();
+    let after = next_running(&mut m, mark);
+    assert_eq!(
+        counts(&after),
+        counts(&before),
+        "records left the kernel during the lookups and loopback binds:\nbefore {before}\nafter {after}"
+    );
+    assert_no_alert(
+        &m.seen,
+        "unexpected_listen",
+        "for DNS lookups or loopback UDP binds",
+    );
+    assert!(
+        !m.seen.iter().any(|v| v["type"] == "event"),
+        "no event records without --events"
+    );
+
+    // The same counts see an open port at once: they are not blind.
+    let open = python_udp(&scratch, "open-udp", UDP_LISTENER, &["0.0.0.0", "24146"]);
+    let a = m.wait_for("UDP port 24146", ALERT_TIMEOUT, |v| {
+        is_alert(v, "unexpected_listen") && v["socket"]["local"]["port"] == 24146
+    });
+    assert_eq!(a["process"]["pid"], open.pid());
+    let stopped = m.stop();
+    assert!(counts(&stopped).0 > counts(&after).0, "{stopped}");
+}
+
+/// The first `running` status record at or after index `from` of what the daemon printed.
+fn next_running(m: &mut Monitor, from: usize) -> Value {
+    let deadline = Instant::now() + ALERT_TIMEOUT;
+    loop {
+        if let Some(v) = m.seen[from..]
+            .iter()
+            .find(|v| v["type"] == "status" && v["status"] == "running")
+        {
+            return v.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no running status record within {ALERT_TIMEOUT:?}"
+        );
+        m.drain_for(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Scenario b: nginx proxy_pass egress.
 // ---------------------------------------------------------------------------------------------
 
@@ -343,6 +628,15 @@ fn webserver_egress_from_nginx_proxy() {
         a["socket"]["remote"],
         json!({"ip": "127.0.0.1", "port": 24121})
     );
+    // The flow's Community ID, to find it in Zeek's conn.log (assert_alert_shape checks its
+    // value): the whole 5-tuple is known, the source port included.
+    assert!(
+        a["community_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("1:") && id.len() == 30),
+        "{a}"
+    );
+    assert_ne!(a["socket"]["local"]["port"], 0, "{a}");
     let nginx_exe = exe_of("nginx");
     assert_eq!(a["event"], "connect");
     assert_eq!(
@@ -719,7 +1013,20 @@ fn assert_alert_shape(a: &Value) {
     if a["rule"] == "webserver_shell" {
         assert!(s.is_null(), "a shell alert has no socket: {a}");
     } else {
-        assert_eq!(s["protocol"], "tcp");
+        assert!(
+            s["protocol"] == "tcp" || s["protocol"] == "udp",
+            "protocol in {a}"
+        );
+        // A flow's Community ID is the one the daemon's own function gives its 5-tuple (which
+        // monitor/tests/community_id_reference.rs checks against Corelight's reference).
+        let socket: monitor::record::SocketInfo =
+            serde_json::from_value(s.clone()).unwrap_or_else(|e| panic!("socket of {a}: {e}"));
+        let expected = monitor::enrich::community_id::of(0, &socket);
+        assert_eq!(
+            a.get("community_id").and_then(Value::as_str),
+            expected.as_deref(),
+            "community_id of {a}"
+        );
         assert!(
             s["family"] == "ipv4" || s["family"] == "ipv6",
             "family in {a}"
@@ -1742,6 +2049,12 @@ fn reverse_shells_orphaned_backdoor_and_every_command() {
     });
     assert_eq!(a["socket"]["remote"], json!({"ip": ATTACKER, "port": 4444}));
     assert_eq!(a["incident"], web_incident);
+    // bash connects its /dev/udp socket: the record waited for connect(2) to return, so it names
+    // the source address and port the kernel chose, and the flow has its Community ID.
+    assert_eq!(a["socket"]["local"]["ip"], "10.213.0.1", "{a}");
+    assert_ne!(a["socket"]["local"]["port"], 0, "{a}");
+    assert_alert_shape(&a);
+    assert!(a["community_id"].is_string(), "{a}");
     // php-fpm's own API call to 443 keeps its allowed port.
     let body = http_get(24130, &format!("/attack.php?connect={ATTACKER}&port=443"));
     assert!(body.contains("connected"), "{body}");

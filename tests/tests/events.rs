@@ -190,9 +190,9 @@ fn udp_sendto_and_connect_records() {
     let mut m = Monitor::start(&["--events"]);
     let started = m.seen.last().cloned().expect("started record");
     assert!(
-        started["hooks"]["udp"]["attached"]
-            .as_str()
-            .is_some_and(|h| h.starts_with("tracepoint:syscalls:sys_enter_connect")),
+        started["hooks"]["udp"]["attached"].as_str().is_some_and(
+            |h| h.starts_with("tracepoint:syscalls:sys_exit_connect,sys_enter_connect")
+        ),
         "udp attached: {started}"
     );
     // Receivers, so that the ports are free and nothing answers with port-unreachable.
@@ -248,6 +248,14 @@ fn udp_sendto_and_connect_records() {
                "remote":{"ip":"::1","port":p6}}),
         "{connect6}"
     );
+    // Both name the whole 5-tuple (the senders were bound first, the connect's record waited for
+    // its return): their flows have a Community ID, the one the daemon's function gives them.
+    for record in [&sent4, &connect6] {
+        let socket: monitor::record::SocketInfo =
+            serde_json::from_value(record["socket"].clone()).expect("socket");
+        let id = monitor::enrich::community_id::of(0, &socket).expect("a whole 5-tuple");
+        assert_eq!(record["community_id"], id, "{record}");
+    }
     let sent_mapped = m.wait_for("UDP sendto ::ffff:127.0.0.1", WAIT, |v| {
         udp_to(v, p4) && v["socket"]["family"] == "ipv6"
     });
@@ -258,6 +266,9 @@ fn udp_sendto_and_connect_records() {
                "remote":{"ip":"127.0.0.1","port":p4},"mapped_ipv4":true}),
         "{sent_mapped}"
     );
+    // An unconnected socket bound to `::` has no source address of its own (it is chosen per
+    // datagram): no Community ID rather than a wrong one.
+    assert!(sent_mapped.get("community_id").is_none(), "{sent_mapped}");
 
     // A marker destination last: once its record is here, every earlier send's would be too.
     let marker = UdpSocket::bind("127.0.0.1:0").expect("bind marker receiver");

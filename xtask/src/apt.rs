@@ -16,8 +16,10 @@ use crate::{cmd, step::Step};
 /// real OpenSSH server and clients, and sshpass to type a password into `ssh` non-interactively;
 /// detection depth: Debian's python3 for the memfd and orphaned-backdoor scenarios, util-linux's
 /// setpriv to start a process as www-data and to run the daemon with the systemd unit's capability
-/// bounding set; packaging: rsyslog for the forwarding example's test), and what the benchmark's
-/// smoke run (a stage of `cargo xtask test`) needs besides: wrk, the bpftrace peer, bpftool for its
+/// bounding set; packaging: rsyslog for the forwarding example's test; open UDP ports: `dig` from
+/// dnsutils for DNS lookups that must raise nothing; Community ID: python3-venv, for the venv the
+/// bootstrap installs Corelight's reference implementation into), and what the benchmark's smoke
+/// run (a stage of `cargo xtask test`) needs besides: wrk, the bpftrace peer, bpftool for its
 /// programs' names.
 pub const TEST_PACKAGES: &[&str] = &[
     "nginx",
@@ -34,6 +36,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "wrk",
     "bpftrace",
     "bpftool",
+    "dnsutils",
+    "python3-venv",
 ];
 /// `cargo xtask bench`: nginx + php-fpm under wrk for the web workload, bpftrace for the peer
 /// (bpftool names its programs), `ss` (iproute2) for the polling peer, and linux-perf to profile

@@ -5,7 +5,8 @@
 //! `bpfel-unknown-none` needs, and the `rustfmt` and `clippy` that `cargo xtask test` checks with),
 //! bpf-linker built against nightly's own LLVM (the linker reads the bitcode rustc emits, so the
 //! LLVM versions must match), cargo-deb (the Debian package and its test), tracefs (aya attaches
-//! tracepoints by id read from it), and the Debian packages the tests start.
+//! tracepoints by id read from it), the Debian packages the tests start, and the Community ID
+//! reference the tests compare with (a Python venv under the target directory).
 
 use std::{
     env, fs,
@@ -15,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{apt, cmd, step::Step};
+use crate::{apt, cmd, reference, step::Step};
 
 /// The pinned bpf-linker release: the one the eBPF build is known to work with (it has the
 /// `llvm-22` feature nightly's LLVM needs). Pinned so that a new release cannot change the object
@@ -44,6 +45,9 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 pub struct Needs {
     /// Debian packages to install when missing.
     pub packages: &'static [&'static str],
+    /// Corelight's Community ID reference, for the tests (after the packages: it needs
+    /// python3-venv).
+    pub community_id_reference: bool,
     /// `true`: steps that need root run through `sudo` when we are not root, and fail when that
     /// is impossible (`run`, `bench`). `false`: they are reported as missing instead (`bootstrap`,
     /// and `test`, whose privileged tests then skip loudly or, in CI, fail).
@@ -77,6 +81,9 @@ pub fn run(needs: &Needs) -> Result<()> {
     steps.push(
         apt::ensure(needs.packages, needs.root_required).context("bootstrap step apt packages")?,
     );
+    if needs.community_id_reference {
+        steps.push(reference::ensure().context("bootstrap step Community ID reference")?);
+    }
 
     if steps.iter().all(|s| matches!(s, Step::Present(_))) {
         let present: Vec<&str> = steps

@@ -7,6 +7,7 @@ mod bench;
 mod bootstrap;
 mod cmd;
 mod ebpf;
+mod reference;
 mod step;
 
 use std::{
@@ -66,6 +67,7 @@ impl Cmd {
             Self::Bootstrap => {
                 bootstrap::run(&Needs {
                     packages: apt::TEST_PACKAGES,
+                    community_id_reference: true,
                     root_required: false,
                     tracefs: true,
                     cargo_deb: true,
@@ -75,6 +77,7 @@ impl Cmd {
                 // A build only: no tracefs (a container build cannot mount it), no cargo-deb.
                 bootstrap::run(&Needs {
                     packages: &[],
+                    community_id_reference: false,
                     root_required: false,
                     tracefs: false,
                     cargo_deb: false,
@@ -95,6 +98,7 @@ impl Cmd {
 fn run(args: &[OsString]) -> Result<()> {
     bootstrap::run(&Needs {
         packages: &[],
+        community_id_reference: false,
         root_required: true,
         tracefs: true,
         cargo_deb: false,
@@ -167,6 +171,7 @@ fn checks() -> [(&'static str, Command); 3] {
 fn test(args: &[OsString]) -> Result<ExitCode> {
     bootstrap::run(&Needs {
         packages: apt::TEST_PACKAGES,
+        community_id_reference: true,
         root_required: false,
         tracefs: true,
         cargo_deb: true,
@@ -182,6 +187,9 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         "unit tests (workspace, no root)",
         cmd::status(
             cmd::cargo()
+                // The interpreter the bootstrap installed the reference into: the Community ID
+                // test fails, rather than skips, when it does not work.
+                .env(reference::ENV, reference::python())
                 .args([
                     "test",
                     // Run every test binary even after one fails: CI then reports all failures.

@@ -10,6 +10,7 @@
 //! found at start-up reads exactly like one seen live. Replayed records already carry their
 //! context and go straight to [`Context`].
 
+pub mod community_id;
 mod context;
 pub mod lineage;
 pub mod lists;
@@ -42,6 +43,8 @@ pub struct Enricher {
     /// The policy's `web_server_users`: their processes get an `incident` without a web server
     /// in their lineage.
     web_server_users: Vec<String>,
+    /// `--community-id-seed`: the seed of every record's `community_id`.
+    community_id_seed: u16,
 }
 
 impl Enricher {
@@ -52,7 +55,14 @@ impl Enricher {
             clock,
             lists: Arc::default(),
             web_server_users: Vec::new(),
+            community_id_seed: 0,
         }
+    }
+
+    /// The Community ID seed (`--community-id-seed`; 0, the default of Zeek and Suricata, unless
+    /// their sensors use another).
+    pub fn set_community_id_seed(&mut self, seed: u16) {
+        self.community_id_seed = seed;
     }
 
     /// The policy's `web_server_users`.
@@ -154,9 +164,14 @@ impl Enricher {
         record
     }
 
+    /// The record's socket, with what the lists say of its remote address and the flow's
+    /// Community ID.
     fn set_socket(&self, record: &mut EventRecord, socket: Option<SocketInfo>) {
-        if let Some(remote) = socket.as_ref().and_then(|s| s.remote) {
+        if let Some(socket) = &socket
+            && let Some(remote) = socket.remote
+        {
             record.enrichment = Some(self.address(remote.ip));
+            record.community_id = community_id::of(self.community_id_seed, socket);
         }
         record.socket = socket;
     }
@@ -209,7 +224,7 @@ impl Enricher {
             ip: socket.local.ip(),
             port: socket.local.port(),
         };
-        record.socket = Some(decode::socket_info(family, local, None));
+        record.socket = Some(decode::socket_info(socket.protocol, family, local, None));
         record.pre_existing = true;
         record
     }

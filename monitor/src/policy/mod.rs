@@ -319,9 +319,28 @@ mod tests {
             .unexpected_listen
             .allow
             .iter()
-            .map(|a| a.ports.to_string())
+            .map(|a| {
+                let mut entry = format!("{}/{:?}/{:?}", a.ports, a.protocol, a.bind);
+                if let Some(exe) = &a.exe {
+                    entry = format!("{entry}/{}", exe.as_str());
+                }
+                entry
+            })
             .collect();
-        assert_eq!(allowed, ["22", "53", "80", "443"]);
+        assert_eq!(
+            allowed,
+            [
+                "22/Tcp/Any",
+                "53/Any/Any",
+                "80/Tcp/Any",
+                "443/Tcp/Any",
+                "68/Udp/Any",
+                "123/Udp/Any",
+                "5353/Udp/Multicast",
+                "5353/Udp/Any/avahi-daemon",
+                "5353/Udp/Any/systemd-resolved",
+            ]
+        );
         let egress: Vec<String> = p
             .rules
             .webserver_egress

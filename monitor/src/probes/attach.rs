@@ -208,15 +208,14 @@ fn try_attach(
                 }
             }
         }
-        Attach::SyscallEnters { programs } => {
+        Attach::SyscallPoints { programs } => {
             if offsets.files_valid != 1 || offsets.sock_valid != 1 {
                 return Err(
                     "file-table or struct sock offsets not found in BTF (or switched off)".into(),
                 );
             }
-            for (program, syscall) in programs {
-                let point = format!("sys_enter_{syscall}");
-                if let Err(e) = attach_tracepoint(ebpf, program, "syscalls", &point) {
+            for (program, point) in programs {
+                if let Err(e) = attach_tracepoint(ebpf, program, "syscalls", point) {
                     for (p, _) in programs {
                         unload_tracepoint(ebpf, p);
                     }

@@ -704,6 +704,312 @@ mod tests {
         );
     }
 
+    /// One socket a [`binder`] child opens: `SOCK_DGRAM` (UDP) or `SOCK_STREAM` (TCP) in
+    /// `domain`, bound to the address in `sockaddr`, or (`send`) left unbound and sent one
+    /// datagram to it instead (autobind).
+    struct Bind {
+        domain: libc::c_int,
+        kind: libc::c_int,
+        sockaddr: Vec<u8>,
+        send: bool,
+    }
+
+    impl Bind {
+        fn v4(kind: libc::c_int, ip: [u8; 4], port: u16) -> Self {
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(ip),
+                },
+                sin_zero: [0; 8],
+            };
+            Self {
+                domain: libc::AF_INET,
+                kind,
+                sockaddr: crate::testing::bytes_of(&sa),
+                send: false,
+            }
+        }
+
+        fn v6(ip: std::net::Ipv6Addr, port: u16) -> Self {
+            // SAFETY: sockaddr_in6 is plain integers and byte arrays; all zero is valid.
+            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sa.sin6_port = port.to_be();
+            sa.sin6_addr.s6_addr = ip.octets();
+            Self {
+                domain: libc::AF_INET6,
+                kind: libc::SOCK_DGRAM,
+                sockaddr: crate::testing::bytes_of(&sa),
+                send: false,
+            }
+        }
+    }
+
+    /// A child process (forked from this test) that waits for a byte on `go`, then opens a socket
+    /// per entry of `binds` in order (keeping them all open) and exits. Returns the child's pid.
+    fn binder(go: &std::os::fd::OwnedFd, binds: &[Bind]) -> u32 {
+        use std::os::fd::AsRawFd as _;
+        let go = go.as_raw_fd();
+        // SAFETY: the child only calls async-signal-safe functions (read, socket, bind, sendto,
+        // _exit) on memory prepared before the fork; the parent reaps it (run_sender).
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+            if pid == 0 {
+                let mut byte = 0u8;
+                if libc::read(go, (&raw mut byte).cast(), 1) != 1 {
+                    libc::_exit(2);
+                }
+                for b in binds {
+                    let fd = libc::socket(b.domain, b.kind, 0);
+                    let sa = b.sockaddr.as_ptr().cast();
+                    let len = b.sockaddr.len() as libc::socklen_t;
+                    if b.send {
+                        libc::sendto(fd, b"x".as_ptr().cast(), 1, 0, sa, len);
+                    } else {
+                        libc::bind(fd, sa, len);
+                    }
+                }
+                libc::_exit(0);
+            }
+            pid as u32
+        }
+    }
+
+    /// Root only: a UDP socket bound by bind(2) to a port of its choosing is a listen record with
+    /// protocol UDP, sent when the bind succeeded; port 0, a failed bind, TCP, autobind by a send
+    /// and (while the kernel is told to skip them) loopback are not.
+    #[test]
+    fn privileged_udp_bind_reported_as_listen() {
+        if skip_unless_root("privileged_udp_bind_reported_as_listen") {
+            return;
+        }
+        use std::{
+            net::{IpAddr, Ipv6Addr},
+            os::fd::{FromRawFd as _, OwnedFd},
+            time::{Duration, Instant},
+        };
+
+        use crate::{
+            decode::{self, KernelEvent, SockKind},
+            record::{Family, Protocol},
+        };
+
+        let mut probes = Probes::load(&ProbeOptions {
+            ring_buffer_bytes: 1 << 20,
+            monitor_tgid: std::process::id(),
+            floor: false,
+        })
+        .expect("load probes as root");
+        let bind = probes
+            .report()
+            .get("udp_bind")
+            .expect("udp_bind is reported");
+        assert!(bind.attached.is_some(), "udp_bind not attached: {bind:?}");
+        let mut watch = probes.take_watch().expect("filter maps");
+        watch.skip_loopback_listens(true).expect("scope");
+        watch.send_all(false).expect("scope");
+        let mut ring = probes.take_ring_buf().expect("ring buffer");
+        let mut pipe = [0; 2];
+        // SAFETY: pipe(2) writes two descriptors into the array, owned from here on.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        // SAFETY: both were just returned by pipe(2) and nothing else owns them.
+        let (go_read, go_write) =
+            unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+
+        let base = 43_100 + (std::process::id() % 500) as u16 * 10;
+        let (wildcard, loopback, tcp, v6, autobound, last, loopback_sent) = (
+            base,
+            base + 1,
+            base + 2,
+            base + 3,
+            base + 4,
+            base + 5,
+            base + 6,
+        );
+        let any = [0, 0, 0, 0];
+        let lo = [127, 0, 0, 1];
+        let mut send = Bind::v4(libc::SOCK_DGRAM, lo, autobound);
+        send.send = true;
+        let quiet = binder(
+            &go_read,
+            &[
+                Bind::v4(libc::SOCK_DGRAM, any, wildcard),
+                // The same port again: EADDRINUSE, nothing more is sent.
+                Bind::v4(libc::SOCK_DGRAM, any, wildcard),
+                // The kernel picks the port.
+                Bind::v4(libc::SOCK_DGRAM, any, 0),
+                Bind::v4(libc::SOCK_DGRAM, lo, loopback),
+                Bind::v4(libc::SOCK_STREAM, any, tcp),
+                Bind::v6(Ipv6Addr::UNSPECIFIED, v6),
+                send,
+                Bind::v4(libc::SOCK_DGRAM, any, last),
+            ],
+        );
+        run_sender(quiet, &go_write);
+        // With loopback not skipped, a loopback bind is sent too.
+        watch.skip_loopback_listens(false).expect("scope");
+        let loud = binder(&go_read, &[Bind::v4(libc::SOCK_DGRAM, lo, loopback_sent)]);
+        run_sender(loud, &go_write);
+
+        let mut seen: Vec<(u32, u16, IpAddr, Family)> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !seen.iter().any(|s| s.1 == loopback_sent) && Instant::now() < deadline {
+            while let Some(item) = ring.next() {
+                let Ok(KernelEvent::Sock(s)) = decode::decode(&item) else {
+                    continue;
+                };
+                if s.kind != SockKind::Listen || (s.origin.tgid != quiet && s.origin.tgid != loud) {
+                    continue;
+                }
+                assert_eq!(s.socket.protocol, Protocol::Udp, "{s:?}");
+                assert_eq!(
+                    s.origin.hook,
+                    Some(monitor_common::Hook::TracepointSysExitBind)
+                );
+                assert_eq!(s.socket.remote, None);
+                seen.push((
+                    s.origin.tgid,
+                    s.socket.local.port,
+                    s.socket.local.ip,
+                    s.socket.family,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let v4_any = IpAddr::from([0, 0, 0, 0]);
+        assert_eq!(
+            seen,
+            [
+                (quiet, wildcard, v4_any, Family::Ipv4),
+                (quiet, v6, IpAddr::from(Ipv6Addr::UNSPECIFIED), Family::Ipv6),
+                (quiet, last, v4_any, Family::Ipv4),
+                (loud, loopback_sent, IpAddr::from(lo), Family::Ipv4),
+            ]
+        );
+        assert_eq!(
+            probes.counters().expect("counters").errors,
+            [0; ERROR_SLOTS as usize]
+        );
+    }
+
+    /// Root only: a UDP connect's record is sent when connect(2) returns, with the local address
+    /// and the port the connect gave the socket (its whole 5-tuple), IPv4 and IPv6.
+    #[test]
+    fn privileged_udp_connect_carries_its_local_side() {
+        if skip_unless_root("privileged_udp_connect_carries_its_local_side") {
+            return;
+        }
+        use std::{
+            net::{IpAddr, Ipv4Addr, Ipv6Addr},
+            os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+            time::{Duration, Instant},
+        };
+
+        use crate::{
+            decode::{self, KernelEvent, SockKind},
+            record::Protocol,
+        };
+
+        let mut probes = Probes::load(&ProbeOptions {
+            ring_buffer_bytes: 1 << 20,
+            monitor_tgid: std::process::id(),
+            floor: false,
+        })
+        .expect("load probes as root");
+        let mut watch = probes.take_watch().expect("filter maps");
+        watch.send_all(false).expect("scope");
+        let mut ring = probes.take_ring_buf().expect("ring buffer");
+        let pipe = || {
+            let mut fds = [0; 2];
+            // SAFETY: pipe(2) writes two descriptors into the array, owned from here on.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            // SAFETY: both were just returned by pipe(2) and nothing else owns them.
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+        };
+        let base = 44_100 + (std::process::id() % 500) as u16 * 10;
+        for (ip, port) in [
+            (IpAddr::from(Ipv4Addr::LOCALHOST), base),
+            (IpAddr::from(Ipv6Addr::LOCALHOST), base + 1),
+        ] {
+            let (go_read, go_write) = pipe();
+            let (port_read, port_write) = pipe();
+            let connect = match ip {
+                IpAddr::V4(v4) => Bind::v4(libc::SOCK_DGRAM, v4.octets(), port),
+                IpAddr::V6(v6) => Bind::v6(v6, port),
+            };
+            let (go, out) = (go_read.as_raw_fd(), port_write.as_raw_fd());
+            // SAFETY: the child only calls async-signal-safe functions (read, socket, connect,
+            // getsockname, write, _exit) on memory prepared before the fork; reaped below.
+            let child = unsafe {
+                let pid = libc::fork();
+                assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+                if pid == 0 {
+                    let mut byte = 0u8;
+                    if libc::read(go, (&raw mut byte).cast(), 1) != 1 {
+                        libc::_exit(2);
+                    }
+                    let fd = libc::socket(connect.domain, libc::SOCK_DGRAM, 0);
+                    let len = connect.sockaddr.len() as libc::socklen_t;
+                    if libc::connect(fd, connect.sockaddr.as_ptr().cast(), len) != 0 {
+                        libc::_exit(3);
+                    }
+                    let mut local = [0u8; 28];
+                    let mut local_len = local.len() as libc::socklen_t;
+                    libc::getsockname(fd, local.as_mut_ptr().cast(), &raw mut local_len);
+                    // sin_port and sin6_port at 2, network byte order.
+                    libc::write(out, local[2..4].as_ptr().cast(), 2);
+                    libc::_exit(0);
+                }
+                pid as u32
+            };
+            watch.mark_web_tree(child).expect("mark");
+            run_sender(child, &go_write);
+            let mut local_port = [0u8; 2];
+            // SAFETY: reading two bytes into a local.
+            let n = unsafe { libc::read(port_read.as_raw_fd(), local_port.as_mut_ptr().cast(), 2) };
+            assert_eq!(n, 2, "the child's local port");
+            let local_port = u16::from_be_bytes(local_port);
+
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let record = 'found: loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "no UDP connect record of {child}"
+                );
+                while let Some(item) = ring.next() {
+                    if let Ok(KernelEvent::Sock(s)) = decode::decode(&item)
+                        && s.kind == SockKind::Connect
+                        && s.origin.tgid == child
+                    {
+                        break 'found s;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            assert_eq!(record.socket.protocol, Protocol::Udp);
+            assert_eq!(
+                record.origin.hook,
+                Some(monitor_common::Hook::TracepointSysEnterConnect)
+            );
+            assert_eq!(
+                record.socket.remote.map(|r| (r.ip, r.port)),
+                Some((ip, port))
+            );
+            assert_eq!(
+                (record.socket.local.ip, record.socket.local.port),
+                (ip, local_port)
+            );
+            assert_ne!(local_port, 0);
+        }
+        assert_eq!(
+            probes.counters().expect("counters").errors,
+            [0; ERROR_SLOTS as usize]
+        );
+    }
+
     /// Opens `path` read-only WITHOUT close-on-exec, so that a child can exec it through
     /// `/proc/self/fd/<fd>`.
     fn open_inheritable(path: &std::path::Path, flags: libc::c_int) -> std::os::fd::OwnedFd {

@@ -1,15 +1,16 @@
 //! The probe table: each logical hook (`listen`, `connect`, `exec`, `fork`, `exit`, `accept`,
-//! `cred`, `setsid`, `pam`, `udp`) and the ways of attaching it, in order of preference.
-//! [`super::attach`] walks it.
+//! `cred`, `setsid`, `pam`, `udp`, `udp_bind`) and the ways of attaching it, in order of
+//! preference. [`super::attach`] walks it.
 
 use monitor_common::{
-    PROG_ACCEPT_SYS_EXIT_ACCEPT, PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_EXIT_CONNECT,
-    PROG_CONNECT_TCP_CONNECT, PROG_CONNECT_TCP_RETRANSMIT_SKB, PROG_CRED_SYS_ENTER_SETUID,
-    PROG_CRED_SYS_EXIT_SETSID, PROG_CRED_SYS_EXIT_SETUID, PROG_EXEC_SCHED_PROCESS_EXEC,
-    PROG_LISTEN_INET_LISTEN, PROG_LISTEN_INET_SOCK_SET_STATE, PROG_LISTEN_SYS_EXIT_LISTEN,
-    PROG_PAM_ACCT_MGMT, PROG_PAM_AUTHENTICATE, PROG_PAM_OPEN_SESSION,
-    PROG_PROCESS_SCHED_PROCESS_EXIT, PROG_PROCESS_SCHED_PROCESS_FORK, PROG_UDP_SYS_ENTER_CONNECT,
-    PROG_UDP_SYS_ENTER_SENDMMSG, PROG_UDP_SYS_ENTER_SENDMSG, PROG_UDP_SYS_ENTER_SENDTO,
+    PROG_ACCEPT_SYS_EXIT_ACCEPT, PROG_BIND_SYS_ENTER_BIND, PROG_BIND_SYS_EXIT_BIND,
+    PROG_CONNECT_INET_SOCK_SET_STATE, PROG_CONNECT_SYS_EXIT_CONNECT, PROG_CONNECT_TCP_CONNECT,
+    PROG_CONNECT_TCP_RETRANSMIT_SKB, PROG_CRED_SYS_ENTER_SETUID, PROG_CRED_SYS_EXIT_SETSID,
+    PROG_CRED_SYS_EXIT_SETUID, PROG_EXEC_SCHED_PROCESS_EXEC, PROG_LISTEN_INET_LISTEN,
+    PROG_LISTEN_INET_SOCK_SET_STATE, PROG_LISTEN_SYS_EXIT_LISTEN, PROG_PAM_ACCT_MGMT,
+    PROG_PAM_AUTHENTICATE, PROG_PAM_OPEN_SESSION, PROG_PROCESS_SCHED_PROCESS_EXIT,
+    PROG_PROCESS_SCHED_PROCESS_FORK, PROG_UDP_SYS_ENTER_CONNECT, PROG_UDP_SYS_ENTER_SENDMMSG,
+    PROG_UDP_SYS_ENTER_SENDMSG, PROG_UDP_SYS_ENTER_SENDTO, PROG_UDP_SYS_EXIT_CONNECT,
 };
 
 /// One way of attaching a logical hook.
@@ -48,9 +49,11 @@ pub(super) enum Attach {
         /// Reads the file table and executable inodes (`files_valid`), and sockets.
         needs_files: bool,
     },
-    /// One program per syscall on `syscalls:sys_enter_<syscall>`: (program, syscall) pairs, all
-    /// or none. They read the file table and sockets (`files_valid`, `sock_valid`).
-    SyscallEnters {
+    /// One program per `syscalls:` tracepoint: (program, tracepoint) pairs such as
+    /// `(PROG_UDP_SYS_ENTER_SENDTO, "sys_enter_sendto")`, attached in this order, all or none
+    /// (a `sys_exit_*` program that clears what its `sys_enter_*` parks comes first). They read
+    /// the file table and sockets (`files_valid`, `sock_valid`).
+    SyscallPoints {
         programs: &'static [(&'static str, &'static str)],
     },
     /// uretprobes on functions of a shared library (found through `ld.so.cache`): (program,
@@ -93,7 +96,7 @@ impl Attach {
             | Attach::TracePoint { program, .. }
             | Attach::TracePointInSyscall { program, .. } => program,
             Attach::Syscalls { exit, .. } => exit,
-            Attach::SyscallEnters { programs: probes } | Attach::URetProbes { probes, .. } => {
+            Attach::SyscallPoints { programs: probes } | Attach::URetProbes { probes, .. } => {
                 probes.first().map_or("", |(program, _)| program)
             }
         }
@@ -115,7 +118,7 @@ impl Attach {
             Attach::Syscalls { exit, enter, .. } => {
                 [Some(exit), enter].into_iter().flatten().collect()
             }
-            Attach::SyscallEnters { programs: probes } | Attach::URetProbes { probes, .. } => {
+            Attach::SyscallPoints { programs: probes } | Attach::URetProbes { probes, .. } => {
                 probes.iter().map(|(program, _)| *program).collect()
             }
         }
@@ -143,11 +146,8 @@ impl Attach {
                 }
                 format!("tracepoint:syscalls:{}", points.join(","))
             }
-            Attach::SyscallEnters { programs } => {
-                let points: Vec<String> = programs
-                    .iter()
-                    .map(|(_, s)| format!("sys_enter_{s}"))
-                    .collect();
+            Attach::SyscallPoints { programs } => {
+                let points: Vec<&str> = programs.iter().map(|(_, point)| *point).collect();
                 format!("tracepoint:syscalls:{}", points.join(","))
             }
             Attach::URetProbes { library, probes } => {
@@ -285,16 +285,31 @@ pub(super) const PROBE_TABLE: &[Hook] = &[
     // is told about, as connect records. Optional: without it (no file-table or socket offsets,
     // a refused program) UDP is not seen, everything else works. Its own programs, not a branch
     // of the connect hook's sys_enter_connect, which attaches only with one of connect's ways.
+    // A UDP connect's record waits for sys_exit_connect, which adds the local side.
     Hook {
         name: "udp",
         required: false,
-        attaches: &[Attach::SyscallEnters {
+        attaches: &[Attach::SyscallPoints {
             programs: &[
-                (PROG_UDP_SYS_ENTER_CONNECT, "connect"),
-                (PROG_UDP_SYS_ENTER_SENDTO, "sendto"),
-                (PROG_UDP_SYS_ENTER_SENDMSG, "sendmsg"),
-                (PROG_UDP_SYS_ENTER_SENDMMSG, "sendmmsg"),
+                (PROG_UDP_SYS_EXIT_CONNECT, "sys_exit_connect"),
+                (PROG_UDP_SYS_ENTER_CONNECT, "sys_enter_connect"),
+                (PROG_UDP_SYS_ENTER_SENDTO, "sys_enter_sendto"),
+                (PROG_UDP_SYS_ENTER_SENDMSG, "sys_enter_sendmsg"),
+                (PROG_UDP_SYS_ENTER_SENDMMSG, "sys_enter_sendmmsg"),
             ],
+        }],
+    },
+    // Open UDP ports: a UDP socket bound to a port of its program's choosing, as listen records
+    // with protocol udp. Optional: without it (no file-table or socket offsets) UDP ports are
+    // seen only by the start-up baseline.
+    Hook {
+        name: "udp_bind",
+        required: false,
+        attaches: &[Attach::Syscalls {
+            exit: PROG_BIND_SYS_EXIT_BIND,
+            enter: Some(PROG_BIND_SYS_ENTER_BIND),
+            syscalls: &["bind"],
+            needs_files: true,
         }],
     },
     // How a login authenticated; where uprobes are refused, logins are still seen, with method
@@ -350,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn udp_is_optional_and_enters_four_syscalls() {
+    fn udp_is_optional_and_enters_four_syscalls_after_connects_exit() {
         let hook = PROBE_TABLE
             .iter()
             .find(|h| h.name == "udp")
@@ -361,19 +376,42 @@ mod tests {
         };
         assert_eq!(
             attach.label(),
-            "tracepoint:syscalls:sys_enter_connect,sys_enter_sendto,sys_enter_sendmsg,\
-             sys_enter_sendmmsg"
+            "tracepoint:syscalls:sys_exit_connect,sys_enter_connect,sys_enter_sendto,\
+             sys_enter_sendmsg,sys_enter_sendmmsg"
         );
+        // The exit first: no connect record is parked without its exit being seen.
         assert_eq!(
             attach.programs(),
             [
+                PROG_UDP_SYS_EXIT_CONNECT,
                 PROG_UDP_SYS_ENTER_CONNECT,
                 PROG_UDP_SYS_ENTER_SENDTO,
                 PROG_UDP_SYS_ENTER_SENDMSG,
                 PROG_UDP_SYS_ENTER_SENDMMSG
             ]
         );
-        assert_eq!(attach.program(), PROG_UDP_SYS_ENTER_CONNECT);
+    }
+
+    #[test]
+    fn udp_bind_is_optional_and_brackets_bind() {
+        let hook = PROBE_TABLE
+            .iter()
+            .find(|h| h.name == "udp_bind")
+            .expect("udp_bind is in the probe table");
+        assert!(!hook.required);
+        let [attach] = hook.attaches else {
+            panic!("one way of attaching udp_bind: {:?}", hook.attaches)
+        };
+        assert_eq!(
+            attach.label(),
+            "tracepoint:syscalls:sys_exit_bind,sys_enter_bind"
+        );
+        // The exit program first: attach.rs attaches in this order, so that no thread is parked
+        // at sys_enter_bind without its exit being seen.
+        assert_eq!(
+            attach.programs(),
+            [PROG_BIND_SYS_EXIT_BIND, PROG_BIND_SYS_ENTER_BIND]
+        );
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct AlertRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_server: Option<WebServerInfo>,
     pub socket: Option<SocketInfo>,
+    /// The event's `community_id`: the flow's Community ID, to find it in Zeek or Suricata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
     /// The event's `login`, for the login rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<LoginInfo>,
@@ -133,6 +136,7 @@ impl AlertRecord {
             ancestry: event.ancestry.clone(),
             web_server: event.web_server.clone(),
             socket: event.socket.clone(),
+            community_id: event.community_id.clone(),
             login: event.login.clone(),
             enrichment: event.enrichment.clone(),
             pre_existing: event.pre_existing,

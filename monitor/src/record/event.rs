@@ -60,6 +60,11 @@ pub struct EventRecord {
     pub exit_code: Option<u32>,
     /// listen / connect / accept, and login (the connection it came in on); `null` otherwise.
     pub socket: Option<SocketInfo>,
+    /// The flow's Community ID v1 (`1:` and 28 base64 characters), the id Zeek's `conn.log` and
+    /// Suricata's EVE give the same flow: connect, accept and login records whose socket names
+    /// the whole 5-tuple (docs/alerts.md says when it does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
     /// login: who logged in, how, and what the session ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login: Option<LoginInfo>,
@@ -108,6 +113,7 @@ impl EventRecord {
             filename: None,
             exit_code: None,
             socket: None,
+            community_id: None,
             login: None,
             enrichment: None,
             ancestry: Ancestry::default(),

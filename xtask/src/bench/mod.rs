@@ -260,6 +260,7 @@ pub fn now_ns() -> u64 {
 pub fn run(options: &Options) -> Result<()> {
     bootstrap::run(&Needs {
         packages: apt::BENCH_PACKAGES,
+        community_id_reference: false,
         root_required: true,
         tracefs: true,
         cargo_deb: false,
