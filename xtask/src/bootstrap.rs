@@ -42,6 +42,10 @@ const COMPONENTS: &[(&str, &[&str])] = &[
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// What a command needs from the bootstrap.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, one per optional bootstrap step"
+)]
 pub struct Needs {
     /// Debian packages to install when missing.
     pub packages: &'static [&'static str],
