@@ -183,6 +183,10 @@ mod tests {
             if !tcp.is_empty() {
                 fs::write(p.join("net/tcp"), tcp).unwrap();
                 fs::write(p.join("net/tcp6"), tcp6).unwrap();
+                // A namespace's UDP tables, empty (the header only), as the kernel has them.
+                let header = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n";
+                fs::write(p.join("net/udp"), header).unwrap();
+                fs::write(p.join("net/udp6"), header).unwrap();
             }
         }
         fs::write(
