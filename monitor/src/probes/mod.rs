@@ -381,6 +381,50 @@ mod tests {
         panic!("exec of {} not seen within 5 s", program.display());
     }
 
+    /// Root only: a listen(2) leaves nothing parked; a record parked for a listen no listen(2)
+    /// returns for (io_uring) is taken by the daemon's sweep once it is old enough, and once.
+    #[test]
+    fn privileged_abandoned_listens_are_swept_once() {
+        if skip_unless_root("privileged_abandoned_listens_are_swept_once") {
+            return;
+        }
+        let mut probes = Probes::load(&ProbeOptions {
+            ring_buffer_bytes: 1 << 20,
+            monitor_tgid: 1,
+            floor: false,
+        })
+        .expect("load probes as root");
+        let mut watch = probes.take_watch().expect("filter maps");
+        let listener =
+            std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).expect("listen");
+        let now = crate::clock::boottime_ns().expect("CLOCK_BOOTTIME");
+        assert!(
+            watch.abandoned_listens(now + 1_000_000_000, 0).is_empty(),
+            "sys_exit_listen sent the record of a listen(2) and left nothing parked"
+        );
+        drop(listener);
+        let parked = |ktime_ns: u64| {
+            // SAFETY: PendingListen is made of integers and byte arrays: all zero is a value.
+            let mut p: monitor_common::PendingListen = unsafe { std::mem::zeroed() };
+            p.event.header.kind = monitor_common::EventKind::Listen as u32;
+            p.event.header.ktime_ns = ktime_ns;
+            p
+        };
+        let (old, young) = (now - 1_000_000_000, now);
+        watch.park_listen(7, parked(old)).expect("park");
+        watch.park_listen(8, parked(young)).expect("park");
+        let swept = watch.abandoned_listens(now, 20_000_000);
+        assert_eq!(swept.len(), 1, "only the old record is abandoned");
+        assert_eq!(swept[0].header.ktime_ns, old);
+        assert!(
+            watch.abandoned_listens(now, 20_000_000).is_empty(),
+            "taken once"
+        );
+        let later = watch.abandoned_listens(now + 1_000_000_000, 20_000_000);
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].header.ktime_ns, young);
+    }
+
     fn skip_unless_root(test: &str) -> bool {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {

@@ -5,11 +5,13 @@
 
 use std::{
     collections::HashSet,
+    mem::MaybeUninit,
     net::{IpAddr, Ipv6Addr},
+    os::fd::{AsFd as _, AsRawFd as _, RawFd},
 };
 
 use aya::maps::{
-    Array, HashMap, MapData,
+    Array, HashMap, IterableMap as _, MapData,
     lpm_trie::{Key, LpmTrie},
 };
 use log::{debug, warn};
@@ -20,6 +22,50 @@ use monitor_common::{
 };
 
 use super::ProbeError;
+
+/// `BPF_NOEXIST` (include/uapi/linux/bpf.h): insert only a key that is not there.
+const BPF_NOEXIST: u64 = 1;
+/// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`, the `bpf(2)` command.
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+
+/// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on the hash map `fd` (Linux 5.14+): the value deleted,
+/// atomically, so that a value the kernel put under `key` after it was read is never deleted in
+/// the name of the one read. aya 0.14 offers it for queues and stacks only.
+fn lookup_and_delete(fd: RawFd, key: u64) -> std::io::Result<PendingListen> {
+    /// The `BPF_MAP_*_ELEM` member of `union bpf_attr`.
+    #[repr(C)]
+    struct ElemAttr {
+        map_fd: u32,
+        _pad0: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let mut value = MaybeUninit::<PendingListen>::uninit();
+    let attr = ElemAttr {
+        map_fd: fd.cast_unsigned(),
+        _pad0: 0,
+        key: std::ptr::from_ref(&key) as u64,
+        value: value.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    // SAFETY: bpf(2) reads `attr` (size given) and, on success, writes one value of the map's
+    // value size, which is size_of::<PendingListen>() for LISTEN_PENDING, through `value`.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+            std::ptr::from_ref(&attr),
+            size_of::<ElemAttr>() as u32,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the call succeeded, so the kernel wrote the whole value; PendingListen is made of
+    // integers and byte arrays, valid for any bits.
+    Ok(unsafe { value.assume_init() })
+}
 
 /// The run-time filter maps, taken out of the loaded object.
 pub struct Watch {
@@ -103,11 +149,42 @@ impl Watch {
             if now_ns.saturating_sub(parked.event.header.ktime_ns) < min_age_ns {
                 continue;
             }
-            if self.listen_pending.remove(&key).is_ok() {
-                abandoned.push(parked.event);
+            let fd = self.listen_pending.map().fd().as_fd().as_raw_fd();
+            match lookup_and_delete(fd, key) {
+                // The record read above: ours to send.
+                Ok(taken) if taken.event.header.ktime_ns == parked.event.header.ktime_ns => {
+                    abandoned.push(taken.event);
+                }
+                // Between the read and the delete the thread sent that record itself and parked
+                // a new one, whose listen(2) may still be running: it goes back (and is sent
+                // here if something else took its place meanwhile, rather than lost).
+                Ok(taken) => {
+                    if self.listen_pending.insert(key, taken, BPF_NOEXIST).is_err() {
+                        abandoned.push(taken.event);
+                    }
+                }
+                // Sent by the kernel meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                // Kernels before 5.14 cannot look up and delete a hash element at once.
+                Err(_) => {
+                    if self.listen_pending.remove(&key).is_ok() {
+                        abandoned.push(parked.event);
+                    }
+                }
             }
         }
         abandoned
+    }
+
+    /// Parks `record` for thread `key` as the kernel side would.
+    #[cfg(test)]
+    pub(super) fn park_listen(
+        &mut self,
+        key: u64,
+        record: PendingListen,
+    ) -> Result<(), ProbeError> {
+        self.listen_pending.insert(key, record, 0)?;
+        Ok(())
     }
 
     /// Sends every accepted connection to userspace (`--events`), or only the watched ones.
