@@ -382,7 +382,7 @@ mod tests {
     }
 
     /// Root only: a listen(2) leaves nothing parked; a record parked for a listen no listen(2)
-    /// returns for (io_uring) is taken by the daemon's sweep once it is old enough, and once.
+    /// returns for (`io_uring`) is taken by the daemon's sweep once it is old enough, and once.
     #[test]
     fn privileged_abandoned_listens_are_swept_once() {
         if skip_unless_root("privileged_abandoned_listens_are_swept_once") {
