@@ -108,8 +108,6 @@ pub struct ProcessEntry {
     pub tool: Option<Arc<ToolInfo>>,
     /// `runs_web_server`, `program` and `own_tool` are set (inherited at fork, or judged).
     judged: bool,
-    /// The ancestry last built for this process, and the table's lineage generation then.
-    ancestry: Option<(u64, Ancestry)>,
 }
 
 impl ProcessEntry {
@@ -140,7 +138,6 @@ impl ProcessEntry {
             own_tool: None,
             tool: None,
             judged: false,
-            ancestry: None,
         }
     }
 
@@ -203,7 +200,15 @@ pub struct ProcessTable {
     /// Bumped whenever an entry is added, replaced or removed, or an argv re-read: an ancestry
     /// built at an older generation may be stale.
     lineage_gen: u64,
+    /// The ancestries last built, by pid, with the generation they were built at: at most
+    /// [`ANCESTRY_CACHE_MAX`], for the processes whose records come in bursts (a connect storm,
+    /// a web server's workers). Not one per entry: every process would then hold its own copy
+    /// of every ancestor's command line.
+    ancestries: HashMap<u32, (u64, Ancestry)>,
 }
+
+/// Ancestries the table keeps built (see `ProcessTable::ancestries`).
+const ANCESTRY_CACHE_MAX: usize = 64;
 
 impl ProcessTable {
     /// An empty table reading `/proc`-like data from `proc_root` (`/proc` in the daemon).
@@ -222,6 +227,7 @@ impl ProcessTable {
             path_verdicts: HashMap::new(),
             incidents: HashMap::new(),
             lineage_gen: 0,
+            ancestries: HashMap::new(),
         }
     }
 
@@ -758,7 +764,6 @@ impl ProcessTable {
             own_tool,
             tool,
             judged,
-            ancestry: None,
         });
         Some(child)
     }
@@ -840,7 +845,6 @@ impl ProcessTable {
             own_tool: judged.tool,
             tool,
             judged: true,
-            ancestry: None,
         });
     }
 
@@ -902,16 +906,18 @@ impl ProcessTable {
     /// pid, or a "parent" younger than its child (a reused pid). Built once and shared by every
     /// record of the process until an entry of the table changes.
     pub fn ancestry(&mut self, pid: u32) -> Ancestry {
-        if let Some((built, ancestry)) = self.entries.get(&pid).and_then(|e| e.ancestry.as_ref())
+        if let Some((built, ancestry)) = self.ancestries.get(&pid)
             && *built == self.lineage_gen
         {
             return ancestry.clone();
         }
         let ancestry = Ancestry::new(self.build_ancestry(pid));
-        let generation = self.lineage_gen;
-        if let Some(e) = self.entries.get_mut(&pid) {
-            e.ancestry = Some((generation, ancestry.clone()));
+        if self.ancestries.len() >= ANCESTRY_CACHE_MAX {
+            // Every entry is stale or cold by then; starting over is cheaper than tracking use.
+            self.ancestries.clear();
         }
+        self.ancestries
+            .insert(pid, (self.lineage_gen, ancestry.clone()));
         ancestry
     }
 
