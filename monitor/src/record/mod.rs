@@ -22,8 +22,8 @@ pub use self::{
         Protocol, ReputationInfo, SocketInfo, SshdPids, ToolInfo, ToolKind, WebServerInfo,
     },
     status::{
-        AttachReport, DedupStatus, EventCounts, HookStatus, ListStatus, ProgramRuns, Refusal,
-        Status, StatusRecord, TableStats,
+        AttachReport, DedupStatus, EventCounts, HookStatus, ListStatus, OutputDrops, OutputStatus,
+        ProgramRuns, Refusal, ReloadError, ReloadInfo, Status, StatusRecord, TableStats,
     },
 };
 
