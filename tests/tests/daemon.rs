@@ -628,7 +628,11 @@ fn wait_file(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
             let mut files = String::new();
             for entry in fs::read_dir(dir).expect("scratch dir").flatten() {
                 let text = fs::read_to_string(entry.path()).unwrap_or_default();
-                files.push_str(&format!("--- {}\n{text}\n", entry.path().display()));
+                files.push_str("--- ");
+                files.push_str(&entry.path().display().to_string());
+                files.push('\n');
+                files.push_str(&text);
+                files.push('\n');
             }
             panic!("{what} not in {}:\n{files}", path.display());
         }
