@@ -415,4 +415,110 @@ mod tests {
         };
         assert!(prepare(&source, &Policy::embedded_default()).is_ok());
     }
+
+    /// A pipeline over a synthetic /proc: pid 1 and `/opt/app/server` (pid 100) with a child.
+    fn pipeline(dir: &crate::testing::TempDir) -> Pipeline<Vec<u8>> {
+        use crate::{
+            clock::Clock, detect::Detector, enrich::Enricher, host::UserNames, login::Logins,
+            output::Output, probes::Counters, status,
+        };
+        let proc_root = dir.path().join("proc");
+        crate::testing::fake_proc(&proc_root, 1, 0, "init", Some("/sbin/init"), &["init"], 1);
+        crate::testing::fake_proc(
+            &proc_root,
+            100,
+            1,
+            "server",
+            Some("/opt/app/server"),
+            &["/opt/app/server"],
+            2,
+        );
+        crate::testing::fake_proc(
+            &proc_root,
+            200,
+            100,
+            "worker",
+            Some("/opt/app/worker"),
+            &["w"],
+            3,
+        );
+        let policy = Policy::embedded_default();
+        let mut table = ProcessTable::new(100, proc_root);
+        table.set_programs(policy.programs(), Catalog::default());
+        table.seed().unwrap();
+        Pipeline {
+            print_events: false,
+            table,
+            enricher: Enricher::new(
+                "web1".into(),
+                UserNames::new(dir.path().join("passwd")),
+                Clock::with_offset(0),
+            ),
+            login_config: policy.logins.clone(),
+            detector: Detector::new(Arc::new(policy)),
+            out: Output::new(Vec::new()),
+            board: status::Board::default(),
+            counters: Counters::default(),
+            logins: Logins::new(),
+            watch: None,
+            lists: None,
+            newest_lineage_ns: 0,
+        }
+    }
+
+    #[test]
+    fn a_reload_reaches_the_table_the_rules_and_the_lists() {
+        let dir = crate::testing::TempDir::new();
+        let mut p = pipeline(&dir);
+        assert!(!p.table.under_web_server(200));
+        let list = dir.path().join("tor.txt");
+        std::fs::write(&list, "198.51.100.7\n").unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "web_servers = [\"/opt/app/server\"]\n\
+                 [enrichment]\ntor_exits = \"{}\"\n\
+                 [rules.unexpected_listen]\nenabled = false\n",
+                list.display()
+            ),
+        )
+        .unwrap();
+        let source = Source {
+            policy: Some(path),
+            trust: Trust::Any,
+        };
+        let current = Arc::clone(p.detector.policy());
+        let prepared = prepare(&source, &current).unwrap_or_else(|e| panic!("{}", e.message));
+        let applied = apply(&mut p, prepared);
+        assert_eq!(
+            applied.info.changed,
+            [
+                "enrichment.tor_exits",
+                "rules.unexpected_listen",
+                "web_servers",
+            ]
+        );
+        assert!(applied.info.accepted);
+        assert_eq!(applied.list_paths, [list]);
+        // The table judged its processes again: the child of the new web server is under it.
+        assert!(p.table.under_web_server(200));
+        assert!(!p.detector.policy().rules.unexpected_listen.settings.enabled);
+        // Records are enriched from the new list.
+        let hit = p.enricher.address("198.51.100.7".parse().unwrap());
+        assert!(hit.tor_exit, "{hit:?}");
+        assert_eq!(p.board.policy_reloads, 1);
+        assert_eq!(p.board.lists.len(), 1);
+
+        // Back to the default, which has no list: the enrichment is emptied.
+        let back = Prepared {
+            policy: Policy::embedded_default(),
+            lists: NewLists::None,
+        };
+        let applied = apply(&mut p, back);
+        assert!(applied.list_paths.is_empty());
+        assert!(!p.enricher.address("198.51.100.7".parse().unwrap()).tor_exit);
+        assert!(p.board.lists.is_empty());
+        assert!(!p.table.under_web_server(200));
+    }
 }
