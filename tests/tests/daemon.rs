@@ -241,6 +241,58 @@ fn sighup_reloads_a_good_policy_and_refuses_a_bad_one() {
     );
 }
 
+/// SIGHUP with a new list: the kernel's watched prefixes follow it, so that a connect to a listed
+/// address (which no rule judged before, and which the kernel kept to itself) now raises
+/// `egress_listed_ip`.
+#[test]
+fn sighup_brings_a_new_list_to_the_kernel() {
+    if !privileged("sighup_brings_a_new_list_to_the_kernel") {
+        return;
+    }
+    let scratch = Scratch::new("sighup-lists");
+    let policy = scratch.write("policy.toml", "dedup_window = \"1h\"\n");
+    let mut m = Monitor::start(&["--policy", path_str(&policy)]);
+    let c2 = TcpListener::bind("127.0.0.2:24341").expect("bind 127.0.0.2:24341");
+    let me = std::process::id();
+    let listed = |v: &Value| {
+        is_alert(v, "egress_listed_ip")
+            && v["process"]["pid"] == me
+            && v["socket"]["remote"]["ip"] == "127.0.0.2"
+    };
+    drop(TcpStream::connect("127.0.0.2:24341").expect("connect"));
+    let quiet = m.drain_for(QUIET);
+    assert!(
+        !quiet.iter().any(listed),
+        "listed before any list: {quiet:#?}"
+    );
+
+    let list = scratch.write("c2.txt", "# test C2\n127.0.0.2/32\n");
+    scratch.write(
+        "policy.toml",
+        &format!(
+            "dedup_window = \"1h\"\n[[enrichment.lists]]\nname = \"c2\"\npath = \"{}\"\n",
+            list.display()
+        ),
+    );
+    signal(m.pid(), libc::SIGHUP);
+    let taken = m.wait_for("the reload with a list", ALERT_TIMEOUT, |v| {
+        is_status(v, "reloaded") && v["reload"]["accepted"] == true
+    });
+    let changed = taken["reload"]["changed"].as_array().expect("changed");
+    assert!(
+        changed.contains(&Value::from("enrichment.lists"))
+            && changed.contains(&Value::from("enrichment.list:c2")),
+        "{taken}"
+    );
+    assert_eq!(taken["watched_prefixes"], 1, "{taken}");
+    assert_eq!(taken["lists"][0]["source"], "list:c2", "{taken}");
+    drop(TcpStream::connect("127.0.0.2:24341").expect("connect"));
+    let a = m.wait_for("egress_listed_ip after the reload", ALERT_TIMEOUT, listed);
+    assert_eq!(a["enrichment"]["lists"], serde_json::json!(["c2"]), "{a}");
+    drop(c2);
+    m.stop();
+}
+
 // ---------------------------------------------------------------------------------------------
 // A reader that goes away
 // ---------------------------------------------------------------------------------------------
