@@ -2,11 +2,16 @@
 //! then hand every ring-buffer record to the [`Pipeline`] until SIGINT / SIGTERM.
 //!
 //! Order at start matters: the probes are attached BEFORE `/proc` is read, so a process is either
-//! in the seed or announced by an event (or both), never missed in between.
+//! in the seed or announced by an event (or both), never missed in between. Right after the
+//! programs are attached and their maps opened, while the daemon is still one thread, it gives up
+//! every capability it does not need to keep running ([`privilege`]); the output writer and the
+//! list-file watcher start after that.
+//!
+//! Signals: SIGINT / SIGTERM stop, SIGHUP reloads the policy and the list files ([`reload`]),
+//! SIGUSR1 reopens `--output FILE`.
 
 use std::{
     collections::BTreeSet,
-    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -14,7 +19,6 @@ use std::{
 
 use anyhow::Context as _;
 use log::{info, warn};
-use monitor_common::EXE_SSH_SERVER;
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -28,13 +32,16 @@ use crate::{
     host::{self, UserNames},
     identity::Catalog,
     iplist::{IpLists, ReloadReport},
-    login::{self, Logins},
-    output::{Format, Output, OutputError},
-    pipeline::Pipeline,
+    login::Logins,
+    metrics,
+    output::{Format, OnClosed, Output, OutputError, Sink as _, queue},
+    pipeline::{self, Pipeline},
     policy::Policy,
-    probes::{Counters, ProbeOptions, Probes, Watch},
+    privilege,
+    probes::{Counters, ProbeOptions, Probes},
     process_table::{self, ProcessTable},
     record::Status,
+    reload::{self, mark_web_trees, watch_ssh_servers},
     status,
 };
 
@@ -49,6 +56,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 const RELOAD_SETTLE: Duration = Duration::from_millis(200);
 /// The list files are also re-checked this often, in case a change notice was lost.
 const RELOAD_POLL: Duration = Duration::from_secs(10);
+/// How long the records queued at exit may take to reach a slow reader.
+const OUTPUT_GRACE: Duration = Duration::from_secs(3);
 
 /// Everything the daemon needs, resolved and validated by the caller (policy included) before
 /// any eBPF is loaded.
@@ -69,10 +78,18 @@ pub struct Options {
     pub bench_floor: bool,
     /// The format records are printed in (`--format`).
     pub format: Format,
+    /// Stdout or `--output FILE`, opened; its writer thread starts once privileges are dropped.
+    pub output: queue::Opened,
+    /// `--output-queue-bytes`.
+    pub output_queue_bytes: usize,
+    /// `--metrics`: the listener, bound.
+    pub metrics: Option<std::net::TcpListener>,
+    /// What SIGHUP reads again.
+    pub reload: reload::Source,
 }
 
-/// Runs the daemon on a current-thread tokio runtime until SIGINT / SIGTERM (or until stdout is
-/// closed by its reader).
+/// Runs the daemon on a current-thread tokio runtime until SIGINT / SIGTERM, or until the reader
+/// of stdout goes away (an error, unless `--on-output-closed=continue`).
 pub fn run(opts: Options) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,10 +109,16 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         community_id_seed,
         bench_floor,
         format,
+        output,
+        output_queue_bytes,
+        metrics,
+        reload: reload_source,
     } = opts;
     // Signals first: a SIGTERM during start-up is then handled as a clean stop.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut sigusr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
     if bench_floor {
         return run_floor(ring_buffer_bytes, &mut sigint, &mut sigterm).await;
     }
@@ -124,18 +147,27 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(std::io::Error::from)
         .context("cannot register the ring buffer with tokio")?;
+    // Programs attached, maps open, outputs open: what is left to do needs far less.
+    privilege::drop_privileges().context("cannot drop privileges")?;
+    let queue = output
+        .start()
+        .context("cannot start the output writer thread")?;
+    let mut scrapes = metrics
+        .map(metrics::serve)
+        .transpose()
+        .context("cannot serve the metrics")?;
 
     let (table, enricher) = host_stages(&policy)?;
     watch_ssh_servers(&mut watch, &policy.logins, &table);
     let login_config = policy.logins.clone();
-    let list_paths = lists.as_ref().map(|(l, _)| l.paths()).unwrap_or_default();
+    let mut list_paths = lists.as_ref().map(|(l, _)| l.paths()).unwrap_or_default();
 
     let mut p = Pipeline {
         print_events,
         table,
         enricher,
         detector: Detector::new(Arc::new(policy.clone())),
-        out: Output::stdout(format),
+        out: Output::with_format(queue, format.encoder()).with_budget(output_queue_bytes),
         board: status::Board {
             hooks,
             ring_buffer_bytes,
@@ -165,7 +197,8 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     }
     p.refresh_counters(&probes);
     p.refresh_program_runs(&probes);
-    let (_watcher, mut list_changed) = watch_files(&list_paths);
+    let (mut _watcher, mut list_changed) = watch_files(&list_paths);
+    let trouble = p.out.get_ref().trouble_handle();
 
     let result: anyhow::Result<()> = async {
         p.start(&baseline_scan())?;
@@ -237,6 +270,31 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                         );
                     }
                 }
+                _ = sighup.recv() => {
+                    info!("SIGHUP: reading {} and the list files again", reload::describe(&reload_source));
+                    if let Some(paths) = reload::on_sighup(&mut p, &reload_source)?
+                        && paths != list_paths
+                    {
+                        (_watcher, list_changed) = watch_files(&paths);
+                        list_paths = paths;
+                    }
+                }
+                _ = sigusr1.recv() => p.out.get_mut().reopen(),
+                Some(scrape) = next_scrape(&mut scrapes) => {
+                    p.refresh_counters(&probes);
+                    let status = p.status_with(Status::Running, None, None);
+                    let _ = scrape.send(metrics::encode_status(&status));
+                }
+                () = trouble.wait() => {
+                    let out = p.out.get_ref();
+                    if let Some(why) = out.failed() {
+                        return Err(OutputError::Io(std::io::Error::other(why)).into());
+                    }
+                    if out.closed() && out.on_closed() == OnClosed::Exit {
+                        return Err(OutputError::Closed.into());
+                    }
+                    info!("--on-output-closed=continue: still watching; records are dropped and counted");
+                }
                 _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
                 _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
             }
@@ -246,8 +304,16 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     .await;
     if let Err(e) = result {
         if matches!(e.downcast_ref::<OutputError>(), Some(OutputError::Closed)) {
-            info!("stdout closed by its reader: stopping");
-            return Ok(());
+            // Nothing can be printed any more: detach, and leave the final counts on stderr.
+            p.refresh_counters(&probes);
+            drop(probes);
+            let stopped = p.status_with(Status::Stopped, None, None);
+            pipeline::log_status(&stopped);
+            anyhow::bail!(
+                "the reader of {} went away (EPIPE): stopping, as --on-output-closed=exit says \
+                 (--on-output-closed=continue keeps the daemon running)",
+                p.out.get_ref().name()
+            );
         }
         return Err(e);
     }
@@ -264,7 +330,9 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         p.drain(rb, usize::MAX)?;
         p.report(Status::Stopped)
     };
-    match stop() {
+    let stopped = stop();
+    p.out.get_mut().finish(OUTPUT_GRACE);
+    match stopped {
         Ok(()) | Err(OutputError::Closed) => Ok(()),
         Err(e) => Err(e).context("cannot write the final records"),
     }
@@ -295,6 +363,14 @@ pub fn host_stages(policy: &Policy) -> anyhow::Result<(ProcessTable, Enricher)> 
     );
     enricher.set_web_server_users(policy.web_server_users.clone());
     Ok((table, enricher))
+}
+
+/// The next scrape of `--metrics` (never, without it).
+async fn next_scrape(scrapes: &mut Option<metrics::Scrapes>) -> Option<metrics::Scrape> {
+    match scrapes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The benchmark's kernel floor: the same object and hooks with every program returning at once
@@ -352,68 +428,6 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Tells the kernel side which processes are under a web server now (the kernel hands the mark
-/// down at fork from here on), and which uids are web servers' users, so that their UDP
-/// destinations reach userspace and nobody else's do.
-fn mark_web_trees<W: std::io::Write>(p: &mut Pipeline<W>, users: &[String]) {
-    let mut marked = 0;
-    for pid in p.table.pids() {
-        if p.table.under_web_server(pid) {
-            p.mark_web_tree(pid);
-            marked += 1;
-        }
-    }
-    let by_uid = std::fs::read_to_string("/etc/passwd")
-        .map(|text| host::parse_passwd(&text))
-        .unwrap_or_default();
-    let uids: Vec<u32> = by_uid
-        .iter()
-        .filter(|(_, name)| users.contains(name))
-        .map(|(uid, _)| *uid)
-        .collect();
-    if let Some(watch) = p.watch.as_mut()
-        && let Err(e) = watch.set_web_uids(&uids)
-    {
-        warn!("cannot tell the kernel the web servers' users: {e}");
-    }
-    info!(
-        "{marked} processes under a web server and {} web server users watched for UDP egress",
-        uids.len()
-    );
-}
-
-/// Tells the kernel side which executables are SSH servers: the policy's paths as they are on
-/// disk now, and whatever running processes execute under those paths (a binary replaced by an
-/// upgrade keeps running from its old inode). New ones are added at their exec.
-fn watch_ssh_servers(watch: &mut Watch, config: &login::Config, table: &ProcessTable) {
-    let mut inodes = BTreeSet::new();
-    for pattern in &config.ssh_servers {
-        match glob::glob(pattern.as_str()) {
-            Ok(paths) => {
-                for path in paths.flatten() {
-                    if let Ok(m) = std::fs::metadata(&path) {
-                        inodes.insert(m.ino());
-                    }
-                }
-            }
-            Err(e) => warn!("{}: {e}", pattern.as_str()),
-        }
-    }
-    for pid in table.pids() {
-        let exe = table.get(pid).and_then(|e| e.exe.as_deref());
-        if config.is_ssh_server(exe)
-            && let Some(ino) = table.procfs().exe_inode(pid)
-        {
-            inodes.insert(ino);
-        }
-    }
-    for ino in inodes {
-        if let Err(e) = watch.watch_exe(ino, EXE_SSH_SERVER) {
-            warn!("cannot watch an SSH server executable (inode {ino}): {e}");
-        }
     }
 }
 

@@ -115,7 +115,7 @@ impl Lists<'_> {
 }
 
 /// The policy's program lists, owned: what the process table judges programs by.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Programs {
     pub web_servers: Vec<ExeGlob>,
     pub shells: Vec<ExeGlob>,

@@ -3,6 +3,7 @@
 //! half-configured.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
     time::Duration,
@@ -12,9 +13,11 @@ use clap::{Parser, Subcommand};
 use monitor::{
     audit, daemon,
     iplist::{IpLists, ReloadReport},
-    output::{Format, FormatName, Output},
+    metrics,
+    output::{Format, FormatName, OnClosed, Output, Queue, Target},
     policy::Policy,
-    replay,
+    reload, replay,
+    trust::Trust,
 };
 
 /// Exit code for a bad invocation or a bad policy file (clap uses the same for bad flags).
@@ -33,9 +36,37 @@ struct Cli {
     events: bool,
 
     /// Policy file (TOML). Without it the embedded default policy is used. Checked before
-    /// anything is loaded; see `monitor check-policy`.
+    /// anything is loaded; see `monitor check-policy`. SIGHUP reads it (and the list files)
+    /// again; a bad new file is refused and the running policy stays.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+
+    /// Accept a policy and list files that are not owned by root or that their group or others
+    /// may write (refused by default: whoever can write them can blind the monitor).
+    #[arg(long)]
+    insecure_config: bool,
+
+    /// Write the records to FILE (appended to, created with mode 0640) instead of stdout.
+    /// SIGUSR1 reopens it by name, for log rotation.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// What to do when the reader of stdout goes away (EPIPE): `exit` (log why, exit code 1) or
+    /// `continue` (keep watching; records are dropped and counted).
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = OnClosed::Exit)]
+    on_output_closed: OnClosed,
+
+    /// Bytes of records that may wait for a slow reader of the output. Once half is used, events
+    /// are dropped; alerts at seven eighths, status records at the whole. Drops are counted by
+    /// kind in the status records.
+    #[arg(long, value_name = "N", default_value_t = 8 << 20,
+          value_parser = clap::value_parser!(u64).range(65_536..=1 << 34))]
+    output_queue_bytes: u64,
+
+    /// Serve the status counters for Prometheus at `http://ADDR/metrics`. ADDR is PORT or :PORT
+    /// (loopback only) or IP:PORT. Off by default.
+    #[arg(long, value_name = "ADDR", value_parser = metrics::parse_addr)]
+    metrics: Option<SocketAddr>,
 
     /// Output format (docs/formats.md). Default: `text` when stdout is a terminal (coloured
     /// unless `NO_COLOR` is set), `native` otherwise.
@@ -131,7 +162,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckPolicy { file }) => match Policy::from_file(&file) {
-            Ok(p) => match load_lists(&p) {
+            Ok(p) => match load_lists(&p, Trust::Any) {
                 Ok(lists) => {
                     if let Some((_, report)) = &lists {
                         for f in &report.files {
@@ -177,9 +208,14 @@ fn main() -> ExitCode {
             Err(e) => report(Err(e)),
         },
         None => {
+            let trust = if cli.insecure_config {
+                Trust::Any
+            } else {
+                Trust::OwnerOnly
+            };
             let (policy, policy_source) = match &cli.policy {
                 None => (Policy::embedded_default(), "embedded default".to_string()),
-                Some(path) => match Policy::from_file(path) {
+                Some(path) => match Policy::from_trusted_file(path, trust) {
                     Ok(p) => (p, path.display().to_string()),
                     Err(e) => {
                         eprintln!("monitor: {e}");
@@ -187,7 +223,7 @@ fn main() -> ExitCode {
                     }
                 },
             };
-            let lists = match load_lists(&policy) {
+            let lists = match load_lists(&policy, trust) {
                 Ok(lists) => lists,
                 Err(e) => {
                     eprintln!("monitor: {e}");
@@ -198,6 +234,28 @@ fn main() -> ExitCode {
                 eprintln!("monitor: {e}");
                 return ExitCode::FAILURE;
             }
+            let (target, format) = match &cli.output {
+                Some(file) => (
+                    Target::File(file.clone()),
+                    Format::choose(cli.format, false, false),
+                ),
+                None => (Target::Stdout, Format::for_stdout(cli.format)),
+            };
+            let output = match Queue::open(target.clone(), cli.on_output_closed) {
+                Ok(output) => output,
+                Err(e) => {
+                    eprintln!("monitor: --output {}: cannot open it: {e}", target.name());
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let metrics = match cli.metrics.map(metrics::bind).transpose() {
+                Ok(listener) => listener,
+                Err(e) => {
+                    let addr = cli.metrics.map(|a| a.to_string()).unwrap_or_default();
+                    eprintln!("monitor: --metrics {addr}: cannot listen there: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
             report(daemon::run(daemon::Options {
                 print_events: cli.events,
                 ring_buffer_bytes: cli.ring_buffer_bytes,
@@ -207,7 +265,14 @@ fn main() -> ExitCode {
                 lists,
                 community_id_seed: cli.community_id_seed,
                 bench_floor: cli.bench_floor,
-                format: Format::for_stdout(cli.format),
+                format,
+                output,
+                output_queue_bytes: usize::try_from(cli.output_queue_bytes).unwrap_or(usize::MAX),
+                metrics,
+                reload: reload::Source {
+                    policy: cli.policy.clone(),
+                    trust,
+                },
             }))
         }
     }
@@ -225,7 +290,7 @@ fn run_audit(policy: Option<&Path>, format: Format) -> ExitCode {
             }
         },
     };
-    let lists = match load_lists(&policy) {
+    let lists = match load_lists(&policy, Trust::Any) {
         Ok(lists) => lists,
         Err(e) => {
             eprintln!("monitor: {e}");
@@ -265,12 +330,12 @@ fn run_audit(policy: Option<&Path>, format: Format) -> ExitCode {
 
 /// Reads the policy's list files in full (`None` without any): a file that cannot be read stops
 /// the daemon here, before any eBPF is loaded, naming the file and the policy key.
-fn load_lists(policy: &Policy) -> Result<Option<(IpLists, ReloadReport)>, String> {
+fn load_lists(policy: &Policy, trust: Trust) -> Result<Option<(IpLists, ReloadReport)>, String> {
     let config = &policy.enrichment;
     if config.is_empty() {
         return Ok(None);
     }
-    IpLists::load(&config.lists_config())
+    IpLists::load(&config.lists_config(trust))
         .map(Some)
         .map_err(|e| format!("enrichment: {e}"))
 }

@@ -4,8 +4,6 @@
 //! enrich stage. [`crate::daemon`] drives it from the ring buffer; the unit tests drive it with
 //! wire bytes.
 
-use std::io::Write;
-
 use aya::maps::{MapData, RingBuf};
 use log::debug;
 use monitor_common::{EXE_SSH_SERVER, EventKind};
@@ -17,22 +15,22 @@ use crate::{
     enrich::Enricher,
     iplist::{IpLists, Outcome, ReloadReport},
     login::{self, Login, Logins},
-    output::{Output, OutputError},
+    output::{Output, OutputError, Sink},
     probes::{Counters, Probes, Watch},
     process_table::ProcessTable,
-    record::{EventRecord, EventType, Record, Status, StatusRecord},
+    record::{EventRecord, EventType, Record, ReloadInfo, Status, StatusRecord},
     status,
 };
 
 /// State of the running daemon, apart from the probes and the ring buffer (kept outside so that
 /// ring-buffer items can be borrowed while this is mutated).
-pub struct Pipeline<W: Write> {
+pub struct Pipeline<S: Sink> {
     /// `--events`: print every event, not only alerts and status records.
     pub print_events: bool,
     pub table: ProcessTable,
     pub enricher: Enricher,
     pub detector: Detector,
-    pub out: Output<W>,
+    pub out: Output<S>,
     pub board: status::Board,
     /// The kernel's drop and error counters as last read.
     pub counters: Counters,
@@ -66,7 +64,7 @@ fn lineage_ktime(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_ne_bytes(bytes.get(8..16)?.try_into().ok()?))
 }
 
-impl<W: Write> Pipeline<W> {
+impl<S: Sink> Pipeline<S> {
     /// Reads what each eBPF program has cost the kernel, for the next status record (only while
     /// `kernel.bpf_stats_enabled` is 1; a few fdinfo reads, so only before status records).
     pub fn refresh_program_runs(&mut self, probes: &Probes) {
@@ -314,12 +312,20 @@ impl<W: Write> Pipeline<W> {
         log_lists(&report);
         if self.board.lists_read(&report, &clock::now_rfc3339()) {
             self.board.reloads += 1;
-            self.report(Status::Reloaded)?;
+            let reload = ReloadInfo {
+                trigger: "list_file",
+                accepted: true,
+                changed: lists_changed(&report),
+                error: None,
+            };
+            let record = self.status_with(Status::Reloaded, None, Some(reload));
+            self.out.write(&Record::Status(record))?;
+            self.out.flush()?;
         }
         Ok(())
     }
 
-    fn use_database(&mut self, lists: &IpLists) {
+    pub fn use_database(&mut self, lists: &IpLists) {
         let database = lists.database();
         if let Some(watch) = self.watch.as_mut() {
             match watch.set_nets(database.watched_prefixes()) {
@@ -360,7 +366,7 @@ impl<W: Write> Pipeline<W> {
             self.out.write(&Record::Event(event))?;
         }
         for alert in alerts {
-            self.board.alerts += 1;
+            self.board.alert(alert.rule);
             self.out.write(&Record::Alert(alert))?;
         }
         Ok(())
@@ -396,6 +402,16 @@ impl<W: Write> Pipeline<W> {
     }
 
     fn status(&self, status: Status, pre_existing_listeners: Option<usize>) -> StatusRecord {
+        self.status_with(status, pre_existing_listeners, None)
+    }
+
+    /// A status record as of now (`reload`: what a reload did, for a `reloaded` record).
+    pub fn status_with(
+        &self,
+        status: Status,
+        pre_existing_listeners: Option<usize>,
+        reload: Option<ReloadInfo>,
+    ) -> StatusRecord {
         self.board.record(
             status,
             status::Now {
@@ -405,14 +421,26 @@ impl<W: Write> Pipeline<W> {
                 table: self.table.stats(),
                 dedup: self.detector.status(),
                 ssh_sessions: self.logins.len(),
+                output: self.out.status(),
+                reload,
             },
             pre_existing_listeners,
         )
     }
 }
 
+/// `enrichment.<source>` for each list file a load or reload re-read or refused.
+pub fn lists_changed(report: &ReloadReport) -> Vec<String> {
+    report
+        .files
+        .iter()
+        .filter(|f| f.outcome != Outcome::Unchanged)
+        .map(|f| format!("enrichment.{}", status::source_name(f)))
+        .collect()
+}
+
 /// Logs a status record on stderr, whole, as one line.
-fn log_status(record: &StatusRecord) {
+pub fn log_status(record: &StatusRecord) {
     match serde_json::to_string(&Record::Status(record.clone())) {
         Ok(line) => log::info!("status: {line}"),
         Err(e) => log::warn!("cannot log a status record: {e}"),
@@ -421,7 +449,7 @@ fn log_status(record: &StatusRecord) {
 
 /// Logs what a load or reload of the lists did: every bad line (up to the report's cap) with
 /// its file and line, every refusal.
-fn log_lists(report: &ReloadReport) {
+pub fn log_lists(report: &ReloadReport) {
     for file in &report.files {
         match &file.outcome {
             Outcome::Unchanged => continue,

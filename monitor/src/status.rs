@@ -9,8 +9,8 @@ use crate::{
     iplist::{self, FileReport, Outcome},
     probes::{Counters, NetsUpdate},
     record::{
-        AttachReport, DedupStatus, EventCounts, ListStatus, ProgramRuns, Status, StatusRecord,
-        TableStats,
+        AttachReport, DedupStatus, EventCounts, ListStatus, OutputStatus, ProgramRuns, ReloadInfo,
+        RuleId, Status, StatusRecord, TableStats,
     },
 };
 
@@ -26,12 +26,17 @@ pub struct Board {
     pub decode_errors: u64,
     /// Alerts printed.
     pub alerts: u64,
+    /// Alerts printed, by rule.
+    pub alerts_by_rule: BTreeMap<&'static str, u64>,
     /// The list files as last read.
     pub lists: Vec<ListStatus>,
     /// The kernel's prefix watch after the last update.
     pub nets: NetsUpdate,
     /// List reloads that changed or refused something.
     pub reloads: u64,
+    /// SIGHUP reloads taken and refused.
+    pub policy_reloads: u64,
+    pub policy_reloads_refused: u64,
     /// The eBPF programs' run statistics as last read (`None` unless `kernel.bpf_stats_enabled`).
     pub programs: Option<BTreeMap<String, ProgramRuns>>,
 }
@@ -44,6 +49,9 @@ pub struct Now<'a> {
     pub table: TableStats,
     pub dedup: DedupStatus,
     pub ssh_sessions: usize,
+    pub output: OutputStatus,
+    /// reloaded only: what the reload did.
+    pub reload: Option<ReloadInfo>,
 }
 
 impl Board {
@@ -66,15 +74,27 @@ impl Board {
             errors: errors(now.kernel, self.decode_errors),
             process_table: now.table,
             alerts: self.alerts,
+            alerts_by_rule: self.alerts_by_rule.clone(),
             dedup: now.dedup,
             ssh_sessions: now.ssh_sessions,
             list_reloads: self.reloads,
+            policy_reloads: self.policy_reloads,
+            policy_reloads_refused: self.policy_reloads_refused,
+            reload: now.reload,
+            rss_bytes: rss_bytes(),
+            output: now.output,
             lists: self.lists.clone(),
             watched_prefixes: self.nets.watched,
             watched_prefixes_overflow: self.nets.overflow,
             pre_existing_listeners,
             programs: self.programs.clone(),
         }
+    }
+
+    /// Counts an alert printed.
+    pub fn alert(&mut self, rule: RuleId) {
+        self.alerts += 1;
+        *self.alerts_by_rule.entry(rule.as_str()).or_default() += 1;
     }
 
     /// Takes in a load or reload of the list files (at `time`); returns whether anything but
@@ -119,7 +139,19 @@ impl Board {
     }
 }
 
-fn source_name(file: &FileReport) -> String {
+/// The daemon's resident set size (`/proc/self/statm`'s second field, in pages), 0 when unknown.
+pub fn rss_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// The status name of a list file's source (`tor_exits`, `reputation`, `list:<name>`).
+pub fn source_name(file: &FileReport) -> String {
     match &file.source {
         iplist::Source::TorExits => "tor_exits".to_owned(),
         iplist::Source::Reputation => "reputation".to_owned(),
@@ -165,5 +197,20 @@ mod tests {
             ])
         );
         assert_eq!(ErrorSlot::Exec as u32, 2, "the wire numbering is fixed");
+    }
+
+    #[test]
+    fn rss_is_read_and_alerts_are_counted_by_rule() {
+        // Some megabytes: the test binary itself.
+        assert!(rss_bytes() > 1 << 20, "{}", rss_bytes());
+        let mut board = Board::default();
+        board.alert(RuleId::UnexpectedListen);
+        board.alert(RuleId::UnexpectedListen);
+        board.alert(RuleId::WebserverShell);
+        assert_eq!(board.alerts, 3);
+        assert_eq!(
+            board.alerts_by_rule,
+            BTreeMap::from([("unexpected_listen", 2), ("webserver_shell", 1)])
+        );
     }
 }

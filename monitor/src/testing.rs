@@ -359,3 +359,30 @@ pub fn detector_with(text: &str) -> crate::detect::Detector {
         crate::policy::Policy::from_toml_str(text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
     crate::detect::Detector::new(std::sync::Arc::new(policy))
 }
+
+/// A `running` status record with nothing counted.
+pub fn status_record() -> crate::record::StatusRecord {
+    use crate::{
+        probes::Counters,
+        record::{DedupStatus, Status, TableStats},
+        status::{Board, Now},
+    };
+    Board::default().record(
+        Status::Running,
+        Now {
+            time: T0.to_owned(),
+            host: "web1",
+            kernel: &Counters::default(),
+            table: TableStats {
+                size: 0,
+                capacity: 1,
+                evicted: 0,
+            },
+            dedup: DedupStatus::default(),
+            ssh_sessions: 0,
+            output: crate::record::OutputStatus::default(),
+            reload: None,
+        },
+        None,
+    )
+}

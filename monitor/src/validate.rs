@@ -28,6 +28,12 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
+    /// A policy file the daemon does not trust (`crate::trust`).
+    #[error("{path}: refused: {reason}")]
+    Untrusted {
+        path: String,
+        reason: crate::trust::Untrusted,
+    },
     /// `FILE:LINE:COLUMN: KEY: MESSAGE` (position and key left out when unknown).
     #[error("{}", display_invalid(.file, .position.as_ref(), .key.as_ref(), .message))]
     Invalid {

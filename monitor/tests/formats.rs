@@ -19,8 +19,8 @@ use monitor::{
     output::{Encode, ecs::Ecs, ocsf::Ocsf, text::Text},
     policy::Policy,
     record::{
-        DedupStatus, EventCounts, HookStatus, ListStatus, ProgramRuns, Record, Recorded, Refusal,
-        Status, StatusRecord, TableStats,
+        DedupStatus, EventCounts, HookStatus, ListStatus, OutputDrops, OutputStatus, ProgramRuns,
+        Record, Recorded, Refusal, ReloadError, ReloadInfo, Status, StatusRecord, TableStats,
     },
     replay,
 };
@@ -129,6 +129,7 @@ fn status_record(status: Status) -> StatusRecord {
             evicted: 0,
         },
         alerts: 5,
+        alerts_by_rule: BTreeMap::from([("unexpected_listen", 4), ("webserver_shell", 1)]),
         dedup: DedupStatus {
             suppressed_by_key: BTreeMap::from([(
                 "unexpected_listen:/usr/bin/nc.openbsd:4444".to_owned(),
@@ -139,6 +140,34 @@ fn status_record(status: Status) -> StatusRecord {
         },
         ssh_sessions: 1,
         list_reloads: 1,
+        policy_reloads: 1,
+        policy_reloads_refused: 1,
+        // A refused SIGHUP reload.
+        reload: (status == Status::Reloaded).then(|| ReloadInfo {
+            trigger: "sighup",
+            accepted: false,
+            changed: vec![],
+            error: Some(ReloadError {
+                file: "/etc/monitor/policy.toml".to_owned(),
+                line: Some(12),
+                column: Some(9),
+                key: Some("rules.unexpected_listen.allow[2].port".to_owned()),
+                message: "/etc/monitor/policy.toml:12:9: rules.unexpected_listen.allow[2].port: \
+                          port 70000 out of range 1-65535"
+                    .to_owned(),
+            }),
+        }),
+        rss_bytes: 17_000_000,
+        output: OutputStatus {
+            target: "stdout".to_owned(),
+            queued_bytes: 4096,
+            queue_bytes: 8 << 20,
+            dropped: OutputDrops {
+                connect: 120,
+                ..OutputDrops::default()
+            },
+            closed: false,
+        },
         lists: vec![ListStatus {
             source: "list:vpn".to_owned(),
             path: "/var/lib/monitor/vpn.txt".to_owned(),

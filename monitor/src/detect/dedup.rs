@@ -47,6 +47,11 @@ impl Dedup {
         }
     }
 
+    /// A new window (policy reload), for the keys held too.
+    pub fn set_window(&mut self, window: Duration) {
+        self.window = SignedDuration::try_from(window).unwrap_or(SignedDuration::MAX);
+    }
+
     pub fn check(&mut self, key: &str, now: Timestamp) -> Verdict {
         if let Some(entry) = self.entries.get_mut(key) {
             // An event older than the last printed one (clock step, baseline scan) is a repeat.

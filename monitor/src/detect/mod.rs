@@ -44,6 +44,18 @@ impl Detector {
         }
     }
 
+    /// The policy the rules judge by.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Judges by `policy` from now on (a SIGHUP reload). Dedup state is kept, so a reload does
+    /// not raise every alert again; a new `dedup_window` applies to the keys already held.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.dedup.set_window(policy.dedup_window);
+        self.policy = policy;
+    }
+
     /// Judges one event (live, start-up baseline with `pre_existing`, or replayed): every rule
     /// that judges its kind, in the policy's order, each raising at most one alert.
     /// `drops_total` is the kernel's cumulative ring-buffer drop count at this moment; alerts

@@ -21,6 +21,7 @@ use toml::Spanned;
 use crate::{
     iplist::{IpListsConfig, NamedList},
     netrange::Cidr,
+    trust::Trust,
     validate::{self, PolicyError, Source, unspanned},
 };
 
@@ -33,13 +34,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// What [`crate::iplist::IpLists::load`] reads.
-    pub fn lists_config(&self) -> IpListsConfig {
+    /// What [`crate::iplist::IpLists::load`] reads, believing the files `trust` accepts.
+    pub fn lists_config(&self, trust: Trust) -> IpListsConfig {
         IpListsConfig {
             tor_exits: self.tor_exits.clone(),
             reputation: self.reputation.clone(),
             lists: self.lists.clone(),
             trusted: self.trusted_networks.clone(),
+            trust,
         }
     }
 

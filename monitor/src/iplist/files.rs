@@ -14,7 +14,10 @@ use super::{
     database::{Enrichment, EnrichmentBuilder},
     parse::{Issues, ReputationEntry, parse_plain, parse_reputation_csv, parse_tor},
 };
-use crate::netrange::Cidr;
+use crate::{
+    netrange::Cidr,
+    trust::{Trust, Untrusted},
+};
 
 /// Larger files are refused: the biggest public feeds (`FireHOL` level sets, full Tor lists) are a
 /// few megabytes, and reading an unbounded file into memory is a denial of service.
@@ -32,6 +35,9 @@ pub struct IpListsConfig {
     pub lists: Vec<NamedList>,
     /// Never loaded from a file: a trusted network must not change because a download did.
     pub trusted: Vec<Cidr>,
+    /// Which files are believed, at load and at every reload (the daemon refuses files others
+    /// than root can write, unless `--insecure-config`).
+    pub trust: Trust,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +73,8 @@ pub enum ReadError {
     /// Its size or modification time moved during the read: a writer is mid-way through it.
     #[error("changed while it was being read")]
     ChangedWhileReading,
+    #[error("refused: {0}")]
+    Untrusted(#[from] Untrusted),
 }
 
 /// Which configured source a file is.
@@ -190,12 +198,13 @@ impl Identity {
 
 /// Reads through one open descriptor and compares `fstat` before and after, so a file replaced
 /// or rewritten during the read is noticed rather than half-parsed.
-fn read_file(path: &Path) -> Result<(Identity, String), ReadError> {
+fn read_file(path: &Path, trust: Trust) -> Result<(Identity, String), ReadError> {
     let mut file = File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(ReadError::NotAFile);
     }
+    trust.check(&meta)?;
     let before = Identity::of(&meta);
     if before.size > MAX_FILE_BYTES {
         return Err(ReadError::TooLarge);
@@ -269,6 +278,7 @@ struct SourceFile {
 pub struct IpLists {
     files: Vec<SourceFile>,
     trusted: Vec<Cidr>,
+    trust: Trust,
     database: Arc<Enrichment>,
 }
 
@@ -308,10 +318,11 @@ impl IpLists {
         let mut files = Vec::new();
         let mut reports = Vec::new();
         for (source, path) in sources {
-            let (identity, text) = read_file(path).map_err(|source| IpListError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let (identity, text) =
+                read_file(path, config.trust).map_err(|source| IpListError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
             let (content, bad_lines, normalised) = parse_source(&source, &text);
             reports.push(FileReport {
                 source: source.clone(),
@@ -333,6 +344,7 @@ impl IpLists {
         let lists = Self {
             files,
             trusted: config.trusted.clone(),
+            trust: config.trust,
             database,
         };
         Ok((
@@ -361,7 +373,7 @@ impl IpLists {
     pub fn reload_changed(&mut self) -> ReloadReport {
         let mut report = ReloadReport::default();
         for file in &mut self.files {
-            let file_report = reload_file(file);
+            let file_report = reload_file(file, self.trust);
             report.rebuilt |= file_report.outcome == Outcome::Reloaded;
             report.files.push(file_report);
         }
@@ -383,7 +395,7 @@ impl IpLists {
     }
 }
 
-fn reload_file(file: &mut SourceFile) -> FileReport {
+fn reload_file(file: &mut SourceFile, trust: Trust) -> FileReport {
     let served = file.content.len();
     let mut report = FileReport {
         source: file.source.clone(),
@@ -405,7 +417,7 @@ fn reload_file(file: &mut SourceFile) -> FileReport {
     if now == file.identity {
         return report;
     }
-    let (identity, text) = match read_file(&file.path) {
+    let (identity, text) = match read_file(&file.path, trust) {
         Ok(read) => read,
         Err(e) => return kept(report, KeepReason::Unreadable(e.to_string())),
     };
@@ -508,6 +520,7 @@ mod tests {
                 path: drop.clone(),
             }],
             trusted: cidrs(&["192.168.0.0/16"]),
+            trust: Trust::OwnerOnly,
         };
         let (lists, report) = IpLists::load(&config).unwrap_or_else(|e| panic!("{e}"));
         assert!(report.rebuilt);
@@ -808,5 +821,52 @@ mod tests {
         let file = &report.files[0];
         assert_eq!(file.entries, 2);
         assert_eq!(file.bad_lines.shown()[0].line, 3);
+    }
+
+    #[test]
+    fn files_others_can_write_are_refused_at_load_and_at_reload() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = TempDir::new("trust");
+        let path = dir.write("drop.txt", "1.10.16.0/20\n");
+        let config = IpListsConfig {
+            lists: vec![NamedList {
+                name: "drop".into(),
+                path: path.clone(),
+            }],
+            trust: Trust::OwnerOnly,
+            ..IpListsConfig::default()
+        };
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let err = IpLists::load(&config).expect_err("a file anyone can write");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: cannot read IP list: refused: {}",
+                path.display(),
+                Untrusted::Writable { mode: 0o666 }
+            )
+        );
+        // --insecure-config reads it.
+        let insecure = IpListsConfig {
+            trust: Trust::Any,
+            ..config.clone()
+        };
+        assert!(IpLists::load(&insecure).is_ok());
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let (mut lists, _) = IpLists::load(&config).unwrap_or_else(|e| panic!("{e}"));
+        // Replaced by a file its group can write: the last good copy stays.
+        let new = dir.write("drop.txt.new", "9.9.9.0/24\n");
+        fs::set_permissions(&new, fs::Permissions::from_mode(0o664)).unwrap();
+        fs::rename(&new, &path).unwrap();
+        let report = lists.reload_changed();
+        assert!(!report.rebuilt);
+        match &report.files[0].outcome {
+            Outcome::KeptLastGood(KeepReason::Unreadable(why)) => {
+                assert!(why.contains("writable by its group"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(report.files[0].entries, 1);
     }
 }

@@ -5,20 +5,26 @@
 //! [`ecs`] (Elastic Common Schema 9.x) and [`text`] (a readable line, the default on a
 //! terminal). A new format is one file here that implements [`Encode`], and a [`Format`].
 //!
-//! Records are buffered and flushed once per ring-buffer batch, so a burst costs one `write(2)`
-//! while a single event still reaches the reader within milliseconds. A reader that goes away
-//! (`monitor --events | head`) is reported as [`OutputError::Closed`] so the daemon can stop
-//! cleanly instead of panicking on EPIPE (Rust ignores SIGPIPE, so it arrives as an error).
+//! Records are encoded into one batch and handed to a [`Sink`] once per ring-buffer batch, so a
+//! burst costs one `write(2)` while a single event still reaches the reader within milliseconds.
+//! Replay and the tests write to any [`Write`] at once; the daemon hands batches to a
+//! writer thread through a bounded [`queue`], so that a slow or blocked reader never blocks the
+//! ring buffer: when the queue is full, [`Output`] drops records, events first, and counts each
+//! drop by kind ([`OutputDrops`]). A reader that goes away (`monitor --events | head`) is
+//! reported as [`OutputError::Closed`] (Rust ignores SIGPIPE, so EPIPE arrives as an error).
 
 pub mod ecs;
 mod fields;
 pub mod native;
 pub mod ocsf;
+pub mod queue;
 pub mod text;
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 
-use crate::record::Record;
+pub use self::queue::{OnClosed, Queue, Target};
+pub use crate::record::OutputDrops;
+use crate::record::{OutputStatus, Record};
 
 /// The `--format` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -105,12 +111,54 @@ impl From<io::Error> for OutputError {
     }
 }
 
-/// A line writer (stdout in the daemon, a `Vec<u8>` in tests) in one output format.
-pub struct Output<W: Write> {
-    out: BufWriter<W>,
+/// Where encoded batches of lines go: any [`Write`] at once (replay, tests), or the daemon's
+/// [`Queue`] to its writer thread.
+pub trait Sink {
+    /// Bytes handed over that the reader has not taken yet; [`Output`] drops records when this
+    /// reaches its budget. `usize::MAX` once the reader is gone and records are discarded
+    /// (`--on-output-closed=continue`).
+    fn backlog(&self) -> usize;
+    /// Takes a batch of whole lines (it may leave `batch` holding another, empty buffer).
+    fn send(&mut self, batch: &mut Vec<u8>) -> Result<(), OutputError>;
+    /// What the status records call it.
+    fn name(&self) -> String {
+        "stdout".to_owned()
+    }
+    /// Bytes waiting for the reader.
+    fn queued(&self) -> usize {
+        0
+    }
+    /// The reader went away.
+    fn closed(&self) -> bool {
+        false
+    }
+}
+
+impl<W: Write> Sink for W {
+    fn backlog(&self) -> usize {
+        0
+    }
+
+    fn send(&mut self, batch: &mut Vec<u8>) -> Result<(), OutputError> {
+        self.write_all(batch)?;
+        batch.clear();
+        self.flush()?;
+        Ok(())
+    }
+}
+
+/// Batches flushed early once they hold this much (a drain of thousands of `--events` records).
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Records in one output format, batched into a [`Sink`].
+pub struct Output<S: Sink> {
+    sink: S,
     format: Box<dyn Encode>,
-    /// Reused for every record.
-    line: Vec<u8>,
+    /// Whole lines not handed to the sink yet; records are encoded straight into it.
+    batch: Vec<u8>,
+    /// Bytes the sink and the batch may hold before records are dropped (`None`: never drop).
+    budget: Option<usize>,
+    drops: OutputDrops,
 }
 
 impl Output<io::Stdout> {
@@ -119,37 +167,86 @@ impl Output<io::Stdout> {
     }
 }
 
-impl<W: Write> Output<W> {
+impl<S: Sink> Output<S> {
     /// Native JSON lines.
-    pub fn new(w: W) -> Self {
-        Self::with_format(w, Box::new(native::Native))
+    pub fn new(sink: S) -> Self {
+        Self::with_format(sink, Box::new(native::Native))
     }
 
-    pub fn with_format(w: W, format: Box<dyn Encode>) -> Self {
+    pub fn with_format(sink: S, format: Box<dyn Encode>) -> Self {
         Self {
-            out: BufWriter::with_capacity(64 * 1024, w),
+            sink,
             format,
-            line: Vec::with_capacity(4096),
+            batch: Vec::with_capacity(BATCH_BYTES),
+            budget: None,
+            drops: OutputDrops::default(),
         }
     }
 
-    /// Appends one record as a line; call [`Output::flush`] after the batch.
+    /// Drops records rather than hold more than `bytes` not yet taken by the reader: events once
+    /// half of it is used, alerts at seven eighths, status records at the whole.
+    #[must_use]
+    pub fn with_budget(mut self, bytes: usize) -> Self {
+        self.budget = Some(bytes);
+        self
+    }
+
+    /// Appends one record as a line, or drops and counts it when the budget does not allow it;
+    /// call [`Output::flush`] after the batch.
     pub fn write(&mut self, record: &Record) -> Result<(), OutputError> {
-        // Encode first so a failing record never leaves half a line behind.
-        self.line.clear();
-        self.format.encode(record, &mut self.line)?;
-        self.line.push(b'\n');
-        self.out.write_all(&self.line)?;
+        if let Some(budget) = self.budget {
+            let limit = match record {
+                Record::Event(_) => budget / 2,
+                Record::Alert(_) => budget / 8 * 7,
+                Record::Status(_) => budget,
+            };
+            if self.sink.backlog().saturating_add(self.batch.len()) >= limit {
+                self.drops.count(record);
+                return Ok(());
+            }
+        }
+        // A record that fails to encode leaves no half line behind.
+        let start = self.batch.len();
+        if let Err(e) = self.format.encode(record, &mut self.batch) {
+            self.batch.truncate(start);
+            return Err(e);
+        }
+        self.batch.push(b'\n');
+        if self.batch.len() >= BATCH_BYTES {
+            self.sink.send(&mut self.batch)?;
+        }
         Ok(())
     }
 
     pub fn flush(&mut self) -> Result<(), OutputError> {
-        self.out.flush()?;
-        Ok(())
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.sink.send(&mut self.batch)
     }
 
-    pub fn get_ref(&self) -> &W {
-        self.out.get_ref()
+    /// Records dropped so far, by kind.
+    pub fn drops(&self) -> OutputDrops {
+        self.drops
+    }
+
+    /// For the status records.
+    pub fn status(&self) -> OutputStatus {
+        OutputStatus {
+            target: self.sink.name(),
+            queued_bytes: self.sink.queued(),
+            queue_bytes: self.budget.unwrap_or(0),
+            dropped: self.drops,
+            closed: self.sink.closed(),
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.sink
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.sink
     }
 }
 

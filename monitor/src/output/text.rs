@@ -17,7 +17,9 @@ use super::{
     Encode, OutputError,
     fields::{self, Subject},
 };
-use crate::record::{AlertRecord, EventRecord, EventType, Record, Severity, StatusRecord};
+use crate::record::{
+    AlertRecord, EventRecord, EventType, Record, ReloadInfo, Severity, StatusRecord,
+};
 
 /// Text lines; `colour` adds ANSI colours.
 #[derive(Clone, Copy, Debug, Default)]
@@ -159,6 +161,23 @@ impl Text {
                 push_clean(out, error);
             }
         }
+        let dropped = s.output.dropped.total();
+        if dropped > 0 {
+            let _ = write!(out, ", {dropped} records dropped by the output");
+        }
+        match &s.reload {
+            Some(ReloadInfo {
+                error: Some(error), ..
+            }) => {
+                out.push_str(", reload refused: ");
+                push_clean(out, &error.message);
+            }
+            Some(reload) if !reload.changed.is_empty() => {
+                out.push_str(", reloaded: ");
+                push_clean(out, &reload.changed.join(", "));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -217,7 +236,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        record::{DedupStatus, EventCounts, HookStatus, RuleId, Status, TableStats, Verdict},
+        record::{
+            DedupStatus, EventCounts, HookStatus, OutputStatus, ReloadError, ReloadInfo, RuleId,
+            Status, TableStats, Verdict,
+        },
         testing,
     };
 
@@ -315,9 +337,15 @@ mod tests {
                 evicted: 0,
             },
             alerts: 4,
+            alerts_by_rule: BTreeMap::from([("unexpected_listen", 4)]),
             dedup: DedupStatus::default(),
             ssh_sessions: 0,
             list_reloads: 0,
+            policy_reloads: 0,
+            policy_reloads_refused: 0,
+            reload: None,
+            rss_bytes: 1 << 24,
+            output: OutputStatus::default(),
             lists: vec![],
             watched_prefixes: 0,
             watched_prefixes_overflow: false,
@@ -325,8 +353,43 @@ mod tests {
             programs: None,
         };
         assert_eq!(
-            line(Text::default(), &Record::Status(status)),
+            line(Text::default(), &Record::Status(status.clone())),
             "2026-11-23T05:00:00.000000001Z status   started: monitor 0.1.0, 1/2 hooks attached, 3 events, 0 drops, 4 alerts, policy embedded default"
+        );
+        // What a person must not miss: records the output dropped, a refused reload.
+        let mut reloaded = status;
+        reloaded.status = Status::Reloaded;
+        reloaded.output.dropped.connect = 7;
+        reloaded.reload = Some(ReloadInfo {
+            trigger: "sighup",
+            accepted: false,
+            changed: vec![],
+            error: Some(ReloadError {
+                file: "p.toml".to_owned(),
+                line: Some(3),
+                column: Some(1),
+                key: Some("dedup_window".to_owned()),
+                message: "p.toml:3:1: dedup_window: `x` is not a duration".to_owned(),
+            }),
+        });
+        assert_eq!(
+            line(Text::default(), &Record::Status(reloaded.clone())),
+            "2026-11-23T05:00:00.000000001Z status   reloaded: monitor 0.1.0, 1/2 hooks attached, 3 events, 0 drops, 4 alerts, policy embedded default, 7 records dropped by the output, reload refused: p.toml:3:1: dedup_window: `x` is not a duration"
+        );
+        reloaded.reload = Some(ReloadInfo {
+            trigger: "sighup",
+            accepted: true,
+            changed: vec![
+                "dedup_window".to_owned(),
+                "rules.unexpected_listen".to_owned(),
+            ],
+            error: None,
+        });
+        reloaded.output.dropped.connect = 0;
+        assert!(
+            line(Text::default(), &Record::Status(reloaded)).ends_with(
+                "policy embedded default, reloaded: dedup_window, rules.unexpected_listen"
+            )
         );
     }
 }

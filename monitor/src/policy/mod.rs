@@ -24,6 +24,7 @@ use crate::{
     identity, login,
     matcher::ExeGlob,
     rules::Rules,
+    trust::Trust,
     validate::{self, Source, or_base, unspanned},
 };
 
@@ -78,10 +79,27 @@ impl Policy {
 
     /// Reads and validates a TOML policy file; errors name file, line, column and key.
     pub fn from_file(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        Self::from_trusted_file(path, Trust::Any)
+    }
+
+    /// [`Policy::from_file`], refusing a file that `trust` does not accept (judged on the opened
+    /// file, so the file judged is the file read).
+    pub fn from_trusted_file(path: &Path, trust: Trust) -> Result<Self, PolicyError> {
+        use std::io::Read as _;
+        let read = |source| PolicyError::Read {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(read)?;
+        let meta = file.metadata().map_err(read)?;
+        trust
+            .check(&meta)
+            .map_err(|reason| PolicyError::Untrusted {
+                path: path.display().to_string(),
+                reason,
+            })?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(read)?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 

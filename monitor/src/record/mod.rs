@@ -23,8 +23,8 @@ pub use self::{
         WebServerInfo,
     },
     status::{
-        AttachReport, DedupStatus, EventCounts, HookStatus, ListStatus, ProgramRuns, Refusal,
-        Status, StatusRecord, TableStats,
+        AttachReport, DedupStatus, EventCounts, HookStatus, ListStatus, OutputDrops, OutputStatus,
+        ProgramRuns, Refusal, ReloadError, ReloadInfo, Status, StatusRecord, TableStats,
     },
 };
 
