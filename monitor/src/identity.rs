@@ -191,6 +191,26 @@ pub struct Catalog {
     stats: IdentityStats,
 }
 
+/// Most bytes read of a shell list (`/etc/shells` is a few hundred).
+const SHELL_LIST_MAX: u64 = 1 << 20;
+
+/// A shell list's text: a regular file (a FIFO would wait for a writer, `/dev/zero` never end),
+/// its first [`SHELL_LIST_MAX`] bytes, invalid UTF-8 replaced.
+fn read_shell_list(path: &Path) -> Option<String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(SHELL_LIST_MAX).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 impl Catalog {
     /// Finds the host's binaries the lists name (see the module doc). Unreadable directories
     /// and files are skipped.
@@ -239,7 +259,7 @@ impl Catalog {
             }
         }
         for file in lists.shell_lists {
-            let Ok(text) = fs::read_to_string(file) else {
+            let Some(text) = read_shell_list(Path::new(file)) else {
                 log::debug!("shell list {file}: unreadable, skipped");
                 continue;
             };
@@ -682,6 +702,29 @@ mod tests {
             c.binaries()
                 .any(|(p, cl)| p.ends_with("opt/zsh5") && cl.has(Class::Shell))
         );
+    }
+
+    /// A shell list that is no regular file is skipped: `/dev/zero` used to be read without
+    /// end, and a FIFO to wait for a writer, at start and on every catalogue refresh.
+    #[test]
+    fn shell_lists_that_are_not_files_are_skipped() {
+        let mut host = Host::new();
+        let fifo = host.path("shells.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        host.lists = vec![
+            "/dev/zero".to_owned(),
+            fifo.display().to_string(),
+            host.lists[0].clone(),
+        ];
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(host.catalog().binaries().count()));
+        let binaries = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the catalogue is built instead of reading forever");
+        assert!(binaries > 0);
+        assert_eq!(read_shell_list(Path::new("/dev/zero")), None);
     }
 
     #[test]

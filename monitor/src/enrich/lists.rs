@@ -13,7 +13,7 @@
 //! path = "/var/lib/monitor/vpn.netset"
 //! ```
 
-use std::path::PathBuf;
+use std::{os::unix::fs::OpenOptionsExt as _, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -182,7 +182,12 @@ fn readable(p: &Spanned<String>, key: &str, src: &Source<'_>) -> Result<PathBuf,
         return Err(bad(format!("`{text}` is not an absolute path")));
     }
     let path = PathBuf::from(text);
-    match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+    // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path);
+    match opened.and_then(|f| f.metadata()) {
         Ok(m) if m.is_file() => Ok(path),
         Ok(_) => Err(bad(format!("{text}: not a regular file"))),
         Err(e) => Err(bad(format!("{text}: cannot read IP list: {e}"))),
@@ -223,6 +228,26 @@ mod tests {
         );
         let e = err("[enrichment]\nfeeds = []\n");
         assert!(e.contains("unknown field `feeds`"), "{e}");
+    }
+
+    /// Seen while writing the policy fuzz target, which reaches this check: a list path was
+    /// opened before its type was looked at, and opening a FIFO for reading blocks until a
+    /// writer comes, so a policy naming one hung the daemon's start (and `check-policy`). A FIFO
+    /// is refused without being opened.
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = TempDir::new();
+        let fifo = dir.path().join("tor.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let text = format!("[enrichment]\ntor_exits = \"{}\"\n", fifo.display());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(err(&text)));
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the policy check returns instead of blocking on the FIFO");
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     #[test]

@@ -2,10 +2,9 @@
 //! re-read only what changed.
 
 use std::{
-    fmt,
-    fs::{self, File},
+    fmt, fs,
     io::{self, Read},
-    os::unix::fs::MetadataExt,
+    os::unix::fs::{MetadataExt, OpenOptionsExt as _},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -199,7 +198,11 @@ impl Identity {
 /// Reads through one open descriptor and compares `fstat` before and after, so a file replaced
 /// or rewritten during the read is noticed rather than half-parsed.
 fn read_file(path: &Path, trust: Trust) -> Result<(Identity, String), ReadError> {
-    let mut file = File::open(path)?;
+    // O_NONBLOCK: opening a FIFO for reading would wait for a writer (regular files ignore it).
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(ReadError::NotAFile);
@@ -506,6 +509,23 @@ mod tests {
             .unwrap_or_else(|| panic!("no report for {source}"))
     }
 
+    /// A list file replaced by a FIFO (a downloader gone wrong, a hostile path) is not a file:
+    /// opening it for reading used to wait for a writer, and the reload with it.
+    #[test]
+    fn a_fifo_is_not_read() {
+        let dir = TempDir::new("fifo");
+        let fifo = dir.0.join("tor.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(read_file(&fifo, Trust::OwnerOnly).map(|_| ())));
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO returns instead of blocking");
+        assert!(matches!(got, Err(ReadError::NotAFile)), "{got:?}");
+    }
+
     #[test]
     fn load_reads_every_source_and_reports_bad_lines() {
         let dir = TempDir::new("load");
@@ -750,7 +770,7 @@ mod tests {
             .and_then(|m| m.modified())
             .unwrap_or_else(|e| panic!("{e}"));
         fs::write(&list, "2.2.2.2\n").unwrap_or_else(|e| panic!("{e}"));
-        File::options()
+        fs::File::options()
             .write(true)
             .open(&list)
             .and_then(|f| f.set_times(FileTimes::new().set_modified(mtime)))
