@@ -363,6 +363,9 @@ impl ErrorSlot {
     }
 }
 
+/// [`EventHeader::euid`] not read (`(uid_t)-1`, never a real uid).
+pub const EUID_UNKNOWN: u32 = u32::MAX;
+
 /// Common prefix of every ring-buffer record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -379,9 +382,14 @@ pub struct EventHeader {
     pub tgid: u32,
     /// Thread-group id of `current->real_parent`, 0 when the kernel side could not read it.
     pub ppid: u32,
+    /// Real uid and gid (`bpf_get_current_uid_gid()`).
     pub uid: u32,
     pub gid: u32,
-    pub _pad0: u32,
+    /// Effective uid (`current->cred->euid`): a setuid program's differs from `uid`. Read only
+    /// for the records of what a process does with its privileges, [`EventKind::Exec`],
+    /// `Listen`, `Connect`, `Accept`, and for `Cred`; [`EUID_UNKNOWN`] in the others (fork and
+    /// exit, the frequent ones, skip the two reads) and when the kernel side could not read it.
+    pub euid: u32,
     /// `bpf_get_current_cgroup_id()` (cgroup v2 id).
     pub cgroup_id: u64,
     /// `current->comm`, NUL-padded.
@@ -660,8 +668,17 @@ pub struct KernelOffsets {
     /// timespec64. That one is a `long` and the eBPF side reads a `u32`: the loader points at the
     /// half that holds the value (below 10^9), the first 4 bytes on little-endian kernels.
     pub inode_i_mtime_nsec: u32,
+
+    /// 1 when the two credential offsets below were found: exec, socket and cred records then
+    /// carry the effective uid ([`EventHeader::euid`]).
+    pub cred_valid: u32,
+    /// `task_struct.cred`: the subjective credentials, the ones `bpf_get_current_uid_gid()`
+    /// reads the real uid from.
+    pub task_cred: u32,
+    /// `cred.euid` (a `kuid_t`, one `u32`).
+    pub cred_euid: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 54 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 57 * 4);
 
 impl KernelOffsets {
     /// Nothing known: `valid` and `sock_valid` are 0; tracepoint fields have their Linux 6.18
@@ -721,6 +738,9 @@ impl KernelOffsets {
         super_block_s_dev: 0,
         inode_i_mtime_sec: 0,
         inode_i_mtime_nsec: 0,
+        cred_valid: 0,
+        task_cred: 0,
+        cred_euid: 0,
     };
 }
 

@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
     generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns},
 };
-use monitor_common::{ErrorSlot, EventHeader, EventKind, Hook};
+use monitor_common::{EUID_UNKNOWN, ErrorSlot, EventHeader, EventKind, Hook};
 
 use crate::{DROPS, ERRORS, EVENTS, FLOOR, MONITOR_TGID, WATCHED_EXES, scope::Wake};
 
@@ -165,6 +165,37 @@ pub fn current_ppid() -> u32 {
     }
 }
 
+/// Whether records of `kind` carry the effective uid: what a process does with its privileges
+/// (the program it runs, its sockets) and its uid changes. Fork, exit, PAM and setsid records,
+/// fork and exit being on every program start, skip the two reads.
+#[inline(always)]
+fn carries_euid(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Exec
+            | EventKind::Listen
+            | EventKind::Connect
+            | EventKind::Accept
+            | EventKind::Cred
+    )
+}
+
+/// `current->cred->euid`, [`EUID_UNKNOWN`] when the offsets are unknown or a read fails.
+#[inline(always)]
+pub fn current_euid() -> u32 {
+    if off!(cred_valid) != 1 {
+        return EUID_UNKNOWN;
+    }
+    // SAFETY: both are probe reads (a bad address fails, never faults) of a pointer and a u32,
+    // valid for any bits.
+    unsafe {
+        match read_ptr(current_task(), off!(task_cred)) {
+            Ok(cred) => read_kernel::<u32>(cred, off!(cred_euid)).unwrap_or(EUID_UNKNOWN),
+            Err(_) => EUID_UNKNOWN,
+        }
+    }
+}
+
 /// Fills every field of the header (ring-buffer memory is not zeroed by the kernel).
 ///
 /// # Safety
@@ -185,7 +216,11 @@ pub unsafe fn fill_header(h: *mut EventHeader, kind: EventKind, hook: Hook) {
         (*h).ppid = current_ppid();
         (*h).uid = uid_gid as u32;
         (*h).gid = (uid_gid >> 32) as u32;
-        (*h)._pad0 = 0;
+        (*h).euid = if carries_euid(kind) {
+            current_euid()
+        } else {
+            EUID_UNKNOWN
+        };
         (*h).cgroup_id = bpf_get_current_cgroup_id();
         (*h).comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }

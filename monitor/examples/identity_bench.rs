@@ -91,6 +91,7 @@ fn main() {
                 ppid: 1,
                 uid: 0,
                 gid: 0,
+                euid: Some(0),
                 cgroup_id: 1,
                 comm: "true".into(),
                 hook: Some(monitor_common::Hook::TracepointSchedProcessExec),

@@ -8,10 +8,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
-    AF_INET, AF_INET6, ARGS_LEN, CredEvent, EXE_LEN, EXEC_ARGS_TRUNCATED, EXEC_EXE_FILE_ID,
-    EXEC_EXE_RESOLVED, EXEC_FILENAME_TRUNCATED, EventHeader, EventKind, ExecEvent, ExitEvent,
-    FILENAME_LEN, ForkEvent, Hook, IPPROTO_TCP, IPPROTO_UDP, PamCall, PamEvent, SetsidEvent,
-    SockEvent,
+    AF_INET, AF_INET6, ARGS_LEN, CredEvent, EUID_UNKNOWN, EXE_LEN, EXEC_ARGS_TRUNCATED,
+    EXEC_EXE_FILE_ID, EXEC_EXE_RESOLVED, EXEC_FILENAME_TRUNCATED, EventHeader, EventKind,
+    ExecEvent, ExitEvent, FILENAME_LEN, ForkEvent, Hook, IPPROTO_TCP, IPPROTO_UDP, PamCall,
+    PamEvent, SetsidEvent, SockEvent,
 };
 
 use crate::record::{self, Endpoint, Family, Protocol, SocketInfo};
@@ -46,8 +46,12 @@ pub struct Origin {
     pub tgid: u32,
     /// 0 when the kernel side could not read it.
     pub ppid: u32,
+    /// Real uid and gid.
     pub uid: u32,
     pub gid: u32,
+    /// Effective uid, for the kinds whose records carry it (exec, listen, connect, accept, cred)
+    /// when the kernel side could read it.
+    pub euid: Option<u32>,
     pub cgroup_id: u64,
     pub comm: String,
 }
@@ -269,6 +273,7 @@ fn decode_origin(raw: &EventHeader, kind: EventKind) -> Origin {
         ppid: raw.ppid,
         uid: raw.uid,
         gid: raw.gid,
+        euid: (raw.euid != EUID_UNKNOWN).then_some(raw.euid),
         cgroup_id: raw.cgroup_id,
         comm: cstr_lossy(&raw.comm),
     }
@@ -476,7 +481,7 @@ mod tests {
             ppid: 1,
             uid: 1000,
             gid: 100,
-            _pad0: 0,
+            euid: EUID_UNKNOWN,
             cgroup_id: 77,
             comm: comm("python3"),
         }
@@ -564,6 +569,7 @@ mod tests {
                     ppid: 1,
                     uid: 1000,
                     gid: 100,
+                    euid: None,
                     cgroup_id: 77,
                     comm: "python3".into(),
                 },
@@ -1038,6 +1044,22 @@ mod tests {
         };
         assert_eq!(e.argv, ["sh", "-c", "ech"]);
         assert!(e.argv_truncated);
+    }
+
+    #[test]
+    fn euid_only_when_the_kernel_read_it() {
+        // A setuid-root program run by uid 1000.
+        let mut ev = exec_event(b"x\0", 0);
+        ev.header.euid = 0;
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!((e.origin.uid, e.origin.euid), (1000, Some(0)));
+        ev.header.euid = EUID_UNKNOWN;
+        let KernelEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.origin.euid, None);
     }
 
     #[test]

@@ -720,7 +720,7 @@ mod tests {
         let tool = json!({"pid":200,"exe":"/usr/bin/dash","kind":"shell","matched":"path"});
         let nginx = json!({"pid":100,"exe":"/usr/sbin/nginx","comm":"nginx","argv":["nginx: worker process"]});
         let init = json!({"pid":1,"exe":"/sbin/init","comm":"init","argv":["/sbin/init"]});
-        let sh = json!({"pid":200,"ppid":100,"uid":33,"gid":33,"user":"www-data","comm":"sh",
+        let sh = json!({"pid":200,"ppid":100,"uid":33,"euid":33,"gid":33,"user":"www-data","comm":"sh",
                         "exe":"/usr/bin/dash","argv":["sh","-c","id"],"cgroup_id":4242});
         assert_eq!(
             ev[0],

@@ -62,8 +62,12 @@ pub struct ProcessEntry {
     /// The parent at fork time (or as last reported by an exec event); kept after the parent
     /// exits so that lineage survives reparenting to init.
     pub ppid: u32,
+    /// Real uid and gid.
     pub uid: u32,
     pub gid: u32,
+    /// Effective uid: from `/proc`, the last exec or uid change the kernel reported (a setuid
+    /// program's is set at exec), or the parent's at fork; `None` when nothing said.
+    pub euid: Option<u32>,
     pub comm: String,
     pub exe: Option<String>,
     pub argv: Vec<String>,
@@ -119,6 +123,7 @@ impl ProcessEntry {
             ppid: p.ppid,
             uid: p.uid,
             gid: p.gid,
+            euid: p.euid,
             comm: p.comm,
             exe: p.exe,
             argv: p.argv,
@@ -650,6 +655,7 @@ impl ProcessTable {
                 ppid: h.ppid,
                 uid: h.uid,
                 gid: h.gid,
+                euid: h.euid,
                 comm: h.comm.clone(),
                 exe: None,
                 argv: Vec::new(),
@@ -664,6 +670,9 @@ impl ProcessTable {
         e.cgroup_id = Some(h.cgroup_id);
         if e.ppid == 0 {
             e.ppid = h.ppid;
+        }
+        if h.euid.is_some() {
+            e.euid = h.euid;
         }
         e
     }
@@ -695,6 +704,11 @@ impl ProcessTable {
         if self.lookup(parent.tgid).is_some() {
             self.resolve_web_server(parent.tgid);
         }
+        // The child starts with its parent's credentials (a fork record does not carry the
+        // effective uid).
+        let euid = parent
+            .euid
+            .or_else(|| self.get(parent.tgid).and_then(|p| p.euid));
         let (exe, argv, argv_truncated, filename, web_server, inherited) =
             match self.get(parent.tgid) {
                 Some(p) => (
@@ -744,6 +758,7 @@ impl ProcessTable {
             ppid: parent.tgid,
             uid: parent.uid,
             gid: parent.gid,
+            euid,
             // A child starts with the forking thread's comm.
             comm: parent.comm.clone(),
             exe,
@@ -820,12 +835,15 @@ impl ProcessTable {
         );
         let tool = judged.tool.clone().or(tool_before);
         let start_ns = start_ns.or_else(|| self.proc.read(h.tgid).and_then(|e| e.start_ns));
+        // A setuid program's effective uid is set by this exec: the kernel's, else /proc's.
+        let euid = h.euid.or_else(|| self.proc.euid(h.tgid));
         self.failed.remove(&h.tgid);
         self.insert(ProcessEntry {
             pid: h.tgid,
             ppid,
             uid: h.uid,
             gid: h.gid,
+            euid,
             comm: h.comm.clone(),
             exe,
             argv: ev.argv.clone(),
@@ -867,9 +885,11 @@ impl ProcessTable {
     /// A successful setuid-family call changed the process's real uid: its later records and
     /// its children's carry the new ids.
     pub fn on_cred(&mut self, h: &Origin) {
+        let euid = h.euid.or_else(|| self.proc.euid(h.tgid));
         if let Some(e) = self.entries.get_mut(&h.tgid) {
             e.uid = h.uid;
             e.gid = h.gid;
+            e.euid = euid;
         }
     }
 
@@ -1188,6 +1208,55 @@ mod tests {
             Some(4_000_000_000),
             "start is the fork, not the exec"
         );
+    }
+
+    /// The effective uid: from `/proc` at seeding, set by an exec (a setuid program's), kept
+    /// through records that do not carry it, handed down at fork, changed by a uid change.
+    #[test]
+    fn effective_uid_through_exec_fork_and_cred() {
+        let dir = TempDir::new();
+        fake_proc(&dir.0, 1, 0, "init", Some("/sbin/init"), &["init"], 1);
+        let mut t = ProcessTable::new(100, &dir.0);
+        t.seed().unwrap();
+        assert_eq!(t.get(1).unwrap().euid, Some(1000), "fake_proc's Uid line");
+        // uid 65534 runs a setuid-root program.
+        t.on_fork(&hdr(1, 0, "init", 1_000_000_000), 300, 300);
+        let mut e = exec(
+            300,
+            1,
+            "passwd",
+            "/usr/bin/passwd",
+            &["passwd"],
+            2_000_000_000,
+        );
+        e.origin.uid = 65534;
+        e.origin.euid = Some(0);
+        t.on_exec(&e);
+        assert_eq!(
+            (t.get(300).unwrap().uid, t.get(300).unwrap().euid),
+            (65534, Some(0))
+        );
+        // A fork record carries no effective uid: the child has its parent's.
+        let mut fork = hdr(300, 1, "passwd", 3_000_000_000);
+        fork.uid = 65534;
+        fork.euid = None;
+        t.on_fork(&fork, 301, 301);
+        assert_eq!(t.get(301).unwrap().euid, Some(0));
+        // An exit (no effective uid in it) leaves it; a uid change sets it.
+        let mut exit = hdr(301, 300, "passwd", 4_000_000_000);
+        exit.euid = None;
+        assert_eq!(t.for_event(&exit).euid, Some(0));
+        let mut cred = hdr(301, 300, "passwd", 5_000_000_000);
+        cred.kind = EventKind::Cred;
+        (cred.uid, cred.euid) = (0, Some(0));
+        t.on_cred(&cred);
+        assert_eq!(
+            (t.get(301).unwrap().uid, t.get(301).unwrap().euid),
+            (0, Some(0))
+        );
+        cred.euid = Some(1000);
+        t.on_cred(&cred);
+        assert_eq!(t.get(301).unwrap().euid, Some(1000));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct ProcProcess {
     /// Real uid / gid.
     pub uid: u32,
     pub gid: u32,
+    /// Effective uid (`status`' second `Uid` field), `None` when unreadable.
+    pub euid: Option<u32>,
     pub comm: String,
     /// `/proc/<pid>/exe`; `None` for kernel threads and unreadable links.
     pub exe: Option<String>,
@@ -158,6 +160,12 @@ impl ProcFs {
         fs::metadata(self.path(pid, "exe")).ok().map(|m| m.ino())
     }
 
+    /// The effective uid (`status`), `None` when the process is gone or the line unreadable.
+    pub fn euid(&self, pid: u32) -> Option<u32> {
+        let text = fs::read_to_string(self.path(pid, "status")).ok()?;
+        parse_status(&text).euid
+    }
+
     pub fn tgid_of(&self, tid: u32) -> Option<u32> {
         let text = fs::read_to_string(self.path(tid, "status")).ok()?;
         parse_status(&text).tgid
@@ -199,6 +207,7 @@ impl ProcFs {
             ppid: stat.ppid,
             uid: status.uid.unwrap_or(0),
             gid: status.gid.unwrap_or(0),
+            euid: status.euid,
             comm: stat.comm,
             exe: self.exe(pid),
             argv,
@@ -246,6 +255,8 @@ pub struct ProcStatus {
     /// Real uid / gid (what `bpf_get_current_uid_gid` reports).
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Effective uid.
+    pub euid: Option<u32>,
 }
 
 pub fn parse_status(text: &str) -> ProcStatus {
@@ -254,11 +265,12 @@ pub fn parse_status(text: &str) -> ProcStatus {
         let Some((key, value)) = line.split_once(':') else {
             continue;
         };
-        let first = || value.split_ascii_whitespace().next()?.parse().ok();
+        let nth = |n| value.split_ascii_whitespace().nth(n)?.parse().ok();
         match key {
-            "Tgid" => st.tgid = first(),
-            "Uid" => st.uid = first(),
-            "Gid" => st.gid = first(),
+            "Tgid" => st.tgid = nth(0),
+            // Real, effective, saved set, filesystem.
+            "Uid" => (st.uid, st.euid) = (nth(0), nth(1)),
+            "Gid" => st.gid = nth(0),
             _ => {}
         }
     }
@@ -292,15 +304,19 @@ mod tests {
 
     #[test]
     fn status_parsing() {
+        // A setuid-root program run by uid 1000.
         let st = parse_status("Name:\tx\nTgid:\t10\nUid:\t1000\t0\t0\t0\nGid:\t5\t5\t5\t5\n");
         assert_eq!(
             st,
             ProcStatus {
                 tgid: Some(10),
                 uid: Some(1000),
-                gid: Some(5)
+                gid: Some(5),
+                euid: Some(0),
             }
         );
+        // A short Uid line has no effective uid.
+        assert_eq!(parse_status("Uid:\t7\n").euid, None);
     }
 
     #[test]

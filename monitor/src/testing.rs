@@ -36,7 +36,8 @@ pub fn comm(s: &str) -> [u8; COMM_LEN] {
     c
 }
 
-/// A wire header of `kind` for process `tgid` (uid and gid 33, cgroup 4242).
+/// A wire header of `kind` for process `tgid` (uid and gid 33, cgroup 4242; the effective uid
+/// 33 in the kinds whose records carry it, as the kernel side writes them).
 pub fn wire_header(
     kind: EventKind,
     tgid: u32,
@@ -53,13 +54,20 @@ pub fn wire_header(
         ppid,
         uid: 33,
         gid: 33,
-        _pad0: 0,
+        euid: match kind {
+            EventKind::Exec
+            | EventKind::Listen
+            | EventKind::Connect
+            | EventKind::Accept
+            | EventKind::Cred => 33,
+            _ => monitor_common::EUID_UNKNOWN,
+        },
         cgroup_id: 4242,
         comm: comm(comm_),
     }
 }
 
-/// A decoded origin for process `tgid` (a fork by default; uid and gid 33, cgroup 9).
+/// A decoded origin for process `tgid` (a fork by default; uid, euid and gid 33, cgroup 9).
 pub fn origin(tgid: u32, ppid: u32, comm: &str, ktime_ns: u64) -> Origin {
     Origin {
         kind: EventKind::Fork,
@@ -70,6 +78,7 @@ pub fn origin(tgid: u32, ppid: u32, comm: &str, ktime_ns: u64) -> Origin {
         ppid,
         uid: 33,
         gid: 33,
+        euid: Some(33),
         cgroup_id: 9,
         comm: comm.into(),
     }
@@ -140,6 +149,7 @@ pub fn process(pid: u32, exe: &str, comm: &str, argv: &[&str]) -> ProcessInfo {
         pid,
         ppid: 0,
         uid: 1000,
+        euid: Some(1000),
         gid: 1000,
         user: Some("app".to_owned()),
         comm: comm.to_owned(),
@@ -332,7 +342,7 @@ pub fn fake_proc(
     .unwrap();
     fs::write(
         d.join("status"),
-        format!("Name:\t{comm}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{ppid}\nUid:\t1000\t0\t0\t0\nGid:\t100\t0\t0\t0\n"),
+        format!("Name:\t{comm}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{ppid}\nUid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\n"),
     )
     .unwrap();
     let mut cmdline = Vec::new();

@@ -22,10 +22,18 @@ const WAIT: Duration = Duration::from_secs(10);
 fn expect_self_process(v: &Value) {
     let p = &v["process"];
     assert_eq!(p["pid"], std::process::id(), "pid is the test's tgid: {v}");
-    // SAFETY: getppid/getuid/getgid have no preconditions.
-    let (ppid, uid, gid) = unsafe { (libc::getppid(), libc::getuid(), libc::getgid()) };
+    // SAFETY: getppid/getuid/geteuid/getgid have no preconditions.
+    let (ppid, uid, euid, gid) = unsafe {
+        (
+            libc::getppid(),
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+        )
+    };
     assert_eq!(p["ppid"], ppid, "{v}");
     assert_eq!(p["uid"], uid, "{v}");
+    assert_eq!(p["euid"], euid, "{v}");
     assert_eq!(p["gid"], gid, "{v}");
     if uid == 0 {
         assert_eq!(p["user"], "root", "{v}");

@@ -138,6 +138,11 @@ impl Enricher {
                 ..ProcessInfo::default()
             },
         };
+        // The process's own effective uid says nothing of the user who logged in when the
+        // uid reported is not its own (root's session process, with pam_loginuid's).
+        if process.uid != uid {
+            process.euid = None;
+        }
         process.uid = uid;
         process.user = self.users.name(uid);
         let user = process.user.clone();
@@ -233,11 +238,13 @@ impl Enricher {
     /// kernel reported at that moment (the parent from the table when the kernel side could not
     /// read it).
     fn process_info(&mut self, entry: &ProcessEntry, live: Option<&Origin>) -> ProcessInfo {
-        let (ppid, uid, gid, comm, cgroup_id) = match live {
+        let (ppid, uid, euid, gid, comm, cgroup_id) = match live {
             // The fork-time parent, like `ancestry[0]`: after reparenting the kernel reports init.
+            // The effective uid from the table when the record does not carry it (fork, exit).
             Some(o) => (
                 if entry.ppid != 0 { entry.ppid } else { o.ppid },
                 o.uid,
+                o.euid.or(entry.euid),
                 o.gid,
                 &o.comm,
                 o.cgroup_id,
@@ -245,6 +252,7 @@ impl Enricher {
             None => (
                 entry.ppid,
                 entry.uid,
+                entry.euid,
                 entry.gid,
                 &entry.comm,
                 entry.cgroup_id.unwrap_or(0),
@@ -254,6 +262,7 @@ impl Enricher {
             pid: entry.pid,
             ppid,
             uid,
+            euid,
             gid,
             user: self.users.name(uid),
             comm: comm.clone(),

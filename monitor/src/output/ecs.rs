@@ -247,7 +247,13 @@ fn process(s: &Subject<'_>) -> Value {
         "args": (!p.argv.is_empty()).then_some(&p.argv),
         "args_count": (!p.argv.is_empty()).then_some(p.argv.len()),
         "command_line": fields::command_line(&p.argv),
-        "user": { "id": p.uid.to_string(), "name": p.user },
+        // ECS: `process.user` is the effective user, `process.real_user` the real one. The
+        // record names only the real uid's user.
+        "user": p.euid.map(|euid| json!({
+            "id": euid.to_string(),
+            "name": if euid == p.uid { p.user.as_deref() } else { None },
+        })),
+        "real_user": { "id": p.uid.to_string(), "name": p.user },
         "group": { "id": p.gid.to_string() },
         "parent": parent,
         "exit_code": s.exit_code.map(fields::exit_code),
@@ -384,6 +390,32 @@ mod tests {
         let mut line = Vec::new();
         Ecs.encode(record, &mut line).unwrap();
         serde_json::from_slice(&line).unwrap()
+    }
+
+    /// ECS's `process.user` is the effective user, `process.real_user` the real one.
+    #[test]
+    fn effective_and_real_users() {
+        let mut process = testing::python();
+        let listen = testing::listen(testing::T0, process.clone(), "0.0.0.0", 8080);
+        let v = encode(&Record::Event(listen));
+        assert_eq!(v["process"]["user"], json!({"id": "1000", "name": "app"}));
+        assert_eq!(
+            v["process"]["real_user"],
+            json!({"id": "1000", "name": "app"})
+        );
+        // A setuid-root program run by app: the record names only the real uid's user.
+        process.euid = Some(0);
+        let listen = testing::listen(testing::T0, process.clone(), "0.0.0.0", 8080);
+        let v = encode(&Record::Event(listen));
+        assert_eq!(v["process"]["user"], json!({"id": "0"}));
+        assert_eq!(v["process"]["real_user"]["id"], "1000");
+        assert_eq!(v["user"], json!({"id": "1000", "name": "app"}));
+        // Unknown (a recording older than the field): no effective user.
+        process.euid = None;
+        let listen = testing::listen(testing::T0, process, "0.0.0.0", 8080);
+        let v = encode(&Record::Event(listen));
+        assert!(v["process"].get("user").is_none(), "{v}");
+        assert_eq!(v["process"]["real_user"]["id"], "1000");
     }
 
     #[test]

@@ -531,6 +531,7 @@ fn unmapped(s: &Subject<'_>) -> Value {
     json!({
         "process": {
             "gid": s.process.gid,
+            "euid": s.process.euid,
             "cgroup_id": s.process.cgroup_id,
             "argv_truncated": s.process.argv_truncated.then_some(true),
         },
@@ -595,6 +596,7 @@ mod tests {
         assert_eq!(process["ancestry"][1]["pid"], 1);
         assert_eq!(process["user"], json!({"uid": "1000", "name": "app"}));
         assert_eq!(v["unmapped"]["process"]["gid"], 1000);
+        assert_eq!(v["unmapped"]["process"]["euid"], 1000);
         assert_eq!(v["metadata"]["version"], "1.8.0");
         assert_eq!(v["metadata"]["event_code"], "connect");
         // No nulls anywhere: the schema has no null types.

@@ -195,11 +195,17 @@ fn subject(out: &mut String, s: &Subject<'_>) {
         Some(user) => {
             out.push_str(" (");
             push_clean(out, user);
-            out.push(')');
         }
         None => {
-            let _ = write!(out, " (uid {})", p.uid);
+            let _ = write!(out, " (uid {}", p.uid);
         }
+    }
+    // A setuid program: whose privileges it has.
+    match p.euid {
+        Some(euid) if euid != p.uid => {
+            let _ = write!(out, " euid {euid})");
+        }
+        _ => out.push(')'),
     }
     let flow = s.flow();
     if let Some(remote) = flow.remote {
@@ -279,6 +285,20 @@ mod tests {
             "2026-11-23T05:00:00.000000001Z HIGH     webserver_shell: php-fpm8.2 ran sh -c id\\n\\u{1b}[2J  \
              process sh[4100] /usr/bin/dash (www-data)  remote 198.51.100.9:4444"
         );
+    }
+
+    #[test]
+    fn a_setuid_program_shows_its_effective_uid() {
+        let mut process = testing::python();
+        process.euid = Some(0);
+        let listen = testing::listen(testing::T0, process.clone(), "0.0.0.0", 8080);
+        assert!(
+            line(Text::default(), &Record::Event(listen))
+                .contains("process python3[4000] /usr/bin/python3.11 (app euid 0)  local"),
+        );
+        process.user = None;
+        let listen = testing::listen(testing::T0, process, "0.0.0.0", 8080);
+        assert!(line(Text::default(), &Record::Event(listen)).contains("(uid 1000 euid 0)"));
     }
 
     #[test]

@@ -426,7 +426,7 @@ pub struct OffsetsReport {
     pub missing: Vec<String>,
 }
 
-/// Fills the three groups of [`KernelOffsets`]; a group whose lookups do not all succeed stays
+/// Fills the groups of [`KernelOffsets`]; a group whose lookups do not all succeed stays
 /// invalid (its `valid` flag 0) and is named in `missing`.
 pub fn kernel_offsets(btf: &Btf) -> OffsetsReport {
     let mut o = KernelOffsets::UNKNOWN;
@@ -541,6 +541,18 @@ pub fn kernel_offsets(btf: &Btf) -> OffsetsReport {
         Ok(()) => {}
         Err(e) => missing.push(format!(
             "inode offsets (the executable's identity in exec records): {e}"
+        )),
+    }
+
+    let cred = (|| -> Result<(), BtfError> {
+        o.task_cred = btf.member_offset("task_struct", "cred")?;
+        o.cred_euid = btf.member_offset("cred", "euid")?;
+        Ok(())
+    })();
+    match cred {
+        Ok(()) => o.cred_valid = 1,
+        Err(e) => missing.push(format!(
+            "credential offsets (the effective uid in records): {e}"
         )),
     }
 
@@ -947,5 +959,11 @@ mod tests {
         // super_block starts with its list_head, then s_dev.
         assert_eq!(o.super_block_s_dev, 16);
         assert!(o.inode_i_mtime_nsec > o.inode_i_mtime_sec, "{o:?}");
+        // struct cred: the usage count, then uid, gid, suid, sgid, euid (4 bytes each).
+        assert_eq!(o.cred_valid, 1);
+        assert_eq!(
+            o.cred_euid,
+            btf.member_offset("cred", "uid").expect("cred.uid") + 16
+        );
     }
 }

@@ -132,7 +132,13 @@ pub struct ProcessInfo {
     /// Thread-group id (what `ps` shows).
     pub pid: u32,
     pub ppid: u32,
+    /// Real uid: who started the process.
     pub uid: u32,
+    /// Effective uid: whose privileges it runs with (a setuid-root program run by uid 1000 has
+    /// `uid` 1000 and `euid` 0). Absent when unknown (a socket nobody owns, recordings older
+    /// than the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub euid: Option<u32>,
     pub gid: u32,
     /// User name of `uid` from the passwd database, `null` when unknown.
     pub user: Option<String>,

@@ -116,6 +116,25 @@ mod tests {
     }
 
     #[test]
+    fn euid_sits_beside_uid_and_older_recordings_have_none() {
+        let event = testing::event(EventType::Exec, testing::T0, testing::python(), vec![]);
+        let line = serde_json::to_string(&Record::Event(event)).unwrap();
+        assert!(
+            line.contains(r#""uid":1000,"euid":1000,"gid":1000,"#),
+            "{line}"
+        );
+        let old = line.replace(r#""euid":1000,"#, "");
+        match Recorded::parse(&old).unwrap() {
+            Recorded::Event(back) => {
+                assert_eq!(back.process.euid, None);
+                let again = serde_json::to_string(&Record::Event(*back)).unwrap();
+                assert_eq!(again, old, "no euid is written where none was read");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn status_and_alert_lines_are_recognised() {
         assert_eq!(
             Recorded::parse(r#"{"type":"status","drops":3}"#).unwrap(),
