@@ -1062,6 +1062,159 @@ mod tests {
         assert_eq!(e.origin.euid, None);
     }
 
+    /// The wire records the fuzz target `decode` starts from (`fuzz/corpus/decode/seed-*`), built
+    /// by this module's test helpers: one of every kind, with the flags and families that take
+    /// different paths. They must stay in step with the wire format: after a change to it, run
+    /// `MONITOR_WRITE_FUZZ_SEEDS=1 cargo test -p monitor --lib fuzz_seeds` to rewrite them.
+    fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
+        let mapped: Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
+        let v6: Ipv6Addr = "2001:db8::5".parse().unwrap();
+        let mut udp = sock(
+            EventKind::Connect,
+            AF_INET,
+            v4([0, 0, 0, 0]),
+            v4([127, 0, 0, 1]),
+        );
+        udp.protocol = IPPROTO_UDP;
+        udp.header.hook = Hook::TracepointSysEnterSendto as u32;
+        let mut setuid = exec_event(b"passwd\0-S\0", EXEC_EXE_RESOLVED | EXEC_EXE_FILE_ID);
+        setuid.header.euid = 0;
+        setuid.exe_ino = 1_234_567;
+        setuid.exe_size = 43_184;
+        setuid.exe_dev = (8 << 20) | 1;
+        let mut many = Vec::new();
+        for i in 0..40 {
+            many.extend_from_slice(format!("a{i}\0").as_bytes());
+        }
+        let mut cut = exec_event(
+            &many,
+            EXEC_EXE_RESOLVED | EXEC_EXE_TRUNCATED | EXEC_ARGS_TRUNCATED,
+        );
+        cut.filename_len = u32::MAX;
+        let mut cred = header(EventKind::Cred);
+        cred.hook = Hook::TracepointSysExitSetuid as u32;
+        cred.euid = 1000;
+        let mut pam = header(EventKind::Pam);
+        pam.hook = Hook::UretprobePam as u32;
+        vec![
+            (
+                "seed-listen-v4",
+                bytes_of(&sock(
+                    EventKind::Listen,
+                    AF_INET,
+                    v4([127, 0, 0, 1]),
+                    [0; 16],
+                )),
+            ),
+            (
+                "seed-connect-v6",
+                bytes_of(&sock(
+                    EventKind::Connect,
+                    AF_INET6,
+                    Ipv6Addr::LOCALHOST.octets(),
+                    v6.octets(),
+                )),
+            ),
+            (
+                "seed-connect-mapped-v4",
+                bytes_of(&sock(
+                    EventKind::Connect,
+                    AF_INET6,
+                    mapped.octets(),
+                    mapped.octets(),
+                )),
+            ),
+            ("seed-connect-udp", bytes_of(&udp)),
+            (
+                "seed-accept-v4",
+                bytes_of(&sock(
+                    EventKind::Accept,
+                    AF_INET,
+                    v4([10, 0, 0, 2]),
+                    v4([192, 0, 2, 7]),
+                )),
+            ),
+            (
+                "seed-exec",
+                bytes_of(&exec_event(
+                    b"python3\0-m\0http.server\0\x004444\0",
+                    EXEC_EXE_RESOLVED,
+                )),
+            ),
+            ("seed-exec-setuid", bytes_of(&setuid)),
+            ("seed-exec-truncated", bytes_of(&cut)),
+            (
+                "seed-fork",
+                bytes_of(&ForkEvent {
+                    header: header(EventKind::Fork),
+                    child_tid: 5000,
+                    child_tgid: 5000,
+                }),
+            ),
+            (
+                "seed-exit",
+                bytes_of(&ExitEvent {
+                    header: header(EventKind::Exit),
+                    exit_code: 256,
+                    _pad0: 0,
+                }),
+            ),
+            (
+                "seed-cred",
+                bytes_of(&CredEvent {
+                    header: cred,
+                    old_uid: 0,
+                    _pad0: 0,
+                }),
+            ),
+            (
+                "seed-setsid",
+                bytes_of(&SetsidEvent {
+                    header: header(EventKind::Setsid),
+                    sid: 4242,
+                    _pad0: 0,
+                }),
+            ),
+            (
+                "seed-pam",
+                bytes_of(&PamEvent {
+                    header: pam,
+                    call: PamCall::Authenticate as u32,
+                    ret: 7,
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn fuzz_seeds_match_the_wire_format() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/decode");
+        let seeds = fuzz_seeds();
+        if std::env::var_os("MONITOR_WRITE_FUZZ_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, bytes) in &seeds {
+                std::fs::write(dir.join(name), bytes).unwrap();
+            }
+        }
+        for (name, bytes) in &seeds {
+            assert!(decode(bytes).is_ok(), "{name} does not decode");
+            let on_disk = std::fs::read(dir.join(name)).unwrap_or_default();
+            assert!(
+                on_disk == *bytes,
+                "fuzz/corpus/decode/{name} is not the current wire format: \
+                 MONITOR_WRITE_FUZZ_SEEDS=1 cargo test -p monitor --lib fuzz_seeds"
+            );
+        }
+        // No seed of an older format lingers (kept crash inputs are not called seed-*).
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.starts_with("seed-") || seeds.iter().any(|(n, _)| *n == name),
+                "fuzz/corpus/decode/{name} is no longer generated: remove it"
+            );
+        }
+    }
+
     #[test]
     fn split_args_edges() {
         assert_eq!(split_args(b""), (vec![], false));

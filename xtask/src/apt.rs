@@ -18,9 +18,10 @@ use crate::{cmd, step::Step};
 /// setpriv to start a process as www-data and to run the daemon with the systemd unit's capability
 /// bounding set; packaging: rsyslog for the forwarding example's test; open UDP ports: `dig` from
 /// dnsutils for DNS lookups that must raise nothing; Community ID: python3-venv, for the venv the
-/// bootstrap installs Corelight's reference implementation into), and what the benchmark's smoke
-/// run (a stage of `cargo xtask test`) needs besides: wrk, the bpftrace peer, bpftool for its
-/// programs' names.
+/// bootstrap installs Corelight's reference implementation into; the fuzz stage: g++, for
+/// libFuzzer, whose C++ sources libfuzzer-sys compiles), and what the benchmark's smoke run (a
+/// stage of `cargo xtask test`) needs besides: wrk, the bpftrace peer, bpftool for its programs'
+/// names.
 pub const TEST_PACKAGES: &[&str] = &[
     "nginx",
     "php-fpm",
@@ -38,6 +39,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "bpftool",
     "dnsutils",
     "python3-venv",
+    "g++",
 ];
 /// `cargo xtask bench`: nginx + php-fpm under wrk for the web workload, bpftrace for the peer
 /// (bpftool names its programs), `ss` (iproute2) for the polling peer, and linux-perf to profile

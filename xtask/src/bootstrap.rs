@@ -4,9 +4,10 @@
 //! Steps: rustup components (nightly's `rust-src`, which `-Z build-std=core` for
 //! `bpfel-unknown-none` needs, and the `rustfmt` and `clippy` that `cargo xtask test` checks with),
 //! bpf-linker built against nightly's own LLVM (the linker reads the bitcode rustc emits, so the
-//! LLVM versions must match), cargo-deb (the Debian package and its test), tracefs (aya attaches
-//! tracepoints by id read from it), the Debian packages the tests start, and the Community ID
-//! reference the tests compare with (a Python venv under the target directory).
+//! LLVM versions must match), cargo-deb (the Debian package and its test), cargo-fuzz (the fuzz
+//! stage of the tests), tracefs (aya attaches tracepoints by id read from it), the Debian packages
+//! the tests start, and the Community ID reference the tests compare with (a Python venv under
+//! the target directory).
 
 use std::{
     env, fs,
@@ -26,6 +27,11 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// monitor/Cargo.toml). Pinned for the same reason: the package's layout and maintainer scripts are
 /// cargo-deb's, and the package test checks them.
 pub const CARGO_DEB_VERSION: &str = "3.8.0";
+/// The pinned cargo-fuzz release that builds and runs the fuzz targets in `fuzz/` (the fuzz stage
+/// of `cargo xtask test`, and longer sessions by hand: DEVELOPERS.md). It drives libFuzzer through
+/// the `libfuzzer-sys` crate that Cargo.lock pins, and needs nightly (`-Z sanitizer`,
+/// `-C passes=sancov-module`), which the eBPF build has already.
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// The toolchain the eBPF crate builds with (monitor-ebpf/rust-toolchain.toml says the same). The
 /// format check uses its rustfmt too: rustfmt.toml's import options are nightly-only.
 pub const EBPF_TOOLCHAIN: &str = "nightly";
@@ -61,6 +67,8 @@ pub struct Needs {
     pub tracefs: bool,
     /// cargo-deb installed (the package test, `cargo xtask bootstrap`).
     pub cargo_deb: bool,
+    /// cargo-fuzz installed (the fuzz stage of `cargo xtask test`, `cargo xtask bootstrap`).
+    pub cargo_fuzz: bool,
 }
 
 /// Runs every bootstrap step. Prints one line when there was nothing to do.
@@ -78,6 +86,9 @@ pub fn run(needs: &Needs) -> Result<()> {
     steps.push(bpf_linker(&install_root).context("bootstrap step bpf-linker")?);
     if needs.cargo_deb {
         steps.push(cargo_deb(&install_root).context("bootstrap step cargo-deb")?);
+    }
+    if needs.cargo_fuzz {
+        steps.push(cargo_fuzz(&install_root).context("bootstrap step cargo-fuzz")?);
     }
     if needs.tracefs {
         steps.push(tracefs(needs.root_required).context("bootstrap step tracefs")?);
@@ -335,42 +346,51 @@ fn bpf_linker(install_root: &Path) -> Result<Step> {
     }
 }
 
-/// `Some(version line)` when `cargo deb` runs and reports the pinned version.
-fn cargo_deb_version() -> Option<String> {
+/// `Some(version line)` when `cargo <subcommand> --version` runs and reports `version`.
+fn cargo_subcommand_version(subcommand: &str, version: &str) -> Option<String> {
     let out = Command::new("cargo")
-        .args(["deb", "--version"])
+        .args([subcommand, "--version"])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && text.split_whitespace().any(|w| w == CARGO_DEB_VERSION))
-        .then_some(text)
+    (out.status.success() && text.split_whitespace().any(|w| w == version)).then_some(text)
 }
 
-fn cargo_deb(install_root: &Path) -> Result<Step> {
-    if let Some(version) = cargo_deb_version() {
-        return Ok(Step::Present(version));
+/// Installs the cargo subcommand `subcommand` from the crate `krate`, pinned at `version`, into
+/// the install root unless `cargo <subcommand> --version` already reports that version.
+fn cargo_tool(install_root: &Path, krate: &str, subcommand: &str, version: &str) -> Result<Step> {
+    if let Some(found) = cargo_subcommand_version(subcommand, version) {
+        return Ok(Step::Present(found));
     }
     cmd::run(
         Command::new("cargo")
             .args([
                 "install",
-                &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+                &format!("{krate}@{version}"),
                 "--locked",
                 "--force",
             ])
             .arg("--root")
             .arg(install_root),
     )?;
-    match cargo_deb_version() {
-        Some(version) => Ok(Step::Done(format!(
-            "installed {version} into {}/bin",
+    match cargo_subcommand_version(subcommand, version) {
+        Some(found) => Ok(Step::Done(format!(
+            "installed {found} into {}/bin",
             install_root.display()
         ))),
         None => bail!(
-            "cargo-deb {CARGO_DEB_VERSION} was installed into {}/bin but `cargo deb --version` still fails",
+            "{krate} {version} was installed into {}/bin but `cargo {subcommand} --version` still fails",
             install_root.display()
         ),
     }
+}
+
+fn cargo_deb(install_root: &Path) -> Result<Step> {
+    cargo_tool(install_root, "cargo-deb", "deb", CARGO_DEB_VERSION)
+}
+
+fn cargo_fuzz(install_root: &Path) -> Result<Step> {
+    cargo_tool(install_root, "cargo-fuzz", "fuzz", CARGO_FUZZ_VERSION)
 }
 
 fn tracefs_mounted() -> Result<bool> {

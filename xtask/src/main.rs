@@ -7,6 +7,7 @@ mod bench;
 mod bootstrap;
 mod cmd;
 mod ebpf;
+mod fuzz;
 mod reference;
 mod step;
 
@@ -40,7 +41,8 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
-    /// Format and clippy checks, unit tests, then the privileged end-to-end tests (one at a time).
+    /// Format and clippy checks, a short fuzz run, unit tests, then the privileged end-to-end
+    /// tests (one at a time).
     Test {
         /// Arguments for the test binaries, e.g. a test name filter.
         #[arg(last = true)]
@@ -71,6 +73,7 @@ impl Cmd {
                     root_required: false,
                     tracefs: true,
                     cargo_deb: true,
+                    cargo_fuzz: true,
                 })?;
             }
             Self::BuildEbpf => {
@@ -81,6 +84,7 @@ impl Cmd {
                     root_required: false,
                     tracefs: false,
                     cargo_deb: false,
+                    cargo_fuzz: false,
                 })?;
                 let object = ebpf::build()?;
                 println!("{}", object.display());
@@ -102,6 +106,7 @@ fn run(args: &[OsString]) -> Result<()> {
         root_required: true,
         tracefs: true,
         cargo_deb: false,
+        cargo_fuzz: false,
     })?;
     cmd::run(cmd::cargo().args(["build", "--release", "--package", "monitor"]))?;
     let monitor = cmd::target_dir().join("release").join("monitor");
@@ -175,11 +180,14 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
         root_required: false,
         tracefs: true,
         cargo_deb: true,
+        cargo_fuzz: true,
     })?;
     let mut stages = Vec::new();
     for (name, mut check) in checks() {
         Stage::record(&mut stages, name, cmd::status(&mut check)?);
     }
+    // No root and no kernel needed: before the lock, so other checkouts use the kernel meanwhile.
+    stages.push(fuzz_stage(args));
     // Some unit tests load eBPF too; from here on, one checkout at a time on this machine.
     let _lock = cmd::KernelLock::acquire("the tests")?;
     Stage::record(
@@ -199,6 +207,9 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
                     "monitor-ebpf",
                     "--exclude",
                     "monitor-tests",
+                    // Built and run by the fuzz stage (cargo-fuzz, nightly); nothing to test here.
+                    "--exclude",
+                    "monitor-fuzz",
                     "--",
                 ])
                 .args(args),
@@ -259,6 +270,31 @@ fn test(args: &[OsString]) -> Result<ExitCode> {
     } else {
         eprintln!("xtask test: FAILED (scroll up for each stage's own test summary)");
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The fuzz targets, a few seconds each (`fuzz.rs`); left out when a test filter was given.
+fn fuzz_stage(args: &[OsString]) -> Stage {
+    const NAME: &str = "fuzz targets (seconds each)";
+    if !args.is_empty() {
+        return Stage {
+            name: NAME,
+            outcome: "not run (a test filter was given)".into(),
+            ok: true,
+        };
+    }
+    let (outcome, ok) = match fuzz::run() {
+        Ok(failed) if failed.is_empty() => ("ok".to_owned(), true),
+        Ok(failed) => (format!("FAILED ({})", failed.join(", ")), false),
+        Err(e) => {
+            eprintln!("xtask: fuzz stage failed: {e:#}");
+            (format!("FAILED ({e})"), false)
+        }
+    };
+    Stage {
+        name: NAME,
+        outcome,
+        ok,
     }
 }
 

@@ -264,6 +264,7 @@ pub fn run(options: &Options) -> Result<()> {
         root_required: true,
         tracefs: true,
         cargo_deb: false,
+        cargo_fuzz: false,
     })?;
     if !cmd::is_root() {
         bail!(
