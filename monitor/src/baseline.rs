@@ -219,6 +219,33 @@ fn parse_socket_link(target: &str) -> Option<u64> {
         .ok()
 }
 
+/// The port of the one TCP socket `pid` holds that listens on `ip` (`v6`: an `AF_INET6` socket,
+/// in `tcp6`), in `pid`'s network namespace. A listen record the kernel took before autobind
+/// picked the port (an `io_uring` listen without a bind, which no listen(2) return completes)
+/// says port 0; this is what that listen got. `None` when `pid` is gone, holds no such socket,
+/// or holds several on `ip` (which one the record is about cannot be told).
+pub fn listening_port(proc_root: &Path, pid: u32, ip: IpAddr, v6: bool) -> Option<u16> {
+    let dir = proc_root.join(pid.to_string());
+    let held: HashSet<u64> = fs::read_dir(dir.join("fd"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .filter_map(|target| parse_socket_link(target.to_str()?))
+        .collect();
+    let table = fs::read_to_string(dir.join("net").join(if v6 { "tcp6" } else { "tcp" })).ok()?;
+    let ports: HashSet<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| parse_line(line, v6, Protocol::Tcp).ok().flatten())
+        .filter(|e| e.local.ip() == ip && held.contains(&e.inode))
+        .map(|e| e.local.port())
+        .collect();
+    match ports.into_iter().collect::<Vec<_>>()[..] {
+        [port] => Some(port),
+        _ => None,
+    }
+}
+
 /// Scans every network namespace reachable through `/proc/<pid>/net` for listening TCP sockets and
 /// open UDP sockets.
 pub fn scan_listeners() -> Result<Vec<ListeningSocket>, BaselineError> {
@@ -734,6 +761,30 @@ mod tests {
     }
 
     #[cfg(target_endian = "little")]
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn the_port_an_autobound_listener_got() {
+        let root = FakeProc::new("port");
+        let host = 4_026_531_833;
+        root.process(50, host, Some((TCP, TCP6)), &[19563]);
+        root.process(52, host, Some((TCP, TCP6)), &[19563, 550]);
+        root.process(53, host, Some((TCP, TCP6)), &[19566, 19567]);
+        root.process(54, host, Some((TCP, TCP6)), &[]);
+        let any4: IpAddr = "0.0.0.0".parse().unwrap();
+        let any6: IpAddr = "::".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(listening_port(&root.0, 50, any4, false), Some(4444));
+        // Two listeners on 0.0.0.0: which one is unknown.
+        assert_eq!(listening_port(&root.0, 52, any4, false), None);
+        // The table of the socket's family, and the exact address.
+        assert_eq!(listening_port(&root.0, 53, any6, true), Some(4448));
+        assert_eq!(listening_port(&root.0, 53, mapped, true), Some(4449));
+        assert_eq!(listening_port(&root.0, 53, any4, false), None);
+        // Holds none, or gone.
+        assert_eq!(listening_port(&root.0, 54, any4, false), None);
+        assert_eq!(listening_port(&root.0, 99, any4, false), None);
+    }
+
     #[test]
     fn scan_joins_owners_across_namespaces() {
         let root = FakeProc::new("scan");

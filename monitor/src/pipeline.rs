@@ -4,9 +4,11 @@
 //! enrich stage. [`crate::daemon`] drives it from the ring buffer; the unit tests drive it with
 //! wire bytes.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use aya::maps::{MapData, RingBuf};
 use log::debug;
-use monitor_common::{EXE_SSH_SERVER, EventKind};
+use monitor_common::{AF_INET, AF_INET6, EXE_SSH_SERVER, EventKind, SockEvent};
 
 use crate::{
     baseline, clock,
@@ -123,11 +125,14 @@ impl<S: Sink> Pipeline<S> {
         let Ok(now) = clock::boottime_ns() else {
             return Ok(());
         };
-        let abandoned = watch.abandoned_listens(now, ABANDONED_LISTEN_NS);
+        let mut abandoned = watch.abandoned_listens(now, ABANDONED_LISTEN_NS);
         if abandoned.is_empty() {
             return Ok(());
         }
-        for event in &abandoned {
+        for event in &mut abandoned {
+            if event.sport == 0 {
+                event.sport = autobound_port(self.table.procfs().root(), event).unwrap_or(0);
+            }
             self.handle(decode::sock_event_bytes(event))?;
         }
         self.out.flush()
@@ -466,13 +471,29 @@ pub fn log_lists(report: &ReloadReport) {
     }
 }
 
+/// The port autobind gave a socket whose listen record was taken before it picked one (an
+/// `io_uring` listen without a bind: the record was parked at `TCP_LISTEN` and swept, with no
+/// listen(2) return to read the port at): the one socket of the process listening on that
+/// address, from `/proc` (`None` when it is gone or holds several).
+fn autobound_port(proc_root: &std::path::Path, event: &SockEvent) -> Option<u16> {
+    let (ip, v6) = match event.family {
+        AF_INET => {
+            let [a, b, c, d, ..] = event.saddr;
+            (IpAddr::V4(Ipv4Addr::new(a, b, c, d)), false)
+        }
+        AF_INET6 => (IpAddr::V6(Ipv6Addr::from(event.saddr)), true),
+        _ => return None,
+    };
+    baseline::listening_port(proc_root, event.header.tgid, ip, v6)
+}
+
 #[cfg(test)]
 mod tests {
     use std::{fs, sync::Arc};
 
     use monitor_common::{
-        AF_INET6, ARGS_LEN, EXE_LEN, EXEC_EXE_RESOLVED, EventKind, ExecEvent, ExitEvent,
-        FILENAME_LEN, ForkEvent, IPPROTO_TCP, SockEvent,
+        ARGS_LEN, EXE_LEN, EXEC_EXE_RESOLVED, ExecEvent, ExitEvent, FILENAME_LEN, ForkEvent,
+        IPPROTO_TCP,
     };
     use serde_json::{Value, json};
 
@@ -598,6 +619,47 @@ mod tests {
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .filter(|v| v["type"] == "event")
             .collect()
+    }
+
+    /// An `io_uring` listen without a bind is swept with port 0; its port is read back from
+    /// the process's socket in `/proc` (tcp for `AF_INET`, tcp6 for `AF_INET6`).
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn swept_autobound_listens_get_their_port_from_proc() {
+        let dir = TempDir::new();
+        let p = dir.path().join("50");
+        fs::create_dir_all(p.join("fd")).unwrap();
+        fs::create_dir_all(p.join("net")).unwrap();
+        std::os::unix::fs::symlink("socket:[7001]", p.join("fd/3")).unwrap();
+        std::os::unix::fs::symlink("socket:[7002]", p.join("fd/4")).unwrap();
+        let head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        // 0.0.0.0:39039 and [::]:8080, listening; an established row is no listener.
+        fs::write(
+            p.join("net/tcp"),
+            format!("{head}   0: 00000000:987F 00000000:0000 0A 00000000:00000000 00:00000000 00000000    33        0 7001 1 0\n   1: 0100007F:987F 0100007F:D000 01 00000000:00000000 00:00000000 00000000    33        0 7001 1 0\n"),
+        )
+        .unwrap();
+        fs::write(
+            p.join("net/tcp6"),
+            format!("{head}   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000    33        0 7002 1 0\n"),
+        )
+        .unwrap();
+        let mut ev = SockEvent {
+            header: wire_header(EventKind::Listen, 50, 1, "evasions", 1),
+            family: AF_INET,
+            protocol: IPPROTO_TCP,
+            sport: 0,
+            dport: 0,
+            saddr: [0; 16],
+            daddr: [0; 16],
+        };
+        assert_eq!(autobound_port(dir.path(), &ev), Some(39039));
+        ev.family = AF_INET6;
+        assert_eq!(autobound_port(dir.path(), &ev), Some(8080));
+        ev.saddr[15] = 1; // ::1: no listener there
+        assert_eq!(autobound_port(dir.path(), &ev), None);
+        ev.family = 99;
+        assert_eq!(autobound_port(dir.path(), &ev), None);
     }
 
     /// Connect and accept records carry the flow's Community ID with the seed the daemon was
