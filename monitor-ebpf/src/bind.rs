@@ -33,7 +33,10 @@ use monitor_common::{BIND_TRACKED_THREADS, ErrorSlot, EventKind, Hook, IPPROTO_U
 
 use crate::{
     scope::{Wake, scope, send_all},
-    shared::{Res, count_error, emit, fill_header, floor, is_monitor, off, offsets_valid},
+    shared::{
+        Parked, Res, count_error, emit, fill_header, floor, is_monitor, none_parked, off,
+        offsets_valid, parked_one, unparked_one,
+    },
     sock::{fd_sock, inet_family, is_loopback, local_addr, local_port, tp_field},
 };
 
@@ -120,7 +123,9 @@ fn try_bind_sys_enter_bind(ctx: &TracePointContext) -> Res<()> {
         family: u32::from(family),
         _pad0: 0,
     };
-    BIND_PENDING.insert(pid_tgid, pending, 0)
+    BIND_PENDING.insert(pid_tgid, pending, 0)?;
+    parked_one(Parked::Bind);
+    Ok(())
 }
 
 #[tracepoint]
@@ -135,13 +140,18 @@ pub fn bind_sys_exit_bind(ctx: TracePointContext) -> u32 {
 }
 
 fn try_bind_sys_exit_bind(ctx: &TracePointContext) -> Res<()> {
+    if none_parked(Parked::Bind) {
+        return Ok(());
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: a BIND_PENDING value is copied out at once; it holds only integers.
     let Some(pending) = (unsafe { BIND_PENDING.get(pid_tgid) }).copied() else {
         // Not a UDP socket, port 0, or the monitor itself.
         return Ok(());
     };
-    let _ = BIND_PENDING.remove(pid_tgid);
+    if BIND_PENDING.remove(pid_tgid).is_ok() {
+        unparked_one(Parked::Bind);
+    }
     // SAFETY: an aligned i64 field of the record.
     let ret: i64 = unsafe { tp_field(ctx, TP_SYS_EXIT_RET) };
     if ret != 0 {

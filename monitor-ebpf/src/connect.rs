@@ -38,7 +38,10 @@ use crate::{
     EVENTS,
     accept::WATCHED_NETS,
     scope::{Wake, current_wake, scope},
-    shared::{Res, count_drop, count_error, current_tgid, floor, off},
+    shared::{
+        Parked, Res, count_drop, count_error, current_tgid, floor, none_parked, off, parked_one,
+        unparked_one,
+    },
     sock::{
         TCP_SYN_SENT, emit_from_tracepoint, fill_from_tracepoint, local_port, tracepoint_daddr_v6,
         tracepoint_family, tracepoint_oldstate, tracepoint_sk, tracepoint_sport, try_sock_fentry,
@@ -133,10 +136,14 @@ fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     // A record still parked for this thread is one whose connect did not end in connect(2)
     // (io_uring, TCP Fast Open); send it (with the port it has) unless another context did,
     // rather than overwrite it.
-    if let Some(p) = CONNECT_PENDING.get_ptr(pid_tgid) {
+    if !none_parked(Parked::Connect)
+        && let Some(p) = CONNECT_PENDING.get_ptr(pid_tgid)
+    {
         // SAFETY: `p` is a CONNECT_PENDING value (non-NULL checked), readable for this run.
         unsafe { send_claimed(p, pid_tgid, 0, true) };
-        let _ = CONNECT_PENDING.remove(pid_tgid);
+        if CONNECT_PENDING.remove(pid_tgid).is_ok() {
+            unparked_one(Parked::Connect);
+        }
     }
     // SAFETY: every byte of PendingConnect is an integer; zero is a valid value.
     let mut pending: PendingConnect = unsafe { core::mem::zeroed() };
@@ -150,9 +157,12 @@ fn try_connect_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
         unsafe { send_now(&raw const pending) };
         return Ok(());
     }
+    parked_one(Parked::Connect);
     if CONNECT_SOCKS.insert(pending.sk, pid_tgid, 0).is_err() {
         // Without the socket entry nobody could claim the record: send it now, without the port.
-        let _ = CONNECT_PENDING.remove(pid_tgid);
+        if CONNECT_PENDING.remove(pid_tgid).is_ok() {
+            unparked_one(Parked::Connect);
+        }
         // SAFETY: `pending` is an initialized local.
         unsafe { send_now(&raw const pending) };
     }
@@ -253,6 +263,9 @@ pub fn connect_sys_exit_connect(_ctx: TracePointContext) -> u32 {
 }
 
 fn try_connect_sys_exit_connect() -> Res<()> {
+    if none_parked(Parked::Connect) {
+        return Ok(());
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(p) = CONNECT_PENDING.get_ptr(pid_tgid) else {
         // Not a TCP connect, or it failed before SYN_SENT (or was sent at once).
@@ -266,7 +279,9 @@ fn try_connect_sys_exit_connect() -> Res<()> {
     // SAFETY: as above.
     unsafe { send_claimed(p, pid_tgid, *port.as_ref().unwrap_or(&0), true) };
     // Sent here or earlier by another context: either way this thread is done with it.
-    let _ = CONNECT_PENDING.remove(pid_tgid);
+    if CONNECT_PENDING.remove(pid_tgid).is_ok() {
+        unparked_one(Parked::Connect);
+    }
     port.map(|_| ())
 }
 

@@ -37,7 +37,10 @@ use monitor_common::{
 use crate::{
     EVENTS,
     scope::{Wake, scope, send_all},
-    shared::{Res, count_drop, count_error, floor, off, read_kernel},
+    shared::{
+        Parked, Res, count_drop, count_error, floor, none_parked, off, parked_one, read_kernel,
+        unparked_one,
+    },
     sock::{
         TCP_CLOSE, TCP_LISTEN, TP_SADDR, TP_SADDR_V6, emit_from_tracepoint, fill_from_tracepoint,
         is_loopback, local_port, socket_sk, tp_field, tracepoint_family, tracepoint_sk,
@@ -105,7 +108,7 @@ fn try_listen_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     // The bound address is the socket's already (get_port() only picks the port): a loopback
     // listen the policy allows in any case is not sent in the default mode.
     let scope = scope();
-    if !send_all(&scope) && scope.skip_loopback_listens == 1 && loopback(ctx, family)? {
+    if !send_all(&scope) && scope.skip_loopback_listens == 1 && loopback(ctx, family) {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -114,7 +117,9 @@ fn try_listen_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     }
     // A record still parked for this thread is one no listen(2) returned for (io_uring): send it
     // with the port its socket has now, unless the daemon's sweep already did.
-    if let Some(p) = LISTEN_PENDING.get_ptr(pid_tgid) {
+    if !none_parked(Parked::Listen)
+        && let Some(p) = LISTEN_PENDING.get_ptr(pid_tgid)
+    {
         // SAFETY: `p` is this thread's LISTEN_PENDING value (non-NULL checked), readable for
         // this run; local_port has no precondition.
         unsafe { send_claimed(p, pid_tgid, local_port((*p).sk as *const u8).ok()) };
@@ -124,7 +129,9 @@ fn try_listen_inet_sock_set_state(ctx: &TracePointContext) -> Res<()> {
     // SAFETY: `pending` is a local, valid for writes of its SockEvent.
     unsafe { fill_from_tracepoint(ctx, &raw mut pending.event, family, EventKind::Listen)? };
     pending.sk = tracepoint_sk(ctx) as u64;
-    if LISTEN_PENDING.insert(pid_tgid, pending, 0).is_err() {
+    if LISTEN_PENDING.insert(pid_tgid, pending, 0).is_ok() {
+        parked_one(Parked::Listen);
+    } else {
         // Map full: send now, as the plain tracepoint would, rather than lose the listen.
         // SAFETY: `pending` is a local PendingListen.
         unsafe { send(&raw const pending, None) };
@@ -144,6 +151,9 @@ pub fn listen_sys_exit_listen(ctx: TracePointContext) -> u32 {
 }
 
 fn try_listen_sys_exit_listen(ctx: &TracePointContext) -> Res<()> {
+    if none_parked(Parked::Listen) {
+        return Ok(());
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(p) = LISTEN_PENDING.get_ptr(pid_tgid) else {
         // Not a TCP socket, already listening, failed before TCP_LISTEN, or sent at once.
@@ -153,7 +163,9 @@ fn try_listen_sys_exit_listen(ctx: &TracePointContext) -> Res<()> {
     let ret: i64 = unsafe { tp_field(ctx, TP_SYS_EXIT_RET) };
     if ret != 0 {
         // get_port() or hash() failed: the socket is back in TCP_CLOSE and nothing listens.
-        let _ = LISTEN_PENDING.remove(pid_tgid);
+        if LISTEN_PENDING.remove(pid_tgid).is_ok() {
+            unparked_one(Parked::Listen);
+        }
         return Ok(());
     }
     // get_port() has bound the port by now (autobind included).
@@ -176,6 +188,7 @@ fn try_listen_sys_exit_listen(ctx: &TracePointContext) -> Res<()> {
 unsafe fn send_claimed(p: *const PendingListen, owner: u64, sport: Option<u16>) {
     let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
         if LISTEN_PENDING.remove(owner).is_ok() {
+            unparked_one(Parked::Listen);
             count_drop();
         }
         return;
@@ -191,6 +204,7 @@ unsafe fn send_claimed(p: *const PendingListen, owner: u64, sport: Option<u16>) 
         }
     }
     if LISTEN_PENDING.remove(owner).is_ok() {
+        unparked_one(Parked::Listen);
         entry.submit(Wake::Now.flags());
     } else {
         entry.discard(0);
@@ -223,14 +237,21 @@ unsafe fn send(p: *const PendingListen, sport: Option<u16>) {
 
 /// Whether the tracepoint's socket is bound to a loopback address ([`is_loopback`]).
 #[inline(always)]
-fn loopback(ctx: &TracePointContext, family: u16) -> Res<bool> {
-    // SAFETY: probe reads of byte-array fields of the record (see sock.rs).
+fn loopback(ctx: &TracePointContext, family: u16) -> bool {
+    // Loads from the record, not probe reads: the address fields are 4- and 8-byte aligned.
+    // SAFETY: aligned integer-sized parts of the byte-array fields of the record (see sock.rs).
     let addr: [u8; 16] = unsafe {
         if family == AF_INET6 {
-            ctx.read_at(TP_SADDR_V6)?
+            let hi: u64 = tp_field(ctx, TP_SADDR_V6);
+            let lo: u64 = tp_field(ctx, TP_SADDR_V6 + 8);
+            let mut a = [0u8; 16];
+            a[..8].copy_from_slice(&hi.to_ne_bytes());
+            a[8..].copy_from_slice(&lo.to_ne_bytes());
+            a
         } else {
-            widen(ctx.read_at(TP_SADDR)?)
+            let v4: u32 = tp_field(ctx, TP_SADDR);
+            widen(v4.to_ne_bytes())
         }
     };
-    Ok(is_loopback(family, &addr))
+    is_loopback(family, &addr)
 }

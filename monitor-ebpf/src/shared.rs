@@ -1,9 +1,13 @@
 //! Helpers every program uses: the record header, counters, globals and offset-based reads of
 //! kernel memory (our stand-in for CO-RE, which aya-ebpf lacks for Rust).
 
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-    generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns},
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_boot_ns},
+    },
+    macros::map,
+    maps::Array,
 };
 use monitor_common::{EUID_UNKNOWN, ErrorSlot, EventHeader, EventKind, Hook};
 
@@ -81,10 +85,20 @@ pub fn count_drop() {
 /// `p` must point to a live, 8-byte aligned map value.
 #[inline(always)]
 unsafe fn bump(p: *mut u64) {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { add(p, 1) };
+}
+
+/// `*p += n` as one atomic instruction (wrapping: `u64::MAX` subtracts one), see [`bump`].
+///
+/// # Safety
+/// As for [`bump`].
+#[inline(always)]
+unsafe fn add(p: *mut u64, n: u64) {
     // SAFETY: the caller guarantees a valid, aligned u64 that lives as long as the map.
     unsafe {
         core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
-            p, 1,
+            p, n,
         )
     };
 }
@@ -253,4 +267,57 @@ pub fn current_exe_flags() -> u32 {
     };
     // SAFETY: a WATCHED_EXES value is a u32 the kernel keeps valid for this run of the program.
     unsafe { WATCHED_EXES.get(ino) }.copied().unwrap_or(0)
+}
+
+/// Which pending map a [`parked`] counter counts.
+#[derive(Clone, Copy)]
+pub enum Parked {
+    Listen = 0,
+    Bind = 1,
+    Connect = 2,
+    UdpConnect = 3,
+}
+
+/// Per pending map (`LISTEN_PENDING`, `BIND_PENDING`, `CONNECT_PENDING`, `UDP_CONNECT_PENDING`):
+/// records parked by the kernel side minus those it removed. At least the number of entries
+/// (the daemon's sweep removes without counting), so 0 means the map is empty and a
+/// `sys_exit_*` program can skip its hash lookup: a thread's own park, which it would look for,
+/// is counted before its syscall returns. The common case by far, since the default mode parks
+/// only what can raise an alert.
+#[map(name = "PARKED")]
+static PARKED: Array<u64> = Array::with_max_entries(4, 0);
+
+/// Adds `n` (wrapping: `-1` as `u64::MAX`) to the counter of `map`, atomically.
+#[inline(always)]
+fn parked_add(map: Parked, n: u64) {
+    if let Some(p) = PARKED.get_ptr_mut(map as u32) {
+        // SAFETY: `p` is a PARKED value (non-NULL checked): an aligned u64 that lives as long as
+        // the map.
+        unsafe { add(p, n) };
+    }
+}
+
+/// A record was parked in `map`.
+#[inline(always)]
+pub fn parked_one(map: Parked) {
+    parked_add(map, 1);
+}
+
+/// The kernel side removed a parked record from `map` (its delete returned 0).
+#[inline(always)]
+pub fn unparked_one(map: Parked) {
+    parked_add(map, u64::MAX);
+}
+
+/// Whether `map` certainly holds no record.
+#[inline(always)]
+pub fn none_parked(map: Parked) -> bool {
+    match PARKED.get_ptr(map as u32) {
+        Some(p) => {
+            // SAFETY: as in parked_add; a volatile load, so that it is made here and not merged.
+            let n: u64 = unsafe { core::ptr::read_volatile(p) };
+            n == 0
+        }
+        None => false,
+    }
 }

@@ -52,8 +52,8 @@ use crate::{
     EVENTS,
     scope::{Wake, current_wake, scope},
     shared::{
-        Res, count_drop, count_error, current_tgid, fill_header, floor, is_monitor, off,
-        offsets_valid,
+        Parked, Res, count_drop, count_error, current_tgid, fill_header, floor, is_monitor,
+        none_parked, off, offsets_valid, parked_one, unparked_one,
     },
     sock::{fd_sock, inet_family, local_addr, local_port, mapped, widen},
 };
@@ -344,6 +344,7 @@ fn report(fd: u64, addr: u64, len: u64, call: Call, hook: Hook, wake: Wake) -> R
             .insert(bpf_get_current_pid_tgid(), pending, 0)
             .is_ok()
         {
+            parked_one(Parked::UdpConnect);
             return Ok(());
         }
         // Map full: sent now, as before the connect, rather than lost.
@@ -381,6 +382,9 @@ pub fn udp_sys_exit_connect(_ctx: TracePointContext) -> u32 {
 /// Sends the UDP connect record parked by this thread's `sys_enter_connect`, with the local
 /// address and port the socket has now.
 fn try_udp_sys_exit_connect() {
+    if none_parked(Parked::UdpConnect) {
+        return;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(p) = UDP_CONNECT_PENDING.get_ptr_mut(pid_tgid) else {
         // Not a UDP connect we report (the common case: a TCP connect, DNS, a repeat).
@@ -399,7 +403,9 @@ fn try_udp_sys_exit_connect() {
         }
         send_pending(p);
     }
-    let _ = UDP_CONNECT_PENDING.remove(pid_tgid);
+    if UDP_CONNECT_PENDING.remove(pid_tgid).is_ok() {
+        unparked_one(Parked::UdpConnect);
+    }
 }
 
 /// Copies the parked record at `p` into the ring buffer. A full one is counted in `DROPS`, and
