@@ -21,7 +21,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fs,
-    io::ErrorKind,
+    io::{BufRead as _, BufReader, ErrorKind},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
 };
@@ -232,14 +232,17 @@ pub fn listening_port(proc_root: &Path, pid: u32, ip: IpAddr, v6: bool) -> Optio
         .filter_map(|fd| fs::read_link(fd.path()).ok())
         .filter_map(|target| parse_socket_link(target.to_str()?))
         .collect();
-    let table = fs::read_to_string(dir.join("net").join(if v6 { "tcp6" } else { "tcp" })).ok()?;
-    let ports: HashSet<u16> = table
-        .lines()
-        .skip(1)
-        .filter_map(|line| parse_line(line, v6, Protocol::Tcp).ok().flatten())
-        .filter(|e| e.local.ip() == ip && held.contains(&e.inode))
-        .map(|e| e.local.port())
-        .collect();
+    let table = fs::File::open(dir.join("net").join(if v6 { "tcp6" } else { "tcp" })).ok()?;
+    let mut ports = HashSet::new();
+    each_row(table, |row| {
+        if let Ok(Some(e)) = parse_line(row, v6, Protocol::Tcp)
+            && e.local.ip() == ip
+            && held.contains(&e.inode)
+        {
+            ports.insert(e.local.port());
+        }
+    })
+    .ok()?;
     match ports.into_iter().collect::<Vec<_>>()[..] {
         [port] => Some(port),
         _ => None,
@@ -353,8 +356,8 @@ fn read_netns_tables(
         ("udp6", Protocol::Udp, true),
     ] {
         let path = proc_root.join(pid.to_string()).join("net").join(name);
-        let contents = match fs::read_to_string(&path) {
-            Ok(c) => c,
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
             // Without IPv6 support tcp6 and udp6 are simply absent; when the whole process is gone
             // instead, fall through and let another process of the namespace be read.
             Err(e)
@@ -367,22 +370,44 @@ fn read_netns_tables(
             Err(e) if vanished(&e) => return Err(TableError::Gone),
             Err(e) => return Err(TableError::Io(path, e)),
         };
-        for line in contents.lines().skip(1) {
-            match parse_line(line, v6, protocol) {
-                Ok(Some(entry)) => out.push((entry, protocol, v6)),
-                Ok(None) => {}
-                Err(source) => {
-                    let err = BaselineError::Parse {
-                        path: path.display().to_string(),
-                        line: line.into(),
-                        source,
-                    };
-                    log::warn!("{err}; row skipped");
-                }
+        let rows = each_row(file, |row| match parse_line(row, v6, protocol) {
+            Ok(Some(entry)) => out.push((entry, protocol, v6)),
+            Ok(None) => {}
+            Err(source) => {
+                let err = BaselineError::Parse {
+                    path: path.display().to_string(),
+                    line: row.into(),
+                    source,
+                };
+                log::warn!("{err}; row skipped");
             }
+        });
+        match rows {
+            Ok(()) => {}
+            Err(e) if vanished(&e) => return Err(TableError::Gone),
+            Err(e) => return Err(TableError::Io(path, e)),
         }
     }
     Ok(out)
+}
+
+/// Calls `f` with every row of a `/proc/<pid>/net/{tcp,tcp6,udp,udp6}` table (the header left out,
+/// no newline), a line at a time: a busy host's tables hold every connection (a hundred thousand
+/// `TIME_WAIT` rows after a burst of short connections are 15 MB of text), and only the listening
+/// and bound rows are wanted.
+fn each_row(file: fs::File, mut f: impl FnMut(&str)) -> std::io::Result<()> {
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut line = String::new();
+    let mut header = true;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if !std::mem::take(&mut header) {
+            f(line.trim_end_matches('\n'));
+        }
+    }
 }
 
 /// Maps each wanted socket inode to the sorted thread-group ids holding it.
@@ -578,6 +603,37 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn a_busy_table_is_read_a_row_at_a_time() {
+        // 20,000 TIME_WAIT rows (1.6 MB, many times the read buffer) around one listener.
+        let mut lines: Vec<&str> = TCP.lines().collect();
+        let time_wait = lines[4];
+        let listener = lines[1];
+        let mut table = String::from(lines.remove(0));
+        table.push('\n');
+        for i in 0..20_000 {
+            table.push_str(if i == 12_345 { listener } else { time_wait });
+            table.push('\n');
+        }
+        let dir = std::env::temp_dir().join(format!("monitor-busy-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("scratch");
+        let path = dir.join("tcp");
+        fs::write(&path, &table).expect("write the table");
+        let mut rows = 0;
+        let mut listening = Vec::new();
+        each_row(fs::File::open(&path).expect("open"), |row| {
+            rows += 1;
+            if let Ok(Some(e)) = parse_line(row, false, Protocol::Tcp) {
+                listening.push(e.local);
+            }
+        })
+        .expect("read");
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(rows, 20_000, "every row but the header");
+        assert_eq!(listening, [sa("127.0.0.1:4446")]);
     }
 
     #[cfg(target_endian = "little")]

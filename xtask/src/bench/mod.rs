@@ -382,6 +382,9 @@ fn run_workload(
     let pid = instance.pid();
     let cpu_before = pid.and_then(instance::cpu_seconds);
     let (value, p99_ms) = if workload == Workload::Web {
+        // A second of load first (connections made, php-fpm's workers and opcache warm): what is
+        // timed is the steady state.
+        web::wrk(&web.url, 1, 16)?;
         let r = web::wrk(&web.url, o.web_seconds, 16)?;
         (r.requests_per_sec, Some(r.p99_ms))
     } else {
@@ -421,7 +424,12 @@ fn measure(o: &Options, monitor: &Path, driver: &Path, scratch: &Path) -> Result
     let mut samples: BTreeMap<(Workload, Config), Vec<Sample>> = BTreeMap::new();
     let mut rounds = Vec::new();
     for round in 1..=o.rounds {
-        for config in Config::ALL {
+        // Each round starts one configuration further (A B C D E, B C D E A, …): whatever drifts
+        // within a round (a server warming up, the page cache) falls on every configuration
+        // alike, and each is paired with the same round's "no monitor" run.
+        let mut order = Config::ALL;
+        order.rotate_left((round as usize - 1) % Config::ALL.len());
+        for config in order {
             eprintln!(
                 "xtask bench: round {round}/{}: {}",
                 o.rounds,
@@ -570,7 +578,7 @@ fn drop_search(o: &Options, paths: &Paths<'_>, driver: &Path) -> Result<Vec<Rate
                 "--seconds",
                 &o.rate_seconds.to_string(),
                 "--threads",
-                "2",
+                "4",
             ]),
         )?;
         let status = instance.stop()?.context("no final status")?;

@@ -203,7 +203,7 @@ fn header(md: &mut String, r: &Results) -> Result<()> {
     )?;
     writeln!(
         md,
-        "- {} rounds; in each, every configuration is started, runs every workload once, and is stopped (A B C D E, A B C D E, …); `kernel.bpf_stats_enabled=0` while timing",
+        "- {} rounds; in each, every configuration is started, runs every workload once, and is stopped, each round starting one configuration further (A B C D E, B C D E A, …, so that drift within a round falls on all alike); `kernel.bpf_stats_enabled=0` while timing; the web workload gets 1 s of `wrk` before its timed run",
         o.rounds
     )?;
     writeln!(md, "\nConfigurations:\n")?;
@@ -448,7 +448,7 @@ fn drops(md: &mut String, r: &Results) -> Result<()> {
     writeln!(md, "### Ring-buffer drops\n")?;
     writeln!(
         md,
-        "`monitor --events > /dev/null` (every connect and accept is a record for userspace; in the default mode none of these connects leaves the kernel) under a paced connect storm of doubling rate (2 driver threads, {} s per step), until the ring buffer drops or the driver cannot reach the rate. Records: connect + accept records handled.\n",
+        "`monitor --events > /dev/null` (every connect and accept is a record for userspace; in the default mode none of these connects leaves the kernel) under a paced connect storm of doubling rate (4 driver threads, {} s per step), until the ring buffer drops or the driver cannot reach the rate. Records: connect + accept records handled.\n",
         r.options.rate_seconds
     )?;
     writeln!(
