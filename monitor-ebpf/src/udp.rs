@@ -294,7 +294,19 @@ unsafe fn msg_name(msg: u64) -> Res<(u64, u64)> {
 /// reported for this process before.
 #[inline(always)]
 fn report(fd: u64, addr: u64, len: u64, call: Call, hook: Hook, wake: Wake) -> Res<()> {
-    if addr == 0 {
+    if addr == 0 || (len as i32) < 2 {
+        return Ok(());
+    }
+    // The address family before anything else: a connect or send to a unix socket (nginx to
+    // php-fpm, on every request) ends here, before the walk from descriptor to socket.
+    // `destination` refuses the same families again on the address it reads.
+    // SAFETY: bpf_probe_read_user copies an integer (valid for any bits) and fails instead of
+    // faulting on a bad address.
+    let sa_family: u16 = unsafe { bpf_probe_read_user(addr as *const u16)? };
+    if !(sa_family == AF_INET
+        || sa_family == AF_INET6
+        || (sa_family == AF_UNSPEC && call == Call::Send))
+    {
         return Ok(());
     }
     // `int fd` in an 8-byte slot: a negative one is refused with EBADF.

@@ -98,6 +98,10 @@ pub struct ProcessEntry {
     pub exited_ns: Option<u64>,
     /// Logical time of the last use, for least-recently-used eviction.
     last_used: u64,
+    /// Set from the table's counter whenever the entry is added or what an ancestry shows of it
+    /// (exe, comm, argv, parent) changes: a cached ancestry is valid while its members' stamps
+    /// are.
+    stamp: u64,
     /// The executable's inode identity, from the exec record (copied at fork).
     pub file: Option<FileId>,
     /// What the current program was recognised as beyond its path (a copy of a shell, a
@@ -137,6 +141,7 @@ impl ProcessEntry {
             start_ns: p.start_ns,
             exited_ns: None,
             last_used: 0,
+            stamp: 0,
             file: None,
             program: None,
             web_server_match: None,
@@ -202,17 +207,26 @@ pub struct ProcessTable {
     path_verdicts: HashMap<String, HashMap<String, PathVerdict>>,
     /// (kind, root pid, root start) → incident id.
     incidents: HashMap<(String, u32, u64), String>,
-    /// Bumped whenever an entry is added, replaced or removed, or an argv re-read: an ancestry
-    /// built at an older generation may be stale.
-    lineage_gen: u64,
-    /// The ancestries last built, by pid, with the generation they were built at: at most
-    /// [`ANCESTRY_CACHE_MAX`], for the processes whose records come in bursts (a connect storm,
-    /// a web server's workers). Not one per entry: every process would then hold its own copy
-    /// of every ancestor's command line.
-    ancestries: HashMap<u32, (u64, Ancestry)>,
+    /// The last stamp handed out (see `ProcessEntry::stamp`).
+    stamp: u64,
+    /// Ancestries built, by the pid of their first member (the parent of the processes they
+    /// belong to): every child of a parent shares one, so a burst of children (an exec storm, a
+    /// shell script, a web server's workers) builds it once. At most [`ANCESTRY_CACHE_MAX`]:
+    /// not one per entry, as every process would then hold its own copy of every ancestor's
+    /// command line.
+    ancestries: HashMap<u32, CachedAncestry>,
 }
 
-/// Ancestries the table keeps built (see `ProcessTable::ancestries`).
+/// An ancestry as built, with what it was built from.
+struct CachedAncestry {
+    /// Each member's pid and stamp then.
+    members: Vec<(u32, u64)>,
+    /// The pid the chain stopped at because the table did not know it (then or on reading
+    /// `/proc`): the ancestry is stale once the table has it.
+    unknown: Option<u32>,
+    ancestry: Ancestry,
+}
+
 const ANCESTRY_CACHE_MAX: usize = 64;
 
 impl ProcessTable {
@@ -231,7 +245,7 @@ impl ProcessTable {
             boot_id: String::new(),
             path_verdicts: HashMap::new(),
             incidents: HashMap::new(),
-            lineage_gen: 0,
+            stamp: 0,
             ancestries: HashMap::new(),
         }
     }
@@ -639,7 +653,8 @@ impl ProcessTable {
             {
                 e.argv = argv;
                 e.argv_truncated = truncated;
-                self.lineage_gen += 1;
+                self.stamp += 1;
+                e.stamp = self.stamp;
             }
         }
         Some(e)
@@ -668,8 +683,10 @@ impl ProcessTable {
             .get_mut(&h.tgid)
             .expect("entry inserted or found above");
         e.cgroup_id = Some(h.cgroup_id);
-        if e.ppid == 0 {
+        if e.ppid == 0 && h.ppid != 0 {
             e.ppid = h.ppid;
+            self.stamp += 1;
+            e.stamp = self.stamp;
         }
         if h.euid.is_some() {
             e.euid = h.euid;
@@ -773,6 +790,7 @@ impl ProcessTable {
             start_ns: Some(parent.ktime_ns),
             exited_ns: None,
             last_used: 0,
+            stamp: 0,
             file,
             program,
             web_server_match,
@@ -857,6 +875,7 @@ impl ProcessTable {
             start_ns,
             exited_ns: None,
             last_used: 0,
+            stamp: 0,
             file: ev.file,
             program: judged.program,
             web_server_match: judged.web_server,
@@ -917,48 +936,101 @@ impl ProcessTable {
                 .is_some_and(|e| e.exited_ns == Some(at))
             {
                 self.entries.remove(&pid);
-                self.lineage_gen += 1;
             }
         }
     }
 
     /// Parent first, up to pid 1, at most [`ANCESTRY_MAX`] entries; stops at a loop, an unknown
     /// pid, or a "parent" younger than its child (a reused pid). Built once and shared by every
-    /// record of the process until an entry of the table changes.
+    /// record of the process and of its siblings until one of its members changes.
     pub fn ancestry(&mut self, pid: u32) -> Ancestry {
-        if let Some((built, ancestry)) = self.ancestries.get(&pid)
-            && *built == self.lineage_gen
-        {
-            return ancestry.clone();
+        let Some((ppid, start)) = self.lookup(pid).map(|e| (e.ppid, e.start_ns)) else {
+            return Ancestry::default();
+        };
+        if ppid == 0 || ppid == pid || !self.is_parent(ppid, start) {
+            return Ancestry::default();
         }
-        let ancestry = Ancestry::new(self.build_ancestry(pid));
-        if self.ancestries.len() >= ANCESTRY_CACHE_MAX {
-            // Every entry is stale or cold by then; starting over is cheaper than tracking use.
-            self.ancestries.clear();
+        let chain = if let Some(chain) = self.cached_ancestry(ppid) {
+            chain
+        } else {
+            let built = self.build_ancestry(ppid);
+            let ancestry = built.ancestry.clone();
+            if self.ancestries.len() >= ANCESTRY_CACHE_MAX {
+                // Every entry is stale or cold by then; starting over is cheaper than tracking
+                // use.
+                self.ancestries.clear();
+            }
+            self.ancestries.insert(ppid, built);
+            ancestry
+        };
+        // A loop back to the process itself (pids reused in a cycle) ends its ancestry there.
+        match chain.iter().position(|a| a.pid == pid) {
+            Some(at) => Ancestry::new(chain[..at].to_vec()),
+            None => chain,
         }
-        self.ancestries
-            .insert(pid, (self.lineage_gen, ancestry.clone()));
-        ancestry
     }
 
-    fn build_ancestry(&mut self, pid: u32) -> Vec<Ancestor> {
+    /// Whether the table's `ppid` can be the parent of a process started at `child_start`: not
+    /// a process younger than its child (the pid was reused).
+    fn is_parent(&mut self, ppid: u32, child_start: Option<u64>) -> bool {
+        let Some(p) = self.lookup(ppid) else {
+            return false;
+        };
+        !matches!((p.start_ns, child_start), (Some(ps), Some(cs)) if ps > cs.saturating_add(START_SLACK_NS))
+    }
+
+    /// The cached ancestry starting at `first`, when every member is still the entry it was
+    /// built from (members are touched as used, so that the ancestors of busy processes are not
+    /// the least recently used).
+    fn cached_ancestry(&mut self, first: u32) -> Option<Ancestry> {
+        let cached = self.ancestries.get(&first)?;
+        if cached
+            .unknown
+            .is_some_and(|pid| self.entries.contains_key(&pid))
+        {
+            return None;
+        }
+        self.tick += 1;
+        for &(pid, stamp) in &cached.members {
+            match self.entries.get_mut(&pid) {
+                Some(e) if e.stamp == stamp => e.last_used = self.tick,
+                _ => return None,
+            }
+        }
+        Some(cached.ancestry.clone())
+    }
+
+    /// `first` (a known process) and its ancestors.
+    fn build_ancestry(&mut self, first: u32) -> CachedAncestry {
         let mut out = Vec::new();
-        let mut seen = HashSet::from([pid]);
-        let mut cur = self.lookup(pid).map(|e| (e.ppid, e.start_ns));
-        while let Some((ppid, child_start)) = cur {
-            if ppid == 0 || out.len() >= ANCESTRY_MAX || !seen.insert(ppid) {
+        let mut members = Vec::new();
+        let mut seen = HashSet::new();
+        let mut unknown = None;
+        let mut next = Some(first);
+        let mut child_start: Option<u64> = None;
+        while let Some(pid) = next.take() {
+            if pid == 0 || out.len() >= ANCESTRY_MAX || !seen.insert(pid) {
                 break;
             }
-            let Some(p) = self.lookup(ppid) else { break };
+            let Some(p) = self.lookup(pid) else {
+                unknown = Some(pid);
+                break;
+            };
             if let (Some(ps), Some(cs)) = (p.start_ns, child_start)
                 && ps > cs.saturating_add(START_SLACK_NS)
             {
                 break;
             }
             out.push(p.ancestor());
-            cur = Some((p.ppid, p.start_ns));
+            members.push((p.pid, p.stamp));
+            child_start = p.start_ns;
+            next = Some(p.ppid);
         }
-        out
+        CachedAncestry {
+            members,
+            unknown,
+            ancestry: Ancestry::new(out),
+        }
     }
 
     fn insert(&mut self, mut entry: ProcessEntry) {
@@ -966,8 +1038,9 @@ impl ProcessTable {
             self.evict();
         }
         self.tick += 1;
-        self.lineage_gen += 1;
+        self.stamp += 1;
         entry.last_used = self.tick;
+        entry.stamp = self.stamp;
         if !entry.judged {
             let judged = self.judge(
                 entry.pid,
@@ -992,7 +1065,6 @@ impl ProcessTable {
                 .is_some_and(|e| e.exited_ns == Some(at))
             {
                 self.entries.remove(&pid);
-                self.lineage_gen += 1;
                 self.evicted += 1;
                 return;
             }
@@ -1010,7 +1082,6 @@ impl ProcessTable {
         by_use.select_nth_unstable(n - 1);
         for &(_, pid) in &by_use[..n] {
             self.entries.remove(&pid);
-            self.lineage_gen += 1;
         }
         self.evicted += n as u64;
     }
@@ -1465,6 +1536,34 @@ mod tests {
             serde_json::to_string(&after).expect("serializes"),
             serde_json::to_string(&after.to_vec()).expect("serializes")
         );
+    }
+
+    #[test]
+    fn siblings_share_their_ancestry_until_an_ancestor_changes() {
+        let dir = TempDir::new();
+        let mut t = ProcessTable::new(1000, &dir.0);
+        t.on_exec(&exec(30, 1, "bash", "/bin/bash", &["bash"], 1));
+        t.on_exec(&exec(31, 30, "make", "/usr/bin/make", &["make"], 2));
+        t.on_exec(&exec(40, 31, "true", "/bin/true", &["true"], 3));
+        let first = t.ancestry(40);
+        assert_eq!(pids(&first), [31, 30]);
+        // New children of the same parent (an exec storm) share the built list, although the
+        // table changed (they were added).
+        for (i, pid) in (41..60).enumerate() {
+            t.on_exec(&exec(pid, 31, "true", "/bin/true", &["true"], 4 + i as u64));
+            let a = t.ancestry(pid);
+            assert!(std::ptr::eq(first.as_ptr(), a.as_ptr()), "pid {pid}");
+        }
+        // A grandparent's new program is seen by the next sibling.
+        t.on_exec(&exec(30, 1, "zsh", "/bin/zsh", &["zsh", "-l"], 30));
+        t.on_exec(&exec(61, 31, "true", "/bin/true", &["true"], 31));
+        let after = t.ancestry(61);
+        assert_eq!(after[1].comm, "zsh");
+        assert_eq!(after[1].argv, ["zsh", "-l"]);
+        // The grandparent gone from the table: the chain ends at the parent.
+        t.on_exit(&crate::testing::origin(30, 1, "zsh", 40));
+        t.expire(40 + EXIT_GRACE_NS + 1);
+        assert_eq!(pids(&t.ancestry(61)), [31]);
     }
 
     #[test]

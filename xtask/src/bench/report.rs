@@ -188,8 +188,9 @@ fn header(md: &mut String, r: &Results) -> Result<()> {
             " --smoke".to_owned()
         } else {
             format!(
-                " --rounds {} --execs {} --connects {} --listens {} --inbound {} --web-seconds {} --processes {} --latency {} --prefixes {}",
+                " --rounds {} --repeats {} --execs {} --connects {} --listens {} --inbound {} --web-seconds {} --processes {} --latency {} --prefixes {}",
                 o.rounds,
+                o.repeats,
                 o.execs,
                 o.connects,
                 o.listens,
@@ -203,8 +204,8 @@ fn header(md: &mut String, r: &Results) -> Result<()> {
     )?;
     writeln!(
         md,
-        "- {} rounds; in each, every configuration is started, runs every workload once, and is stopped, each round starting one configuration further (A B C D E, B C D E A, …, so that drift within a round falls on all alike); `kernel.bpf_stats_enabled=0` while timing; the web workload gets 1 s of `wrk` before its timed run",
-        o.rounds
+        "- {} rounds; in each, every configuration is started, runs every workload, and is stopped, each round starting one configuration further (A B C D E, B C D E A, …, so that drift within a round falls on all alike); `kernel.bpf_stats_enabled=0` while timing; the web workload gets 1 s of `wrk` before its timed run; each storm runs {} times back to back (more while they have taken under 0.3 s together: the listen storm) and the fastest run is the round's figure",
+        o.rounds, o.repeats
     )?;
     writeln!(md, "\nConfigurations:\n")?;
     writeln!(
@@ -342,7 +343,7 @@ fn overhead_tables(md: &mut String, r: &Results, svg: &Path) -> Result<()> {
     writeln!(
         md,
         "![median overhead per workload and configuration]({name})\n\n\
-         Overhead: each round's run against the same round's \"no monitor\" run (slower for the storms, fewer requests/s for the web), median and range over the rounds. \"× floor\": the median overhead as a multiple of the kernel floor's (not shown when the floor's own overhead is under 0.25 %, i.e. noise). Instance CPU: what the daemon (or bpftrace) used during the run.\n"
+         Overhead: each round's run against the same round's \"no monitor\" run (slower for the storms, fewer requests/s for the web), median and range over the rounds. \"× floor\": the median overhead as a multiple of the kernel floor's (not shown when the floor's own overhead is under 0.25 %, i.e. noise). Instance CPU: what the daemon (or bpftrace) used during one run (its CPU over a round's back-to-back runs, divided by their number).\n"
     )?;
     for w in Workload::ALL {
         writeln!(md, "#### {}\n", w.name())?;
