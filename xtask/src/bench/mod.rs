@@ -184,6 +184,8 @@ pub struct Sample {
     pub p99_ms: Option<f64>,
     /// CPU seconds the instance (daemon or bpftrace) used during the run.
     pub cpu_s: Option<f64>,
+    /// The storm's back-to-back runs behind `value` (1 for the web workload).
+    pub runs: u32,
 }
 
 /// What a monitor instance counted over one round.
@@ -429,6 +431,7 @@ fn run_workload(
         value,
         p99_ms,
         cpu_s,
+        runs: repeats,
     })
 }
 
@@ -473,6 +476,8 @@ fn measure(o: &Options, monitor: &Path, driver: &Path, scratch: &Path) -> Result
         }
     }
 
+    // Read here: the peak-RSS step below leaves thousands of processes exiting.
+    let load_after = loadavg();
     eprintln!("xtask bench: profile round (kernel.bpf_stats_enabled=1)");
     let kernel = profile_round(o, &paths, driver, &web)?;
     eprintln!("xtask bench: drop search");
@@ -520,7 +525,7 @@ fn measure(o: &Options, monitor: &Path, driver: &Path, scratch: &Path) -> Result
         started,
         took: began.elapsed(),
         load_before,
-        load_after: loadavg(),
+        load_after,
     })
 }
 
@@ -566,7 +571,8 @@ fn profile_round(
                 rows.sort_by(|a, b| a.program.cmp(&b.program));
                 let ops = match workload {
                     Workload::Web => (sample.value * f64::from(o.web_seconds)) as u64,
-                    _ => u64::from(workload.count(o)),
+                    // Every run of the storm is in the counters.
+                    _ => u64::from(workload.count(o)) * u64::from(sample.runs),
                 };
                 kernel.insert((workload, config), (ops, rows));
             }

@@ -178,7 +178,7 @@ fn header(md: &mut String, r: &Results) -> Result<()> {
     )?;
     writeln!(
         md,
-        "- 1-minute load average: {} before, {} after",
+        "- 1-minute load average: {} before, {} after the timed rounds",
         r.load_before, r.load_after
     )?;
     writeln!(
@@ -780,6 +780,7 @@ mod tests {
             value,
             p99_ms: Some(1.0),
             cpu_s: Some(0.1),
+            runs: 1,
         }
     }
 
