@@ -18,6 +18,13 @@ use serde_json::Value;
 
 pub mod sshd;
 
+/// Scenario sources (config templates, PHP scripts, helper programs).
+pub const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+/// The embedded default policy, from which the test policies are derived.
+pub const DEFAULT_POLICY: &str = include_str!("../../monitor/src/policy/default_policy.toml");
+/// How long a test listens for alerts that must NOT come, after the event they would be about.
+pub const QUIET: Duration = Duration::from_secs(2);
+
 /// Set (to `1`) by CI: privileged tests must run, never skip.
 pub const REQUIRE_ENV: &str = "MONITOR_REQUIRE_PRIVILEGED";
 

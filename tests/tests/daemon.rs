@@ -23,12 +23,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor_tests::{Monitor, is_status, monitor_bin, privileged};
+use monitor_tests::{Monitor, QUIET, is_status, monitor_bin, privileged};
 use serde_json::Value;
 
 const ALERT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long we listen for alerts that must NOT come.
-const QUIET: Duration = Duration::from_secs(2);
 
 /// A scratch directory, mode 0755 and root's (the daemon refuses configuration others can write).
 struct Scratch(PathBuf);

@@ -22,17 +22,11 @@ use std::{
 };
 
 use monitor::{baseline::scan_listeners, record::ANCESTRY_MAX};
-use monitor_tests::{Monitor, monitor_bin, privileged, record};
+use monitor_tests::{DEFAULT_POLICY, Monitor, QUIET, SCENARIOS, monitor_bin, privileged, record};
 use serde_json::{Value, json};
 
-/// Scenario files (config templates, PHP scripts, helper sources).
-const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
-/// The embedded default policy, from which the test policy is derived.
-const DEFAULT_POLICY: &str = include_str!("../../monitor/src/policy/default_policy.toml");
 /// How long an expected alert may take (the daemon should need milliseconds).
 const ALERT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long we listen for alerts that must NOT come, after the event they would be about.
-const QUIET: Duration = Duration::from_secs(2);
 
 // ---------------------------------------------------------------------------------------------
 // Scenario a: unexpected_listen, live and at start-up.

@@ -25,17 +25,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor_tests::{Monitor, monitor_bin, privileged};
+use monitor_tests::{DEFAULT_POLICY, Monitor, QUIET, SCENARIOS, monitor_bin, privileged};
 use serde_json::{Value, json};
 
-/// Scenario sources.
-const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
-/// The embedded default policy, from which the test policy is derived.
-const DEFAULT_POLICY: &str = include_str!("../../monitor/src/policy/default_policy.toml");
 /// How long an expected record may take.
 const WAIT: Duration = Duration::from_secs(10);
-/// How long we listen for alerts that must NOT come, after the event they would be about.
-const QUIET: Duration = Duration::from_secs(2);
 /// www-data and nobody on Debian.
 const WWW_DATA: u32 = 33;
 const NOBODY: u32 = 65534;

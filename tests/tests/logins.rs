@@ -24,15 +24,13 @@ use std::{
 };
 
 use monitor_tests::{
-    Monitor, privileged, record_only,
+    Monitor, QUIET, privileged, record_only,
     sshd::{Auth, Client, Key, NetNs, Scratch, Sshd, TestUser},
 };
 use serde_json::Value;
 
 /// How long an expected record may take (the daemon should need a fraction of a second).
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// How long we listen for records that must NOT come, after the event they would be about.
-const QUIET: Duration = Duration::from_secs(2);
 /// The events the replay fixtures keep: what the login and list rules judge.
 const RECORDED: &[&str] = &["accept", "login", "connect"];
 /// The alert schema every alert is validated against.
